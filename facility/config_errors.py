@@ -1,0 +1,35 @@
+"""Configuration errors that name the file and the path of the offending entry.
+
+Turns pydantic validation errors into one readable message per problem, e.g.
+``sites/demo.yaml: buildings[0].devices[2].address.port: Input should be a valid integer``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+
+
+class ConfigError(Exception):
+    """Bad configuration, refused at load time."""
+
+    def __init__(self, file: Path | str, problems: list[str]) -> None:
+        self.file = str(file)
+        self.problems = problems
+        super().__init__(f"{self.file}: " + f"\n{self.file}: ".join(problems))
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """('buildings', 0, 'devices', 2, 'port') -> 'buildings[0].devices[2].port'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def from_validation(file: Path | str, exc: pydantic.ValidationError) -> ConfigError:
+    problems = [f"{format_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
+    return ConfigError(file, problems)

@@ -1,0 +1,1 @@
+"""Database layer shared by every service: migrations, connections and the site registry."""

@@ -1,0 +1,245 @@
+"""The asyncio adapter over paho-mqtt 2.x: the one place paho's network thread is bridged.
+
+``MqttClient`` connects in the background and reconnects with paho's capped backoff,
+re-subscribes on every connect, lets callers await a QoS 1 PUBACK, and hands received
+messages to one async iterator through a bounded queue. When the queue is full, paho's
+network thread waits, so the broker holds the backlog instead of our memory. With
+``manual_ack`` a QoS 1 message is acknowledged only when the consumer calls ``ack()``
+(ingest acknowledges after its batch is committed)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+_URL = re.compile(r"^mqtts?://(?P<host>[^:/]+)(?::(?P<port>\d+))?/?$")
+
+
+class MqttError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        m = _URL.match(url.strip())
+        if not m:
+            raise ValueError(f"{url!r} is not an MQTT URL like mqtt://127.0.0.1:1883")
+        return cls(m.group("host"), int(m.group("port") or 1883))
+
+    def __str__(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+    qos: int = 1
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+    _client: MqttClient | None = field(default=None, repr=False)
+
+    def ack(self) -> None:
+        """Acknowledge a QoS 1 message (manual-ack clients only; a no-op otherwise)."""
+        if self._client is not None and self.qos > 0:
+            self._client.ack(self.mid, self.qos)
+
+
+class MqttClient:
+    """An asyncio MQTT client. Use ``async with MqttClient(...) as c:``."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        persistent: bool = False,
+        manual_ack: bool = False,
+        will: Will | None = None,
+        protocol: str = "5",
+        queue_size: int = 10_000,
+        max_inflight: int = 1_000,
+        keepalive_s: int = 30,
+    ) -> None:
+        self.url = MqttUrl.parse(url)
+        self.client_id = client_id
+        self._v5 = protocol == "5"
+        self._persistent = persistent
+        self._manual_ack = manual_ack
+        self._keepalive_s = keepalive_s
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+        self._subscriptions: dict[str, int] = {}
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._acked_early: set[int] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected = asyncio.Event()
+        self._closing = False
+        self._was_connected = False
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
+            clean_session=None if self._v5 else not persistent,
+            manual_ack=manual_ack,
+        )
+        self._client.max_inflight_messages_set(max_inflight)
+        self._client.max_queued_messages_set(0)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+
+    async def __aenter__(self) -> MqttClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Begin connecting in the background; ``connected`` is set at each CONNACK."""
+        self._loop = asyncio.get_running_loop()
+        props = None
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            if self._persistent:
+                props.SessionExpiryInterval = 7 * 24 * 3600
+            props.ReceiveMaximum = min(self._queue.maxsize, 65535)
+        self._client.connect_async(
+            self.url.host, self.url.port, keepalive=self._keepalive_s,
+            clean_start=not self._persistent if self._v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.connected.wait()
+        except TimeoutError:
+            raise MqttError(f"no connection to {self.url} within {timeout_s:.0f} s") from None
+
+    async def close(self) -> None:
+        self._closing = True
+        await asyncio.to_thread(self._client.disconnect)
+        await asyncio.to_thread(self._client.loop_stop)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+
+    async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe now if connected, and again after every reconnect."""
+        self._subscriptions[topic_filter] = qos
+        if self.connected.is_set():
+            self._client.subscribe(topic_filter, qos=qos)
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """Queue a message; the returned future completes at PUBACK (QoS 1) or at send."""
+        assert self._loop is not None, "start() first"
+        fut: asyncio.Future[None] = self._loop.create_future()
+        with self._lock:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+                fut.set_exception(MqttError(f"publish to {topic} refused: {paho.error_string(info.rc)}"))
+                return fut
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+                fut.set_result(None)
+            else:
+                self._pending[info.mid] = fut
+        return fut
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Publish and wait for the broker's PUBACK (QoS 1)."""
+        fut = self.publish_nowait(topic, payload, qos=qos, retain=retain)
+        async with asyncio.timeout(timeout_s):
+            await fut
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending)
+
+    async def messages(self) -> AsyncIterator[Message]:
+        while True:
+            yield await self._queue.get()
+
+    def ack(self, mid: int, qos: int) -> None:
+        self._client.ack(mid, qos)
+
+    # paho network-thread callbacks: hand over to the event loop, never block it long.
+
+    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        if rc.is_failure:
+            log.warning("MQTT %s refused the connection: %s", self.url, rc)
+            return
+        for topic_filter, qos in self._subscriptions.items():
+            client.subscribe(topic_filter, qos=qos)
+        if self._was_connected:
+            log.info("MQTT connection to %s restored", self.url)
+        else:
+            log.info("MQTT connected to %s as %s", self.url, self.client_id)
+        self._was_connected = True
+        self._call(self.connected.set)
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        self._call(self.connected.clear)
+        if not self._closing:
+            log.warning("MQTT connection to %s lost (%s); reconnecting", self.url, rc)
+
+    def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        m = Message(msg.topic, msg.payload, msg.qos, msg.retain, msg.mid,
+                    self if self._manual_ack else None)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._queue.put(m), loop)
+        try:
+            fut.result(timeout=3600)
+        except Exception:  # loop closed while waiting: the message stays unacknowledged
+            log.debug("dropped delivery of %s at shutdown", msg.topic)
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any = None, _p: Any = None) -> None:
+        with self._lock:
+            fut = self._pending.pop(mid, None)
+            if fut is None:
+                self._acked_early.add(mid)
+                return
+        self._call(lambda: fut.done() or fut.set_result(None))
+
+    def _call(self, fn: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn)

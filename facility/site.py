@@ -1,0 +1,189 @@
+"""Site configuration: one YAML file describes a site, its gateways, buildings and devices
+with their protocol address and profile. Loading validates everything and resolves each
+device's profile; a mistake is refused with the file and the path of the entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from facility.config_errors import ConfigError, from_validation
+from facility.profiles import BacnetProfile, ModbusProfile, load_profile
+
+ID = r"^[a-z0-9_-]+$"
+DeviceType = Literal["elevator", "pump_set", "switchgear", "fire_panel"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModbusAddress(_Strict):
+    protocol: Literal["modbus"] = "modbus"
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=255)
+
+
+class BacnetAddress(_Strict):
+    protocol: Literal["bacnet"] = "bacnet"
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    device_instance: int = Field(ge=0, le=4194302)
+
+
+Address = Annotated[ModbusAddress | BacnetAddress, Field(discriminator="protocol")]
+
+
+class DeviceConfig(_Strict):
+    id: str = Field(pattern=ID)
+    name: str = ""
+    type: DeviceType
+    profile: str = Field(pattern=ID)
+    address: Address
+    poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _timeout_fits(self) -> DeviceConfig:
+        if self.timeout_s > self.poll_interval_s * 10:
+            raise ValueError("timeout_s is longer than ten poll intervals")
+        return self
+
+
+class BuildingConfig(_Strict):
+    id: str = Field(pattern=ID)
+    name: str = ""
+    gateway: str = Field(pattern=ID)
+    devices: tuple[DeviceConfig, ...] = ()
+
+
+class GatewayConfig(_Strict):
+    id: str = Field(pattern=ID)
+    report_period_s: float = Field(default=30.0, gt=0)
+    offline_after_failures: int = Field(default=3, ge=1)
+
+
+class RuleOverride(_Strict):
+    """Site-level tuning of a built-in rule (the rule engine owns the rule itself)."""
+
+    on_delay_s: float | None = Field(default=None, ge=0)
+    off_delay_s: float | None = Field(default=None, ge=0)
+    enabled: bool = True
+
+
+class SiteConfig(_Strict):
+    site: str = Field(pattern=ID)
+    name: str = ""
+    profiles_dir: str = "../profiles"
+    gateways: tuple[GatewayConfig, ...]
+    buildings: tuple[BuildingConfig, ...]
+    rules: dict[str, RuleOverride] = {}
+
+    @model_validator(mode="after")
+    def _check_references(self) -> SiteConfig:
+        gateways = {g.id for g in self.gateways}
+        if len(gateways) != len(self.gateways):
+            raise ValueError("a gateway id appears twice")
+        device_ids: set[str] = set()
+        endpoints: dict[tuple[str, str, int, int], str] = {}
+        for b in self.buildings:
+            if b.gateway not in gateways:
+                raise ValueError(f"building {b.id} names gateway {b.gateway}, which is not defined")
+            for d in b.devices:
+                if d.id in device_ids:
+                    raise ValueError(f"device id {d.id} appears twice")
+                device_ids.add(d.id)
+                a = d.address
+                sub = a.unit if isinstance(a, ModbusAddress) else a.device_instance
+                key = (a.protocol, a.host, a.port, sub)
+                if key in endpoints:
+                    raise ValueError(f"devices {endpoints[key]} and {d.id} share address {key}")
+                endpoints[key] = d.id
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device of the loaded site, with its building, gateway and resolved profile."""
+
+    config: DeviceConfig
+    building: str
+    gateway: str
+    profile: ModbusProfile | BacnetProfile
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def type(self) -> str:
+        return self.config.type
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    config: SiteConfig
+    devices: dict[str, Device]
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.config.site
+
+    def gateway(self, gateway_id: str) -> GatewayConfig:
+        for g in self.config.gateways:
+            if g.id == gateway_id:
+                return g
+        raise KeyError(gateway_id)
+
+    def devices_of_gateway(self, gateway_id: str) -> list[Device]:
+        return [d for d in self.devices.values() if d.gateway == gateway_id]
+
+
+def parse_site(raw: object, path: Path) -> SiteConfig:
+    try:
+        return SiteConfig.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise from_validation(path, exc) from exc
+
+
+def load_site(path: Path | str, profiles_dir: Path | None = None) -> Site:
+    """Load a site file and every profile it names; ConfigError on any mistake."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
+    config = parse_site(raw, path)
+    pdir = profiles_dir or (path.parent / config.profiles_dir).resolve()
+    cache: dict[str, ModbusProfile | BacnetProfile] = {}
+    devices: dict[str, Device] = {}
+    problems: list[str] = []
+    for bi, b in enumerate(config.buildings):
+        for di, d in enumerate(b.devices):
+            where = f"buildings[{bi}].devices[{di}]"
+            if d.profile not in cache:
+                ppath = pdir / f"{d.profile}.yaml"
+                if not ppath.exists():
+                    problems.append(f"{where}.profile: no profile file {ppath}")
+                    continue
+                cache[d.profile] = load_profile(ppath)
+            prof = cache[d.profile]
+            if prof.protocol != d.address.protocol:
+                problems.append(
+                    f"{where}.address: profile {d.profile} speaks {prof.protocol}, "
+                    f"the address is {d.address.protocol}"
+                )
+                continue
+            devices[d.id] = Device(config=d, building=b.id, gateway=b.gateway, profile=prof)
+    if problems:
+        raise ConfigError(path, problems)
+    return Site(config=config, devices=devices, path=path)
