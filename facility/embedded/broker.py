@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from facility.embedded.lifetime import die_with_parent
 from facility.embedded.ports import wait_tcp
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Broker:
         with open(log_path, "ab") as logfile:
             self.process = subprocess.Popen(
                 args, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
         if not wait_tcp("127.0.0.1", self.port, timeout_s):
             code = self.process.poll()

@@ -1,0 +1,33 @@
+# The two commands of the quick start: `make demo` and `make test`. Each creates the
+# virtual environment in .venv and installs the project into it when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCENARIO ?= scenarios/demo.yaml
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-quick check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/facility demo --scenario $(SCENARIO)
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-quick: $(STAMP)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+check: $(STAMP)
+	$(BIN)/python -m pip install --quiet ruff mypy
+	$(BIN)/ruff check facility gateway ingest rules api simulators tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .facility .pytest_cache test-artifacts

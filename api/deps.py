@@ -1,0 +1,94 @@
+"""Request dependencies (``Annotated`` aliases): the app's settings, a pooled database
+connection (autocommit; writes open their own transaction), the authenticated user from the
+bearer token, and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from psycopg_pool import AsyncConnectionPool
+
+from api import tokens
+from facility.site import Site
+from facility.users import Role, User
+
+TOKEN_URL = "/api/v1/auth/token"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """What create_app was given; kept on app.state.config."""
+
+    database_url: str
+    site: Site | None
+    token_ttl: timedelta
+
+
+def get_config(request: Request) -> ApiConfig:
+    config: ApiConfig = request.app.state.config
+    return config
+
+
+def get_pool(request: Request) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = request.app.state.pool
+    return pool
+
+
+Config = Annotated[ApiConfig, Depends(get_config)]
+Pool = Annotated[AsyncConnectionPool[psycopg.AsyncConnection[Any]], Depends(get_pool)]
+
+
+async def get_conn(pool: Pool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async with pool.connection() as conn:
+        yield conn
+
+
+Conn = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]
+
+_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def get_current_user(
+    conn: Conn, token: Annotated[str | None, Depends(_bearer)]
+) -> User:
+    if not token:
+        raise _unauthorized("not authenticated: send Authorization: Bearer <token>")
+    if len(token) > 200:
+        raise _unauthorized("invalid or expired token")
+    user = await tokens.user_for_token(conn, token)
+    if user is None:
+        raise _unauthorized("invalid or expired token")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[[User], Coroutine[Any, Any, User]]:
+    """A dependency that passes the current user through if their role is one of ``roles``."""
+    allowed = frozenset(roles)
+
+    async def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            names = ", ".join(sorted(allowed))
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"role {user.role} may not do this (needs {names})"
+            )
+        return user
+
+    return check
+
+
+Acknowledger = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]

@@ -1,0 +1,57 @@
+"""Domain errors of the API and their one mapping to HTTP: every error answer is JSON
+``{"detail": "..."}``. Database trouble is 503, a value the database refuses is 422; nothing a
+client sends should end as a 500."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key} not found")
+
+
+class Conflict(ApiError):
+    status_code = 409
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    log.info("refused input on %s: %s", request.url.path, exc)
+    return JSONResponse({"detail": f"invalid value: {exc}"}, status_code=422)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s: %s", request.url.path, exc)
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(psycopg.DataError, _data_error)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)

@@ -1,0 +1,44 @@
+"""Bearer tokens: opaque random strings handed to the client once; the database keeps only
+their SHA-256 digest and an expiry. A token names a user until it expires or the user is
+deactivated."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+import psycopg
+
+from facility.users import Role, User
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+async def issue_token(conn: psycopg.AsyncConnection, user_id: int, ttl: timedelta) -> str:
+    """Store a new token for the user (and drop expired ones); returns the token."""
+    token = secrets.token_urlsafe(32)
+    async with conn.transaction():
+        await conn.execute("DELETE FROM api_tokens WHERE expires_at < now()")
+        await conn.execute(
+            "INSERT INTO api_tokens (token_sha256, user_id, expires_at)"
+            " VALUES (%s, %s, now() + %s)",
+            (digest(token), user_id, ttl),
+        )
+    return token
+
+
+async def user_for_token(conn: psycopg.AsyncConnection, token: str) -> User | None:
+    """The active user a valid, unexpired token belongs to, or None."""
+    cur = await conn.execute(
+        "SELECT u.id, u.username, u.display_name, u.role, u.trade FROM api_tokens t"
+        " JOIN users u ON u.id = t.user_id"
+        " WHERE t.token_sha256 = %s AND t.expires_at > now() AND u.active",
+        (digest(token),),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return User(id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), trade=row[4])

@@ -1,0 +1,131 @@
+"""Staff accounts: argon2 password hashing (pwdlib), creating users, the demo users, and
+checking a username and password. Passwords never leave this module in clear; the database
+keeps only argon2 hashes. ``create_user``/``ensure_demo_users`` take a synchronous psycopg
+connection (the CLI's set-up steps); ``authenticate`` takes an async one (the API)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+import psycopg
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+log = logging.getLogger(__name__)
+
+_HASHER = PasswordHash((Argon2Hasher(),))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so that a wrong name costs as much
+    time as a wrong password."""
+    return _HASHER.hash("facility-dummy-password")
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    TECHNICIAN = "technician"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+DEMO_USERS: tuple[tuple[str, Role, str], ...] = (
+    ("operator", Role.OPERATOR, "Duty-room operator"),
+    ("technician", Role.TECHNICIAN, "On-call technician"),
+    ("manager", Role.MANAGER, "Property manager"),
+    ("admin", Role.ADMIN, "Administrator"),
+)
+
+
+class UserExists(ValueError):
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"user {username!r} already exists")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    trade: str | None
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    return _HASHER.verify(password, password_hash)
+
+
+def create_user(
+    conn: psycopg.Connection,
+    username: str,
+    password: str,
+    role: Role | str,
+    *,
+    display_name: str = "",
+    trade: str | None = None,
+) -> int:
+    """Insert a user and return its id; UserExists if the username is taken."""
+    role = Role(role)
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "INSERT INTO users (username, display_name, role, trade, password_hash)"
+                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (username, display_name, str(role), trade, hash_password(password)),
+            ).fetchone()
+    except psycopg.errors.UniqueViolation as exc:
+        raise UserExists(username) from exc
+    assert row is not None
+    log.info("created user %s (%s)", username, role)
+    return int(row[0])
+
+
+def set_password(conn: psycopg.Connection, username: str, password: str) -> bool:
+    """Replace a user's password; False if there is no such user."""
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE users SET password_hash = %s WHERE username = %s",
+            (hash_password(password), username),
+        )
+    return cur.rowcount == 1
+
+
+def ensure_demo_users(conn: psycopg.Connection, password: str) -> None:
+    """Create operator, technician, manager and admin with this password, or reset their
+    password (and re-activate them) if they exist."""
+    for username, role, display in DEMO_USERS:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO users (username, display_name, role, password_hash)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO UPDATE"
+                " SET password_hash = EXCLUDED.password_hash, active = true",
+                (username, display, str(role), hash_password(password)),
+            )
+    log.info("demo users ready: %s", ", ".join(u for u, _, _ in DEMO_USERS))
+
+
+async def authenticate(
+    conn: psycopg.AsyncConnection, username: str, password: str
+) -> User | None:
+    """The active user with this username and password, or None."""
+    cur = await conn.execute(
+        "SELECT id, username, display_name, role, trade, password_hash FROM users"
+        " WHERE username = %s AND active",
+        (username,),
+    )
+    row = await cur.fetchone()
+    # argon2 is deliberately slow: verify off the event loop.
+    ok = await asyncio.to_thread(verify_password, password, row[5] if row else _dummy_hash())
+    if row is None or not ok:
+        return None
+    return User(id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), trade=row[4])

@@ -1,0 +1,105 @@
+"""Constant-pressure domestic water pump set model: pure logic, no I/O, deterministic.
+
+A VFD holds the outlet pressure near its setpoint; demand follows a slow cycle, the VFD
+frequency follows demand, the duty pump rotates every `rotation_s` and the standby pump
+assists at high demand; run-hour counters integrate running time; the break tank and the
+municipal inlet pressure stay near nominal. Faults: `water_outage` (inlet pressure lost,
+the tank drains and the pumps stop dry-run protected below `dry_run_level_m`),
+`pump_fault` (the duty pump trips and the other takes over) and `low_pressure` (the set
+cannot hold its setpoint)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from simulators.models import PointValue, UnsupportedFault
+
+DEMAND_PERIOD_S = 900.0
+
+
+class PumpSetModel:
+    device_type = "pump_set"
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        setpoint_mpa: float = 0.45,
+        rotation_s: float = 600.0,
+        tank_full_m: float = 2.5,
+        dry_run_level_m: float = 0.3,
+    ) -> None:
+        self._rng = random.Random(seed)
+        self.setpoint_mpa = setpoint_mpa
+        self.rotation_s = rotation_s
+        self.tank_full_m = tank_full_m
+        self.dry_run_level_m = dry_run_level_m
+        self.tank_level_m = tank_full_m
+        self.run_s = [float(self._rng.randint(1000, 9000)) * 3600.0 for _ in range(2)]
+        self._phase = self._rng.uniform(0, 2 * math.pi)
+        self.faults: set[str] = set()
+        self._now = 0.0
+        self._last: float | None = None
+        self._noise = 0.0
+
+    def _demand(self) -> float:
+        return 0.55 + 0.35 * math.sin(2 * math.pi * self._now / DEMAND_PERIOD_S + self._phase)
+
+    def _running(self) -> tuple[bool, bool]:
+        if "water_outage" in self.faults and self.tank_level_m <= self.dry_run_level_m:
+            return (False, False)
+        duty = int(self._now // self.rotation_s) % 2
+        if "pump_fault" in self.faults:
+            duty = 1 - duty if duty == 0 else duty  # pump 1 tripped: pump 2 runs
+            return (False, True)
+        both = self._demand() > 0.8 or "low_pressure" in self.faults
+        return (duty == 0 or both, duty == 1 or both)
+
+    def step(self, now: float) -> None:
+        dt = 0.0 if self._last is None else max(0.0, now - self._last)
+        self._last = now
+        self._now = now
+        self._noise = self._rng.uniform(-1.0, 1.0)
+        running = self._running()
+        for i, on in enumerate(running):
+            if on:
+                self.run_s[i] += dt
+        if "water_outage" in self.faults:
+            draw = 0.004 * self._demand() if any(running) else 0.0
+            self.tank_level_m = max(0.0, self.tank_level_m - draw * dt)
+        else:
+            self.tank_level_m = min(self.tank_full_m, self.tank_level_m + 0.01 * dt)
+
+    def points(self) -> dict[str, PointValue]:
+        running = self._running()
+        outage = "water_outage" in self.faults
+        if not any(running):
+            outlet, freq = 0.05, 0.0
+        elif "low_pressure" in self.faults:
+            outlet, freq = self.setpoint_mpa * 0.5, 50.0
+        else:
+            outlet = self.setpoint_mpa + 0.005 * self._noise
+            freq = min(50.0, 30.0 + 20.0 * self._demand())
+        return {
+            "outlet_pressure": round(outlet, 4),
+            "pressure_setpoint": self.setpoint_mpa,
+            "vfd_frequency": round(freq, 2),
+            "tank_level": round(self.tank_level_m, 3),
+            "inlet_pressure": 0.0 if outage else round(0.15 + 0.003 * self._noise, 4),
+            "pump_1_running": running[0],
+            "pump_2_running": running[1],
+            "pump_1_fault": "pump_fault" in self.faults,
+            "pump_2_fault": False,
+            "vfd_fault": False,
+            "run_hours_1": int(self.run_s[0] // 3600),
+            "run_hours_2": int(self.run_s[1] // 3600),
+        }
+
+    def set_fault(self, name: str, active: bool, zone: int | None = None) -> None:
+        if name not in ("water_outage", "pump_fault", "low_pressure"):
+            raise UnsupportedFault(self.device_type, name)
+        if active:
+            self.faults.add(name)
+        else:
+            self.faults.discard(name)
