@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from facility.alarm_store import AlarmError, AlarmNotFound, AlarmStateError
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,14 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
 
+async def _alarm_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AlarmError)
+    if isinstance(exc, AlarmNotFound):
+        return JSONResponse({"detail": f"alarm {exc.alarm_id} not found"}, status_code=404)
+    code = 409 if isinstance(exc, AlarmStateError) else 400
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     log.info("refused input on %s: %s", request.url.path, exc)
     return JSONResponse({"detail": f"invalid value: {exc}"}, status_code=422)
@@ -52,6 +62,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(AlarmError, _alarm_error)
     app.add_exception_handler(psycopg.DataError, _data_error)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(PoolTimeout, _database_unavailable)

@@ -98,6 +98,10 @@ class MqttClient:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = asyncio.Event()
+        # set once the broker has acknowledged every subscription of the current connection
+        self.subscribed = asyncio.Event()
+        self._unacked_subscribes: set[int] = set()
+        self._subacks_early: set[int] = set()
         self._closing = False
         self._was_connected = False
         self._client = paho.Client(
@@ -116,6 +120,7 @@ class MqttClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
 
     async def __aenter__(self) -> MqttClient:
         await self.start()
@@ -159,7 +164,27 @@ class MqttClient:
         """Subscribe now if connected, and again after every reconnect."""
         self._subscriptions[topic_filter] = qos
         if self.connected.is_set():
-            self._client.subscribe(topic_filter, qos=qos)
+            self.subscribed.clear()
+            self._send_subscribe(self._client, topic_filter, qos)
+
+    async def wait_subscribed(self, timeout_s: float | None = None) -> None:
+        """Wait until the broker has acknowledged every subscription (SUBACK), so that a
+        message published from now on reaches this client."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.subscribed.wait()
+        except TimeoutError:
+            raise MqttError(f"subscriptions not acknowledged by {self.url} within "
+                            f"{timeout_s:.0f} s") from None
+
+    def _send_subscribe(self, client: paho.Client, topic_filter: str, qos: int) -> None:
+        rc, mid = client.subscribe(topic_filter, qos=qos)  # never under self._lock
+        if rc == paho.MQTT_ERR_SUCCESS and mid is not None:
+            with self._lock:
+                if mid in self._subacks_early:
+                    self._subacks_early.discard(mid)
+                else:
+                    self._unacked_subscribes.add(mid)
 
     def publish_nowait(
         self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
@@ -167,16 +192,18 @@ class MqttClient:
         """Queue a message; the returned future completes at PUBACK (QoS 1) or at send."""
         assert self._loop is not None, "start() first"
         fut: asyncio.Future[None] = self._loop.create_future()
-        with self._lock:
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
-            if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-                fut.set_exception(MqttError(f"publish to {topic} refused: {paho.error_string(info.rc)}"))
-                return fut
-            if info.mid in self._acked_early:
-                self._acked_early.discard(info.mid)
-                fut.set_result(None)
-            else:
-                self._pending[info.mid] = fut
+        # Only the event loop's thread touches _pending and _acked_early (PUBACKs are handed
+        # over by _on_publish), so no lock is held while paho takes its own mutexes.
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            fut.set_exception(
+                MqttError(f"publish to {topic} refused: {paho.error_string(info.rc)}"))
+            return fut
+        if qos == 0 or info.mid in self._acked_early:
+            self._acked_early.discard(info.mid)
+            fut.set_result(None)
+        else:
+            self._pending[info.mid] = fut
         return fut
 
     async def publish(
@@ -205,8 +232,13 @@ class MqttClient:
         if rc.is_failure:
             log.warning("MQTT %s refused the connection: %s", self.url, rc)
             return
-        for topic_filter, qos in self._subscriptions.items():
-            client.subscribe(topic_filter, qos=qos)
+        self._call(self.subscribed.clear)
+        with self._lock:
+            self._unacked_subscribes.clear()
+        for topic_filter, qos in list(self._subscriptions.items()):
+            self._send_subscribe(client, topic_filter, qos)
+        if not self._subscriptions:
+            self._call(self.subscribed.set)
         if self._was_connected:
             log.info("MQTT connection to %s restored", self.url)
         else:
@@ -216,6 +248,7 @@ class MqttClient:
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         self._call(self.connected.clear)
+        self._call(self.subscribed.clear)
         if not self._closing:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.url, rc)
 
@@ -232,12 +265,30 @@ class MqttClient:
             log.debug("dropped delivery of %s at shutdown", msg.topic)
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any = None, _p: Any = None) -> None:
+        # paho calls this holding its out-message mutex: resolve on the event loop's thread,
+        # where publish_nowait runs, so no lock of ours is ever taken under paho's.
+        self._call(lambda: self._resolve_puback(mid))
+
+    def _resolve_puback(self, mid: int) -> None:
+        fut = self._pending.pop(mid, None)
+        if fut is None:
+            self._acked_early.add(mid)
+            return
+        if not fut.done():
+            fut.set_result(None)
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: Any, _p: Any = None) -> None:
+        for code in codes or ():
+            if getattr(code, "is_failure", False):
+                log.warning("MQTT %s refused a subscription: %s", self.url, code)
         with self._lock:
-            fut = self._pending.pop(mid, None)
-            if fut is None:
-                self._acked_early.add(mid)
-                return
-        self._call(lambda: fut.done() or fut.set_result(None))
+            if mid in self._unacked_subscribes:
+                self._unacked_subscribes.discard(mid)
+            else:
+                self._subacks_early.add(mid)
+            done = not self._unacked_subscribes
+        if done:
+            self._call(self.subscribed.set)
 
     def _call(self, fn: Any) -> None:
         loop = self._loop

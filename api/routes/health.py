@@ -14,7 +14,7 @@ from api.deps import Pool
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
-DB_CHECK_TIMEOUT_S = 3.0
+DB_CHECK_TIMEOUT_S = 2.0
 
 
 @router.get("/health", responses={503: {"description": "database unreachable"}})

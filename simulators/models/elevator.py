@@ -4,9 +4,10 @@ The car waits at a landing, answers a random call, travels at rated speed, stops
 the destination and cycles its doors (opening, open, closing) while passengers leave and
 board. It only ever stops at a landing, so without a fault it never shows "stopped outside
 the door zone with doors closed and passengers aboard". Fault `entrapment` stops the car
-between floors with its doors closed and somebody aboard, and the alarm button is pressed
-after `alarm_delay_s`; when the fault ends the car levels at low speed to the next floor in
-its direction of travel, opens its doors and the passengers leave."""
+between floors (`stuck_offset_m` past a landing when it was at one) with its doors closed
+and somebody aboard, and the alarm button is pressed after `alarm_delay_s`; when the fault
+ends the car levels at low speed to the next floor in its direction of travel, opens its
+doors and the passengers leave."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class ElevatorParams:
     idle_min_s: float = 3.0
     idle_max_s: float = 20.0
     alarm_delay_s: float = 5.0
+    stuck_offset_m: float = 0.8  # how far past a landing an entrapment stops the car
     door_zone_m: float = 0.1
     capacity: int = 13
     kg_per_passenger: int = 75
@@ -63,10 +65,10 @@ class ElevatorModel:
         self._rng = random.Random(seed)
         self.position_m = 0.0
         self.phase = Phase.IDLE
-        self._phase_until = self._idle_time(0.0)
         self._target_m = 0.0
         self._travel_dir = Direction.UP
         self.passengers = 0
+        self._phase_until = self._idle_time(0.0)
         self.run_count = 0
         self.alarm_button = False
         self._stuck_since: float | None = None
@@ -190,13 +192,13 @@ class ElevatorModel:
         h = p.floor_height_m
         top_m = (p.floors - 1) * h
         if self.phase is not Phase.TRAVEL or self.in_door_zone:
-            # Stop about half a floor past the landing, inside the shaft.
+            # Stop the car stuck_offset_m past the landing, inside the shaft.
             up = self._travel_dir == Direction.UP if self.phase is Phase.TRAVEL else True
             landing = round(self.position_m / h) * h
-            if not 0 <= landing + (h / 2 if up else -h / 2) <= top_m:
+            if not 0 <= landing + (p.stuck_offset_m if up else -p.stuck_offset_m) <= top_m:
                 up = not up
             self._travel_dir = Direction.UP if up else Direction.DOWN
-            self.position_m = landing + (h / 2 if up else -h / 2)
+            self.position_m = landing + (p.stuck_offset_m if up else -p.stuck_offset_m)
         self.passengers = max(self.passengers, self._rng.randint(1, 3))
         self.phase = Phase.STUCK
         self._stuck_since = None

@@ -49,10 +49,9 @@ class PumpSetModel:
     def _running(self) -> tuple[bool, bool]:
         if "water_outage" in self.faults and self.tank_level_m <= self.dry_run_level_m:
             return (False, False)
-        duty = int(self._now // self.rotation_s) % 2
         if "pump_fault" in self.faults:
-            duty = 1 - duty if duty == 0 else duty  # pump 1 tripped: pump 2 runs
-            return (False, True)
+            return (False, True)  # pump 1 tripped: pump 2 takes over
+        duty = int(self._now // self.rotation_s) % 2
         both = self._demand() > 0.8 or "low_pressure" in self.faults
         return (duty == 0 or both, duty == 1 or both)
 

@@ -1,0 +1,67 @@
+"""The FastAPI application: ``create_app(database_url, site=...)`` builds it with its settings
+passed in (no globals). Its lifespan checks that the database schema is current, opens a small
+connection pool and closes it at shutdown. REST routes live under /api/v1, the duty-room page
+at /, its script and style under /static."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from psycopg_pool import AsyncConnectionPool
+
+from api.deps import ApiConfig
+from api.errors import install_handlers
+from api.routes import alarms, auth, devices, health, pages, work_orders
+from facility.db import migrate
+from facility.site import Site
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+API_PREFIX = "/api/v1"
+POOL_MAX_SIZE = 8
+POOL_TIMEOUT_S = 5.0
+
+
+def create_app(
+    database_url: str, *, site: Site | None = None, token_ttl: timedelta = timedelta(hours=12)
+) -> FastAPI:
+    config = ApiConfig(database_url=database_url, site=site, token_ttl=token_ttl)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate.check, database_url)
+        pool = AsyncConnectionPool(
+            database_url, min_size=1, max_size=POOL_MAX_SIZE, open=False,
+            kwargs={"autocommit": True}, timeout=POOL_TIMEOUT_S,
+            check=AsyncConnectionPool.check_connection, name="api",
+        )
+        await pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+        app.state.pool = pool
+        log.info("api ready (pool of up to %d connections)", POOL_MAX_SIZE)
+        try:
+            yield
+        finally:
+            await pool.close()
+            log.info("api stopped")
+
+    app = FastAPI(
+        title="Facility monitoring and maintenance API",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.templates = Jinja2Templates(directory=HERE / "templates")
+    install_handlers(app)
+    for module in (health, auth, devices, alarms, work_orders):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app

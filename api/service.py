@@ -1,0 +1,77 @@
+"""Serving the API: ``run_api`` blocks in uvicorn (the ``facility api`` command);
+``serve_api`` runs the same server inside an existing event loop, sets ``ready`` once it
+listens, and shuts down gracefully when cancelled (tests, in-process use). A server that
+cannot start (schema behind, database unreachable, port taken) raises ApiStartFailed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+
+from api.app import create_app
+from facility.site import Site
+
+log = logging.getLogger(__name__)
+READY_POLL_S = 0.05
+
+
+class ApiStartFailed(RuntimeError):
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(f"the API on {host}:{port} failed to start (see the log)")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers to its owner."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _config(database_url: str, host: str, port: int, site: Site | None) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(database_url, site=site), host=host, port=port, lifespan="on",
+        log_config=None, access_log=False,
+    )
+
+
+def run_api(database_url: str, host: str, port: int, *, site: Site | None = None) -> None:
+    uvicorn.Server(_config(database_url, host, port, site)).run()
+
+
+async def _serve(server: uvicorn.Server, host: str, port: int) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:  # uvicorn exits the process when start-up fails
+        raise ApiStartFailed(host, port) from exc
+    if not server.started:
+        raise ApiStartFailed(host, port)
+
+
+async def serve_api(
+    database_url: str,
+    host: str,
+    port: int,
+    *,
+    site: Site | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Serve until cancelled; ``ready`` is set once the socket listens."""
+    server = _EmbeddedServer(_config(database_url, host, port, site))
+    serving = asyncio.create_task(_serve(server, host, port), name=f"api[{host}:{port}]")
+    try:
+        # uvicorn exposes only a `started` flag, no event to wait on.
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(READY_POLL_S)
+        if server.started and ready is not None:
+            ready.set()
+        await asyncio.shield(serving)
+    finally:
+        server.should_exit = True
+        await serving

@@ -1,0 +1,165 @@
+"""The Modbus TCP adapter over pymodbus' AsyncModbusTcpClient: the one place pymodbus is
+imported on the gateway side.
+
+``ModbusReader`` owns one connection to one device and keeps one request in flight; every
+connect and request runs under ``asyncio.timeout(timeout_s)``. Library failures become our
+exceptions: ``TransportError`` (the connection is dropped and re-opened on the next read,
+after a capped, jittered exponential backoff), ``DeviceTimeout`` (likewise: a late answer
+must not be taken for the next request's), ``ProtocolError`` carrying the Modbus exception
+code (the connection stays). A block refused with "illegal data address" (code 2) is split
+and retried, so one bad register loses one point, not the device. ``read()`` returns the
+decoded values by point name and the set of points that could not be read; it raises only
+when nothing at all could be read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ModbusPDU
+
+from facility.messages import Value, utcnow
+from facility.profiles import ModbusPoint, ModbusTable
+from facility.site import ModbusAddress
+from gateway.decode import decode_point
+from gateway.errors import DecodeError, DeviceTimeout, ProtocolError, TransportError
+from gateway.plan import DEFAULT_FILL, ReadBlock, plan_reads, split
+from gateway.reading import Reading
+
+log = logging.getLogger(__name__)
+
+ILLEGAL_ADDRESS = 2
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+
+class ModbusReader:
+    """Reads every point of one Modbus TCP device, block by block."""
+
+    def __init__(
+        self, device_id: str, address: ModbusAddress, points: Sequence[ModbusPoint], *,
+        timeout_s: float, fill: int = DEFAULT_FILL,
+    ) -> None:
+        self.device_id = device_id
+        self._address = address
+        self._timeout_s = timeout_s
+        self._blocks = plan_reads(points, fill=fill)
+        self._client: AsyncModbusTcpClient | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+
+    @property
+    def blocks(self) -> list[ReadBlock]:
+        return list(self._blocks)
+
+    async def read(self) -> Reading:
+        client = await self._connected()
+        values: dict[str, Value] = {}
+        bad: set[str] = set()
+        errors: list[ProtocolError] = []
+        try:
+            for block in self._blocks:
+                await self._read_into(client, block, values, bad, errors)
+        except (TransportError, DeviceTimeout):
+            self._drop()
+            raise
+        if errors and not values:
+            raise errors[-1]
+        return Reading(ts=utcnow(), values=values, bad=frozenset(bad))
+
+    async def close(self) -> None:
+        self._drop()
+
+    async def _connected(self) -> AsyncModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._drop()
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._retry_at:
+            raise TransportError(self.device_id, "waiting to reconnect")
+        a = self._address
+        client = AsyncModbusTcpClient(
+            a.host, port=a.port, name=self.device_id, timeout=self._timeout_s * 2,
+            retries=0, reconnect_delay=0,
+        )
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                ok = await client.connect()
+        except TimeoutError:
+            ok = False
+        if not ok:
+            client.close()
+            self._failures += 1
+            delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (self._failures - 1))
+            self._retry_at = loop.time() + delay * random.uniform(0.5, 1.0)
+            raise TransportError(self.device_id, f"cannot connect to {a.host}:{a.port}")
+        self._failures = 0
+        self._client = client
+        return client
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def _read_into(
+        self, client: AsyncModbusTcpClient, block: ReadBlock, values: dict[str, Value],
+        bad: set[str], errors: list[ProtocolError],
+    ) -> None:
+        try:
+            data = await self._request(client, block)
+        except ProtocolError as exc:
+            halves = split(block) if exc.code == ILLEGAL_ADDRESS else []
+            if not halves:
+                log.debug("%s: %s at %s %d+%d", self.device_id, exc.reason, block.table,
+                          block.address, block.count)
+                bad.update(p.name for p in block.points)
+                errors.append(exc)
+                return
+            for half in halves:
+                await self._read_into(client, half, values, bad, errors)
+            return
+        for p in block.points:
+            try:
+                values[p.name] = decode_point(p, data[block.slice_of(p)])
+            except DecodeError as exc:
+                log.debug("%s: %s", self.device_id, exc)
+                bad.add(p.name)
+
+    async def _request(
+        self, client: AsyncModbusTcpClient, block: ReadBlock
+    ) -> Sequence[int] | Sequence[bool]:
+        call = _READERS[block.table](client)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await call(block.address, count=block.count,
+                                      device_id=self._address.unit)
+        except TimeoutError as exc:
+            raise DeviceTimeout(self.device_id, self._timeout_s) from exc
+        except (ModbusException, OSError) as exc:
+            raise TransportError(self.device_id, str(exc)) from exc
+        if response.isError():
+            code = int(response.exception_code)
+            raise ProtocolError(self.device_id, f"Modbus exception {code}", code)
+        if block.table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+            bits: Sequence[bool] = response.bits[: block.count]
+            if len(bits) < block.count:
+                raise ProtocolError(self.device_id, "short response")
+            return bits
+        if len(response.registers) < block.count:
+            raise ProtocolError(self.device_id, "short response")
+        return response.registers
+
+
+_Read = Callable[..., Awaitable[ModbusPDU]]
+_READERS: dict[ModbusTable, Callable[[Any], _Read]] = {
+    ModbusTable.COIL: lambda c: c.read_coils,
+    ModbusTable.DISCRETE: lambda c: c.read_discrete_inputs,
+    ModbusTable.HOLDING: lambda c: c.read_holding_registers,
+    ModbusTable.INPUT: lambda c: c.read_input_registers,
+}

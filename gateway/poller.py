@@ -1,0 +1,93 @@
+"""Polls one device on a fixed-rate schedule and hands the outcome to the publisher.
+
+Ticks fall at ``start + offset + k * interval`` on ``loop.time()``. A poll that runs past
+its next tick makes that tick (and any others it covered) be skipped and counted as
+overruns, never queued, so memory stays flat and the schedule does not drift. Each device
+has its own task: a slow or dead device delays nobody else. Failures are classified by
+``DeviceError.kind`` and counted; ``DeviceHealth`` decides when the device is offline or
+back, and the change is published and logged once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from facility.site import Device
+from gateway.counters import GatewayCounters
+from gateway.errors import DeviceError
+from gateway.health import DeviceHealth, Transition
+from gateway.reading import DeviceReader, Reading
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    async def publish_reading(self, device: Device, reading: Reading, now: float) -> None: ...
+
+    async def publish_device_status(self, device: Device, change: Transition) -> None: ...
+
+
+class DevicePoller:
+    def __init__(
+        self, device: Device, reader: DeviceReader, sink: Sink, counters: GatewayCounters,
+        *, offline_after: int, offset_s: float = 0.0,
+    ) -> None:
+        self.device = device
+        self._reader = reader
+        self._sink = sink
+        self._counters = counters
+        self._health = DeviceHealth(offline_after)
+        self._interval_s = device.config.poll_interval_s
+        self._offset_s = offset_s
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self._offset_s
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, next_tick - loop.time()))
+                try:
+                    await self.poll_once()
+                except Exception:  # the per-device edge: log and go on polling
+                    log.exception("%s: publishing a poll's outcome failed", self.device.id)
+                next_tick += self._interval_s
+                now = loop.time()
+                if now > next_tick:
+                    missed = int((now - next_tick) // self._interval_s) + 1
+                    self._counters.overruns += missed
+                    next_tick += missed * self._interval_s
+                    log.debug("%s: poll overran, %d tick(s) skipped", self.device.id, missed)
+        finally:
+            await self._reader.close()
+
+    async def poll_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._counters.polls += 1
+        try:
+            reading = await self._reader.read()
+        except DeviceError as exc:
+            self._counters.failures[exc.kind] += 1
+            log.debug("%s: poll failed: %s", self.device.id, exc.reason)
+            await self._changed(self._health.record_failure(exc.kind, loop.time()))
+            return
+        except Exception:  # the per-device edge: log, count, go on polling
+            self._counters.failures["internal"] += 1
+            log.exception("%s: poll failed unexpectedly", self.device.id)
+            await self._changed(self._health.record_failure("internal error", loop.time()))
+            return
+        self._counters.bad_points += len(reading.bad)
+        await self._changed(self._health.record_success(loop.time()))
+        await self._sink.publish_reading(self.device, reading, loop.time())
+
+    async def _changed(self, change: Transition | None) -> None:
+        if change is None:
+            return
+        if change.state == "offline":
+            log.warning("device %s unreachable: %s", self.device.id, change.reason)
+        elif change.since_s is None:
+            log.info("device %s online", self.device.id)
+        else:
+            log.info("device %s %s", self.device.id, change.reason)
+        await self._sink.publish_device_status(self.device, change)

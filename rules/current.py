@@ -1,0 +1,55 @@
+"""What the rules service remembers of the field between messages; no I/O.
+
+``CurrentValues`` keeps each device's current good point values from telemetry (a point
+reported bad or stale is forgotten, so a condition reading it becomes unknown; a device that
+goes offline is forgotten entirely). ``GatewaySessions`` drops a stale death: an offline
+status whose session is not the gateway's current one (the will of an old connection that
+arrives after the gateway has reconnected)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from facility.messages import GatewayStatus, Telemetry, Value
+
+
+class CurrentValues:
+    def __init__(self) -> None:
+        self._values: dict[str, dict[str, Value]] = {}
+
+    def update(self, device: str, msg: Telemetry) -> Mapping[str, Value]:
+        """Merge a live message; returns a snapshot of the device's current values."""
+        values = self._values.setdefault(device, {})
+        for name, quality in msg.quality.items():
+            if quality != "good":
+                values.pop(name, None)
+        for name, value in msg.points.items():
+            if msg.quality.get(name, "good") == "good":
+                values[name] = value
+        return dict(values)
+
+    def overlay(self, device: str, msg: Telemetry) -> Mapping[str, Value]:
+        """The current values with a (historical) message's good points on top, unstored."""
+        merged = dict(self._values.get(device, {}))
+        merged.update({n: v for n, v in msg.points.items()
+                       if msg.quality.get(n, "good") == "good"})
+        return merged
+
+    def forget(self, device: str) -> None:
+        self._values.pop(device, None)
+
+    def get(self, device: str) -> Mapping[str, Value]:
+        return dict(self._values.get(device, {}))
+
+
+class GatewaySessions:
+    def __init__(self) -> None:
+        self._sessions: dict[str, str] = {}
+
+    def accept(self, gateway: str, status: GatewayStatus) -> bool:
+        """Record an online session; False for the death of a session that is not current."""
+        if status.state == "online":
+            self._sessions[gateway] = status.session
+            return True
+        current = self._sessions.get(gateway)
+        return current is None or current == status.session

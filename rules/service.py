@@ -1,0 +1,256 @@
+"""The rules service: MQTT v1 telemetry and device / gateway status in, alarms and work
+orders out.
+
+``run_rules`` checks the schema, syncs the site registry and the procedures, loads the saved
+rule state, subscribes, and until cancelled feeds every message and a tick every
+``tick_s`` to the pure engine, applying its actions in one database transaction per input
+(alarms, work orders, rule state) and then publishing the lifecycle events on
+facility/v1/{site}/alarms with QoS 1. If the transaction fails, the engine state is not
+advanced, so the next tick or message tries again. A malformed message is logged and kept
+in ``dead_letters``; it never stops the service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from facility import topics
+from facility.db import migrate
+from facility.db.registry import load_ids, sync_site
+from facility.messages import (
+    AlarmEvent,
+    DeviceStatus,
+    GatewayStatus,
+    MessageError,
+    Telemetry,
+    encode,
+    parse,
+)
+from facility.mqtt import Message, MqttClient
+from facility.procedures import Procedure, load_procedures, upsert_procedures
+from facility.site import Site
+from facility.topics import TopicError, TopicKind
+from rules.alarms import clear_alarm, raise_alarm
+from rules.current import CurrentValues, GatewaySessions
+from rules.definitions import site_rules
+from rules.engine import (
+    Action,
+    ClearAlarm,
+    DeviceStatusInput,
+    Engine,
+    EngineState,
+    GatewayStatusInput,
+    Input,
+    RaiseAlarm,
+    SaveRuleState,
+    TelemetryInput,
+)
+from rules.state_store import load_state, save_rule_state
+from rules.work_orders import open_for_alarm
+
+log = logging.getLogger(__name__)
+CONSUMER = "rules"
+
+
+class RulesService:
+    """Per-site state between messages; ``handle`` and ``tick`` are serialised by a lock."""
+
+    def __init__(
+        self, site: Site, engine: Engine, procedures: dict[str, Procedure], state: EngineState,
+        conn: psycopg.AsyncConnection[Any], device_ids: dict[str, int],
+        publish: Any,
+    ) -> None:
+        self.site = site
+        self.engine = engine
+        self.procedures = procedures
+        self.state = state
+        self.conn = conn
+        self.device_ids = device_ids
+        self._publish = publish
+        self._values = CurrentValues()
+        self._sessions = GatewaySessions()
+        self._lock = asyncio.Lock()
+        self.dead_letters = 0
+
+    async def handle(self, msg: Message) -> None:
+        try:
+            inp = self._input(msg)
+        except (MessageError, TopicError) as exc:
+            await self._dead_letter(msg, getattr(exc, "reason", str(exc)))
+            return
+        if inp is not None:
+            async with self._lock:
+                await self._step(lambda now: self.engine.evaluate(self.state, inp, now))
+
+    async def tick(self) -> None:
+        async with self._lock:
+            await self._step(lambda now: self.engine.tick(self.state, now))
+
+    def _input(self, msg: Message) -> Input | None:
+        """The engine input of a message; MessageError / TopicError for a bad one."""
+        topic = topics.parse(msg.topic)
+        if topic.site != self.site.id:
+            raise TopicError(msg.topic, f"site {topic.site} is not {self.site.id}")
+        if topic.kind is TopicKind.GATEWAY_STATUS:
+            assert topic.gateway is not None
+            gs = parse(GatewayStatus, msg.payload)
+            if not self._sessions.accept(topic.gateway, gs):
+                log.info("ignored stale death of gateway %s (session %s)", topic.gateway,
+                         gs.session)
+                return None
+            return GatewayStatusInput(topic.gateway, gs.state == "online")
+        device = self.site.devices.get(topic.device or "")
+        if device is None or device.gateway != topic.gateway:
+            raise MessageError(f"device {topic.device} is not a device of gateway "
+                               f"{topic.gateway} at site {self.site.id}")
+        if topic.kind is TopicKind.DEVICE_STATUS:
+            ds = parse(DeviceStatus, msg.payload)
+            if ds.state == "offline":
+                self._values.forget(device.id)
+            return DeviceStatusInput(device.id, ds.state == "online")
+        if topic.kind is TopicKind.TELEMETRY:
+            tm = parse(Telemetry, msg.payload)
+            if tm.historical:
+                return TelemetryInput(device.id, self._values.overlay(device.id, tm), True)
+            return TelemetryInput(device.id, self._values.update(device.id, tm))
+        return None  # births carry nothing the rules need yet
+
+    async def _step(self, run: Any) -> None:
+        now = datetime.now(UTC)
+        new_state, actions = run(now)
+        if not actions:
+            self.state = new_state
+            return
+        try:
+            events = await self._apply(actions)
+        except Exception:
+            log.exception("applying %d rule actions failed; will retry", len(actions))
+            await self._reconnect_if_broken()
+            return
+        self.state = new_state
+        for ev in events:
+            self._publish(ev)
+
+    async def _apply(self, actions: Sequence[Action]) -> list[AlarmEvent]:
+        events: list[AlarmEvent] = []
+        async with self.conn.transaction():
+            for act in actions:
+                if isinstance(act, RaiseAlarm):
+                    events += await self._raise(act)
+                elif isinstance(act, ClearAlarm):
+                    events += await clear_alarm(self.conn, act)
+                    log.info("alarm %s/%s cleared", act.source, act.alarm_type)
+                elif isinstance(act, SaveRuleState):
+                    await save_rule_state(self.conn, act)
+        return events
+
+    async def _raise(self, act: RaiseAlarm) -> list[AlarmEvent]:
+        device_id = self.device_ids.get(act.device) if act.device else None
+        alarm, events = await raise_alarm(self.conn, self.site.id, device_id, act)
+        log.info("alarm %s/%s %s (id %d): %s", act.source, act.alarm_type,
+                 "raised" if alarm.inserted else "repeated", alarm.id, act.message)
+        if act.procedure is not None:
+            events += await open_for_alarm(
+                self.conn, site_id=self.site.id, device_id=device_id, source=act.source,
+                fault=act.alarm_type, alarm_id=alarm.id,
+                procedure=self.procedures[act.procedure], description=act.message, now=act.at,
+            )
+        return events
+
+    async def _dead_letter(self, msg: Message, reason: str) -> None:
+        self.dead_letters += 1
+        log.warning("refused message on %s: %s", msg.topic, reason)
+        try:
+            await self.conn.execute(
+                "INSERT INTO dead_letters (consumer, topic, payload, reason)"
+                " VALUES (%s, %s, %s, %s)", (CONSUMER, msg.topic, msg.payload, reason),
+            )
+        except psycopg.Error:
+            log.exception("could not store a dead letter")
+            await self._reconnect_if_broken()
+
+    async def _reconnect_if_broken(self) -> None:
+        if self.conn.closed or self.conn.broken:
+            log.warning("database connection lost; reconnecting")
+            try:
+                self.conn = await psycopg.AsyncConnection.connect(
+                    self.conn.info.dsn, autocommit=True)
+            except psycopg.Error as exc:
+                log.warning("database reconnect failed: %s", exc)
+
+
+def _sync_registry(database_url: str, site: Site) -> dict[str, int]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        sync_site(conn, site)
+        return load_ids(conn, site.id).devices
+
+
+async def run_rules(
+    site: Site, database_url: str, mqtt_url: str, *, procedures_dir: Path,
+    mqtt_protocol: str = "5", share_group: str = "", ready: asyncio.Event | None = None,
+    tick_s: float = 0.5,
+) -> None:
+    """Run the rules service for one site until cancelled."""
+    await asyncio.to_thread(migrate.check, database_url)
+    procedures = load_procedures(procedures_dir)
+    engine = Engine.for_site(site_rules(site, procedures), site)
+    device_ids = await asyncio.to_thread(_sync_registry, database_url, site)
+    sources = [*site.devices, *(g.id for g in site.config.gateways)]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await upsert_procedures(conn, procedures)
+        state = await load_state(conn, sources, [r.id for r in engine.rules])
+        log.info("rules for site %s: %d rules, %d procedures, %d saved rule states",
+                 site.id, len(engine.rules), len(procedures), len(state.rules))
+        client_id = f"rules-{site.id}-{uuid.uuid4().hex[:8]}"
+        async with MqttClient(mqtt_url, client_id, protocol=mqtt_protocol) as client:
+            alarms_topic = topics.alarms(site.id)
+
+            def publish(ev: AlarmEvent) -> None:
+                fut = client.publish_nowait(alarms_topic, encode(ev), qos=1)
+                fut.add_done_callback(_log_publish_failure)
+
+            svc = RulesService(site, engine, procedures, state, conn, device_ids, publish)
+            group = share_group if mqtt_protocol == "5" else ""
+            await client.wait_connected(timeout_s=30)
+            for kind in (TopicKind.TELEMETRY, TopicKind.DEVICE_STATUS, TopicKind.GATEWAY_STATUS):
+                await client.subscribe(topics.subscription(kind, site.id, group or None), qos=1)
+            await client.wait_subscribed(timeout_s=30)
+            if ready is not None:
+                ready.set()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(_consume(client, svc), name=f"rules[{site.id}].consume")
+                tg.create_task(_ticks(svc, tick_s), name=f"rules[{site.id}].tick")
+
+
+async def _consume(client: MqttClient, svc: RulesService) -> None:
+    async for msg in client.messages():
+        try:
+            await svc.handle(msg)
+        except Exception:  # one message never stops the service
+            log.exception("handling a message on %s failed", msg.topic)
+
+
+async def _ticks(svc: RulesService, tick_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+    while True:
+        next_at += tick_s
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        if loop.time() - next_at > tick_s:
+            next_at = loop.time()  # fell behind: skip the missed ticks, never queue them
+        try:
+            await svc.tick()
+        except Exception:
+            log.exception("rule tick failed")
+
+
+def _log_publish_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("publishing an alarm event failed: %s", fut.exception())

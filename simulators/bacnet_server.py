@@ -1,0 +1,183 @@
+"""Serves one simulated device over BACnet/IP with bacpypes3 (the library under BAC0).
+
+`BacnetDeviceServer` is a bacpypes3 Application with a device object of the configured
+device instance, bound to the device's own UDP port on its host, and one local object per
+profile point: objectName is the point name, description the point's description, and
+presentValue follows `publish`. bacpypes3 is used directly (not BAC0) so that nothing reads
+a `.env` file or writes under $HOME. The application answers ReadProperty,
+ReadPropertyMultiple and SubscribeCOV. Multi-state objects use the generic COV criteria:
+bacpypes3's default for them expects a covIncrement they do not have."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from bacpypes3.app import Application
+from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
+from bacpypes3.local.binary import BinaryInputObject, BinaryValueObject
+from bacpypes3.local.cov import GenericCriteria
+from bacpypes3.local.device import DeviceObject
+from bacpypes3.local.multistate import MultiStateInputObject, MultiStateValueObject
+from bacpypes3.local.networkport import NetworkPortObject
+
+from facility.profiles import BacnetPoint, BacnetProfile
+from facility.site import BacnetAddress, Device
+from simulators.errors import ServerStartError
+from simulators.models import PointValue
+
+log = logging.getLogger(__name__)
+
+VENDOR_ID = 999  # bacpypes3's identifier for sample applications
+READY_TIMEOUT_S = 5.0
+
+
+class _MultiStateInput(MultiStateInputObject):  # type: ignore[misc]
+    _cov_criteria = GenericCriteria
+
+
+class _MultiStateValue(MultiStateValueObject):  # type: ignore[misc]
+    _cov_criteria = GenericCriteria
+
+
+OBJECT_CLASS: dict[str, type[Any]] = {
+    "binaryInput": BinaryInputObject,
+    "binaryValue": BinaryValueObject,
+    "analogInput": AnalogInputObject,
+    "analogValue": AnalogValueObject,
+    "multiStateInput": _MultiStateInput,
+    "multiStateValue": _MultiStateValue,
+}
+BINARY = {"binaryInput", "binaryValue"}
+MULTI_STATE = {"multiStateInput", "multiStateValue"}
+
+
+def present_value(point: BacnetPoint, value: PointValue) -> str | int | float:
+    """The presentValue a bacpypes3 object of the point's type takes for a model value."""
+    if point.object_type in BINARY:
+        return "active" if value else "inactive"
+    if point.object_type in MULTI_STATE:
+        return max(1, int(value))
+    return float(value)
+
+
+def _make_object(point: BacnetPoint, value: PointValue) -> Any:
+    kwargs: dict[str, Any] = {
+        "objectIdentifier": (point.object_type, point.instance),
+        "objectName": point.name,
+        "description": point.description or point.name,
+        "presentValue": present_value(point, value),
+    }
+    if point.object_type in MULTI_STATE:
+        states = max(point.enum or {1: ""})
+        kwargs["numberOfStates"] = states
+        if point.enum:
+            kwargs["stateText"] = [point.enum.get(i, str(i)) for i in range(1, states + 1)]
+    return OBJECT_CLASS[point.object_type](**kwargs)
+
+
+class BacnetDeviceServer:
+    def __init__(self, device: Device, initial: Mapping[str, PointValue]) -> None:
+        if not isinstance(device.profile, BacnetProfile) or not isinstance(
+            device.config.address, BacnetAddress
+        ):
+            raise TypeError(f"device {device.id} is not a BACnet device")
+        self.device_id = device.id
+        self.profile: BacnetProfile = device.profile
+        self.address: BacnetAddress = device.config.address
+        self._initial = dict(initial)
+        self._objects: dict[str, tuple[BacnetPoint, Any]] = {}
+        self._app: Application | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address.host}:{self.address.port}"
+
+    async def start(self) -> None:
+        device = DeviceObject(
+            objectIdentifier=("device", self.address.device_instance),
+            objectName=self.device_id,
+            vendorIdentifier=VENDOR_ID,
+            modelName=self.profile.profile,
+            description=self.profile.description,
+        )
+        port = NetworkPortObject(
+            self.endpoint,
+            objectIdentifier=("network-port", 1),
+            objectName="NetworkPort-1",
+            networkNumberQuality="unknown",
+        )
+        objects = []
+        for p in self.profile.points:
+            obj = _make_object(p, self._initial.get(p.name, 0))
+            self._objects[p.name] = (p, obj)
+            objects.append(obj)
+        app = Application.from_object_list([device, port, *objects])
+        self._app = app
+        try:
+            await _link_ready(app, READY_TIMEOUT_S)
+        except TimeoutError as exc:
+            _cancel_binding(app)
+            app.close()
+            self._app = None
+            raise ServerStartError(self.device_id, self.endpoint, "UDP port not bound") from exc
+        log.info(
+            "simulator %s serving BACnet/IP on %s device %d",
+            self.device_id,
+            self.endpoint,
+            self.address.device_instance,
+        )
+
+    async def publish(self, values: Mapping[str, PointValue]) -> None:
+        """Serve these point values from now on (only changed presentValues are set)."""
+        for name, (point, obj) in self._objects.items():
+            if name not in values:
+                continue
+            new = present_value(point, values[name])
+            if obj.presentValue != new:
+                obj.presentValue = new
+
+    async def close(self) -> None:
+        app, self._app = self._app, None
+        if app is not None:
+            app.close()
+            await asyncio.sleep(0)  # let the transports finish closing
+            log.info("simulator %s stopped", self.device_id)
+
+    async def __aenter__(self) -> BacnetDeviceServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def _link_ready(app: Application, timeout_s: float) -> None:
+    """Wait until every link layer's UDP socket is bound.
+
+    bacpypes3 binds in background tasks (retrying forever on an error); its datagram
+    server exposes no public readiness signal, so this waits on `_local_transport_ready`,
+    falling back to the link's pending transport tasks."""
+    async with asyncio.timeout(timeout_s):
+        for link in app.link_layers.values():
+            server = getattr(link, "server", None)
+            ready = getattr(server, "_local_transport_ready", None)
+            if isinstance(ready, asyncio.Event):
+                await ready.wait()
+            elif tasks := getattr(server, "_transport_tasks", None):
+                await asyncio.gather(*tasks)
+
+
+def _cancel_binding(app: Application) -> None:
+    """Stop bacpypes3's endless retries to bind a port that stays unavailable."""
+    for link in app.link_layers.values():
+        for task in getattr(getattr(link, "server", None), "_transport_tasks", None) or ():
+            task.cancel()

@@ -1,0 +1,215 @@
+"""The rule engine as a pure function: delays, latching, unknowns, history, ticks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rules.definitions import RuleDef, load_rules
+from rules.engine import (
+    ClearAlarm,
+    DeviceInfo,
+    DeviceStatusInput,
+    Engine,
+    EngineState,
+    GatewayStatusInput,
+    RaiseAlarm,
+    RuleState,
+    SaveRuleState,
+    TelemetryInput,
+)
+
+T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+ELEVATOR_TAGS = {p: ("elevator",) for p in
+                 ("moving", "door_zone", "door_closed", "passengers", "alarm_button")}
+PANEL_TAGS = {f"zone_{i}_alarm": ("fire", "fire_alarm") for i in (1, 2, 3)}
+DEVICES = {
+    "a-elevator-1": DeviceInfo("a-elevator-1", "elevator", "gw-a", ELEVATOR_TAGS),
+    "a-firepanel": DeviceInfo("a-firepanel", "fire_panel", "gw-a", PANEL_TAGS),
+}
+TRAPPED = {"moving": False, "door_zone": False, "door_closed": True, "passengers": 2,
+           "alarm_button": False}
+FREE = {**TRAPPED, "door_zone": True}
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine(load_rules(), DEVICES)
+
+
+def lift(values: dict, historical: bool = False) -> TelemetryInput:
+    return TelemetryInput("a-elevator-1", values, historical)
+
+
+def raises(actions: list) -> list[RaiseAlarm]:
+    return [a for a in actions if isinstance(a, RaiseAlarm)]
+
+
+def clears(actions: list) -> list[ClearAlarm]:
+    return [a for a in actions if isinstance(a, ClearAlarm)]
+
+
+def run(engine: Engine, steps: list[tuple[float, object]]) -> tuple[EngineState, list]:
+    """Feed inputs (or None for a tick) at the given seconds; collect every action."""
+    state, out = EngineState(), []
+    for t, inp in steps:
+        if inp is None:
+            state, acts = engine.tick(state, at(t))
+        else:
+            state, acts = engine.evaluate(state, inp, at(t))
+        out += acts
+    return state, out
+
+
+def test_on_delay_not_reached_raises_nothing(engine: Engine) -> None:
+    _, actions = run(engine, [(0, lift(TRAPPED)), (5, lift(TRAPPED)), (9.9, None)])
+    assert raises(actions) == []
+
+
+def test_on_delay_reached_raises_once_with_procedure(engine: Engine) -> None:
+    state, actions = run(engine, [(0, lift(TRAPPED)), (10, lift(TRAPPED)),
+                                  (11, lift(TRAPPED)), (12, None), (30, lift(TRAPPED))])
+    [alarm] = raises(actions)
+    assert alarm.at == at(10)
+    assert (alarm.source, alarm.rule_id, alarm.alarm_type) == ("a-elevator-1", "entrapment",
+                                                               "entrapment")
+    assert alarm.device == "a-elevator-1" and alarm.gateway == "gw-a"
+    assert alarm.procedure == "elevator_entrapment" and alarm.priority == "critical"
+    assert alarm.detail["values"]["passengers"] == 2
+    assert state.get(("a-elevator-1", "entrapment")).active
+
+
+def test_tick_raises_when_on_delay_runs_out_without_messages(engine: Engine) -> None:
+    _, actions = run(engine, [(0, lift(TRAPPED)), (9, None), (10.5, None), (11, None)])
+    [alarm] = raises(actions)
+    assert alarm.at == at(10.5)
+
+
+def test_condition_ending_before_on_delay_cancels_it(engine: Engine) -> None:
+    _, actions = run(engine, [(0, lift(TRAPPED)), (5, lift(FREE)), (20, None),
+                              (21, lift(TRAPPED)), (30, None)])
+    assert raises(actions) == []
+    assert clears(actions) == []
+
+
+def test_off_delay_clears_once(engine: Engine) -> None:
+    state, actions = run(engine, [(0, lift(TRAPPED)), (10, None), (20, lift(FREE)),
+                                  (21, None), (22, None), (23, lift(FREE)), (40, None)])
+    assert len(raises(actions)) == 1
+    [clear] = clears(actions)
+    assert clear.at == at(22)
+    assert not state.get(("a-elevator-1", "entrapment")).active
+
+
+def test_chatter_within_off_delay_does_not_clear(engine: Engine) -> None:
+    _, actions = run(engine, [(0, lift(TRAPPED)), (10, None), (20, lift(FREE)),
+                              (21, lift(TRAPPED)), (23, None), (30, None)])
+    assert len(raises(actions)) == 1
+    assert clears(actions) == []
+
+
+def test_unknown_condition_keeps_state(engine: Engine) -> None:
+    bad = {k: v for k, v in TRAPPED.items() if k != "door_zone"}
+    # active alarm, then values go bad for a long time: no clear, no re-raise
+    state, actions = run(engine, [(0, lift(TRAPPED)), (10, None), (20, lift(bad)), (100, None)])
+    assert len(raises(actions)) == 1 and clears(actions) == []
+    assert state.get(("a-elevator-1", "entrapment")).active
+    # unknown from the start: nothing at all, no state recorded
+    state, actions = run(engine, [(0, lift(bad)), (100, None)])
+    assert actions == [] and state.rules == {}
+
+
+def test_alarm_button_alone_raises_even_with_unknown_motion(engine: Engine) -> None:
+    _, actions = run(engine, [(0, lift({"alarm_button": True})), (10, None)])
+    assert len(raises(actions)) == 1
+
+
+def test_historical_telemetry_never_raises(engine: Engine) -> None:
+    state, actions = run(engine, [(0, lift(TRAPPED, historical=True)),
+                                  (20, lift(TRAPPED, historical=True)), (30, None)])
+    assert actions == [] and state.rules == {}
+
+
+def test_historical_telemetry_does_not_clear_a_live_alarm(engine: Engine) -> None:
+    state, actions = run(engine, [(0, lift(TRAPPED)), (10, None),
+                                  (20, lift(FREE, historical=True)), (30, None)])
+    assert len(raises(actions)) == 1 and clears(actions) == []
+
+
+def test_every_state_change_is_saved_and_nothing_else(engine: Engine) -> None:
+    state, actions = run(engine, [(0, lift(TRAPPED))])
+    [save] = actions
+    assert isinstance(save, SaveRuleState)
+    assert save.state.condition is True and save.state.since == at(0) and not save.state.active
+    _, again = engine.evaluate(state, lift(TRAPPED), at(1))
+    assert again == []  # a repeat of the same condition writes nothing
+
+
+def test_state_survives_a_json_round_trip_and_resumes_the_timer(engine: Engine) -> None:
+    state, _ = run(engine, [(0, lift(TRAPPED)), (4, None)])
+    key = ("a-elevator-1", "entrapment")
+    restored = EngineState({key: RuleState.from_json(state.get(key).to_json())})
+    assert restored == state
+    _, actions = engine.tick(restored, at(10))  # a restarted engine, no new message
+    [alarm] = raises(actions)
+    assert alarm.at == at(10)
+
+
+def test_fire_alarm_names_the_zone_point(engine: Engine) -> None:
+    panel = TelemetryInput("a-firepanel", {"zone_1_alarm": False, "zone_2_alarm": False,
+                                           "zone_3_alarm": True})
+    state, actions = engine.evaluate(EngineState(), panel, at(0))
+    [alarm] = raises(actions)
+    assert alarm.procedure == "fire_alarm_signal" and alarm.alarm_type == "fire_alarm"
+    assert alarm.detail["points"] == ["zone_3_alarm"]
+    assert "zone_3_alarm" in alarm.message
+    # the elevator rule does not apply to a fire panel
+    assert all(a.rule_id == "fire_alarm" for a in actions)
+
+
+def test_device_offline_and_back(engine: Engine) -> None:
+    state, actions = run(engine, [(0, DeviceStatusInput("a-elevator-1", online=False)),
+                                  (5, DeviceStatusInput("a-elevator-1", online=False)),
+                                  (9, DeviceStatusInput("a-elevator-1", online=True))])
+    [alarm] = raises(actions)
+    assert (alarm.rule_id, alarm.priority, alarm.procedure) == ("device_offline", "high", None)
+    assert len(clears(actions)) == 1
+
+
+def test_gateway_offline_has_the_gateway_as_source(engine: Engine) -> None:
+    _, actions = engine.evaluate(EngineState(), GatewayStatusInput("gw-a", online=False), at(0))
+    [alarm] = raises(actions)
+    assert (alarm.source, alarm.device, alarm.gateway) == ("gw-a", None, "gw-a")
+
+
+def test_unknown_device_is_ignored(engine: Engine) -> None:
+    state, actions = engine.evaluate(EngineState(), TelemetryInput("nope", TRAPPED), at(0))
+    assert actions == [] and state.rules == {}
+
+
+def test_evaluate_does_not_mutate_its_input_state(engine: Engine) -> None:
+    state, _ = run(engine, [(0, lift(TRAPPED))])
+    before = dict(state.rules)
+    engine.tick(state, at(20))
+    engine.evaluate(state, lift(FREE), at(21))
+    assert dict(state.rules) == before
+
+
+def test_zero_delay_rule_from_override() -> None:
+    rule = next(r for r in load_rules() if r.id == "entrapment")
+    fast = Engine([rule.model_copy(update={"on_delay_s": 0.0})], DEVICES)
+    _, actions = fast.evaluate(EngineState(), lift(TRAPPED), at(0))
+    assert len(raises(actions)) == 1
+
+
+def test_type_clash_counts_as_unknown() -> None:
+    rule = RuleDef(id="odd", condition="passengers > 1", priority="low", message="x",
+                   device_types=("elevator",))
+    _, actions = Engine([rule], DEVICES).evaluate(EngineState(), lift({"passengers": "many"}),
+                                                  at(0))
+    assert actions == []
