@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rules", help="evaluate rules, raise alarms, open work orders")
     _common(p)
     p.add_argument("--procedures", type=Path, default=Path("procedures"))
-    p.add_argument("--share-group", help="MQTT 5 shared-subscription group (default: rules)")
+    p.add_argument("--share-group", default="",
+                   help="MQTT 5 shared-subscription group (default: none; rule state is "
+                        "per device, so one rules process per site until partitioning lands)")
 
     p = sub.add_parser("api", help="serve the API and the web pages")
     _common(p, mqtt=False)
@@ -141,7 +143,7 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:  # noq
         return run_service(run_rules(
             site, settings.require_database(), settings.mqtt_url,
             procedures_dir=args.procedures, mqtt_protocol=settings.mqtt_protocol,
-            share_group=_share_group(args, settings, "rules")))
+            share_group=args.share_group))
     if args.command == "api":
         from api.service import run_api
 

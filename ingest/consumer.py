@@ -27,8 +27,12 @@ from ingest.counters import Counters, WarningLimiter
 from ingest.rows import Catalog, DeadLetterKind, Decoded, dead_letter, decode
 
 log = logging.getLogger(__name__)
-SUBSCRIBED_KINDS = (TopicKind.TELEMETRY, TopicKind.DEVICE_STATUS, TopicKind.BIRTH,
-                    TopicKind.GATEWAY_STATUS)
+# Telemetry, the volume, is shared among the instances of a share group. Status and birth
+# are retained and few: every instance subscribes to them unshared, because MQTT 5 does not
+# send retained messages to a new shared subscription (mosquitto does, EMQX and HiveMQ do
+# not) and their writes are idempotent (newer-only upserts, history keyed on time).
+SHARED_KINDS = (TopicKind.TELEMETRY,)
+UNSHARED_KINDS = (TopicKind.DEVICE_STATUS, TopicKind.BIRTH, TopicKind.GATEWAY_STATUS)
 SHUTDOWN_FLUSH_S = 5.0
 
 
@@ -42,8 +46,10 @@ def client_id_for(site_id: str, share_group: str = "") -> str:
 
 async def subscribe_all(client: MqttClient, site_id: str, share_group: str = "") -> None:
     """Subscribe (QoS 1) to every kind ingest stores; call before ``client.start()``."""
-    for kind in SUBSCRIBED_KINDS:
+    for kind in SHARED_KINDS:
         await client.subscribe(topics.subscription(kind, site_id, share_group or None), qos=1)
+    for kind in UNSHARED_KINDS:
+        await client.subscribe(topics.subscription(kind, site_id), qos=1)
 
 
 @dataclass(slots=True)

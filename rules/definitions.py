@@ -5,7 +5,6 @@ procedures. No I/O but reading the YAML; every mistake is a ConfigError with fil
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -79,7 +78,8 @@ class RuleFile(BaseModel):
 
 
 def builtin_path() -> Path:
-    return Path(str(resources.files("rules") / "builtin.yaml"))
+    """rules/builtin.yaml, package data next to this module."""
+    return Path(__file__).with_name("builtin.yaml")
 
 
 def load_rules(path: Path | None = None) -> tuple[RuleDef, ...]:

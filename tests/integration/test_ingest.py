@@ -211,3 +211,24 @@ async def test_a_burst_is_written_in_batches_bounded_by_rows(
                          lambda r: r[0][0] == n * len(points))
     assert counters.rows_written == n * len(points)
     assert counters.batches >= n * len(points) // 400  # no batch over 400 rows
+
+
+async def test_retained_status_published_before_start_is_stored_with_a_share_group(
+    tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str
+) -> None:
+    if mqtt_protocol != "5":
+        pytest.skip("shared subscriptions need MQTT 5 (mosquitto)")
+    site = write_site(tmp_path, site_id)
+    gw = f"facility/v1/{site_id}/gw-a/status"
+    async with publisher(mqtt_url, mqtt_protocol, f"pub-{site_id}") as pub:
+        await pub.publish(gw, json.dumps({"ts": ts(1), "state": "online", "session": "s1"})
+                          .encode(), retain=True)
+        try:
+            async with running_ingest(site, database_url, mqtt_url, mqtt_protocol,
+                                      share_group="ingest"):
+                got = await eventually(
+                    database_url, rows("SELECT state, session FROM gateway_status"),
+                    lambda r: len(r) == 1)
+        finally:
+            await pub.publish(gw, b"", retain=True)  # clear the retained message
+    assert got == [("online", "s1")]
