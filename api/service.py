@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from api.app import create_app
+from facility.db.migrate import check
 from facility.site import Site
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ def _config(database_url: str, host: str, port: int, site: Site | None) -> uvico
 
 
 def run_api(database_url: str, host: str, port: int, *, site: Site | None = None) -> None:
+    """Serve in this process until SIGINT/SIGTERM. The database and its schema are checked
+    first, so an unreachable database or a schema that is behind is one clear error
+    (psycopg.OperationalError / SchemaBehind) rather than uvicorn's start-up traceback."""
+    check(database_url)
     uvicorn.Server(_config(database_url, host, port, site)).run()
 
 

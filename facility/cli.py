@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from facility.config_errors import ConfigError
 from facility.runner import run_service, setup_logging
 from facility.settings import CommonSettings
@@ -39,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="dashboard and API port")
     p.add_argument("--state-dir", type=Path, default=Path(".facility"),
                    help="where the embedded database and broker keep their data")
+    p.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
+                   help="embedded broker when FACILITY_MQTT_URL is not set (auto: mosquitto "
+                        "if installed, else amqtt)")
 
     p = sub.add_parser("simulate", help="serve simulated devices over Modbus TCP and BACnet/IP")
     _common(p, database=False, mqtt=False)
@@ -96,14 +101,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facility: bad configuration: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.command, settings.log_level)
+    from facility.db.migrate import SchemaBehind
+
     try:
         return _dispatch(args, settings)
     except ConfigError as exc:
         log.error("bad configuration:\n%s", exc)
         return 2
+    except SchemaBehind as exc:
+        log.error("%s", exc)
+        return 2
+    except (OSError, psycopg.OperationalError) as exc:
+        log.error("cannot start %s: %s", args.command, exc)
+        return 1
 
 
-def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:  # noqa: PLR0911
+def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
     from facility.site import load_site
 
     if args.command == "db":
@@ -127,7 +140,9 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:  # noq
     if args.command == "gateway":
         from gateway.service import run_gateway
 
-        site.gateway(args.gateway)  # KeyError -> refused below
+        if args.gateway not in {g.id for g in site.config.gateways}:
+            log.error("gateway %s is not defined in %s", args.gateway, settings.site)
+            return 2
         return run_service(run_gateway(site, args.gateway, settings.mqtt_url,
                                        mqtt_protocol=settings.mqtt_protocol))
     if args.command == "ingest":

@@ -88,7 +88,7 @@ def run_demo(args: argparse.Namespace, settings: CommonSettings) -> int:
         with ExitStack() as stack:
             database_url = settings.database_url or _embedded_database(state_dir, stack)
             migrate(database_url)
-            mqtt_url, protocol = _broker(settings, state_dir, stack)
+            mqtt_url, protocol = _broker(settings, state_dir, stack, args.broker)
             password = os.environ.get("FACILITY_DEMO_PASSWORD") or secrets.token_urlsafe(9)
             _demo_users(database_url, password)
             env = os.environ | {
@@ -126,10 +126,11 @@ def _embedded_database(state_dir: Path, stack: ExitStack) -> str:
     return server.url("facility")
 
 
-def _broker(settings: CommonSettings, state_dir: Path, stack: ExitStack) -> tuple[str, str]:
+def _broker(settings: CommonSettings, state_dir: Path, stack: ExitStack,
+            prefer: str) -> tuple[str, str]:
     if "mqtt_url" in settings.model_fields_set:
         return settings.mqtt_url, settings.mqtt_protocol
-    broker = Broker(state_dir / "broker", free_port())
+    broker = Broker(state_dir / "broker", free_port(), prefer=prefer)
     broker.start()
     stack.callback(broker.stop)
     return broker.url, "5" if broker.kind == "mosquitto" else "3.1.1"
@@ -164,7 +165,7 @@ def _wait_http(url: str, timeout_s: float, children: list[Child]) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
                     return True
         except OSError:

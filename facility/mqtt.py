@@ -134,7 +134,7 @@ class MqttClient:
         self._loop = asyncio.get_running_loop()
         props = None
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             if self._persistent:
                 props.SessionExpiryInterval = 7 * 24 * 3600
             props.ReceiveMaximum = min(self._queue.maxsize, 65535)
@@ -253,7 +253,7 @@ class MqttClient:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.url, rc)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        m = Message(msg.topic, msg.payload, msg.qos, msg.retain, msg.mid,
+        m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid,
                     self if self._manual_ack else None)
         loop = self._loop
         if loop is None or loop.is_closed():

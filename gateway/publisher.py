@@ -14,7 +14,13 @@ from typing import Literal
 
 from facility import topics
 from facility.messages import (
-    Birth, DeviceStatus, GatewayStatus, PointMeta, Telemetry, encode, utcnow,
+    Birth,
+    DeviceStatus,
+    GatewayStatus,
+    PointMeta,
+    Telemetry,
+    encode,
+    utcnow,
 )
 from facility.mqtt import MqttClient, MqttError
 from facility.profiles import DataType, ModbusPoint

@@ -103,7 +103,7 @@ async def _wait_connected(mqtt: MqttClient) -> None:
 async def _announce_on_reconnect(mqtt: MqttClient, publisher: Publisher) -> None:
     """After a lost connection the broker may have published our will: say online again."""
     while True:
-        while mqtt.connected.is_set():
+        while mqtt.connected.is_set():  # noqa: ASYNC110 - no disconnect event to await
             await asyncio.sleep(RECONNECT_CHECK_S)
         await mqtt.connected.wait()
         await publisher.publish_gateway_status("online")

@@ -59,7 +59,8 @@ def database_url(pg_server: PostgresServer) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def broker(tmp_root: Path) -> Iterator[Broker]:
     """mosquitto when installed (CI installs it), else amqtt; FACILITY_TEST_BROKER forces one."""
-    b = Broker(tmp_root / "broker", free_port(), prefer=os.environ.get("FACILITY_TEST_BROKER", "auto"))
+    prefer = os.environ.get("FACILITY_TEST_BROKER", "auto")
+    b = Broker(tmp_root / "broker", free_port(), prefer=prefer)
     b.start()
     yield b
     b.stop()

@@ -98,7 +98,7 @@ class PostgresServer:
                 "-c", "logging_collector=off"]
         for k, v in self.settings.items():
             args += ["-c", f"{k}={v}"]
-        logfile = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
+        logfile = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.process = subprocess.Popen(
             args, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             user=user.pw_uid if user else None, group=user.pw_gid if user else None,

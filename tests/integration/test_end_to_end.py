@@ -74,7 +74,7 @@ def demo(tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str,
         "FACILITY_MQTT_PROTOCOL": mqtt_protocol, "FACILITY_DEMO_PASSWORD": PASSWORD,
         "HOME": str(tmp_path),
     }
-    log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115
+    log = open(tmp_path / "demo.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "facility.cli", "demo", "--site", str(_site(tmp_path, site_id)),
          "--scenario", str(_scenario(tmp_path)), "--port", str(port),

@@ -296,6 +296,6 @@ async def test_a_site_override_of_an_unknown_rule_is_refused(
     site.path.write_text(yaml.safe_dump({**raw, "rules": bad}), encoding="utf-8")
     from facility.config_errors import ConfigError
 
-    with pytest.raises(ConfigError, match="rules.entrapmant"):
+    with pytest.raises(ConfigError, match=r"rules\.entrapmant"):
         await run_rules(load_site(site.path), database_url, mqtt_url,
                         procedures_dir=PROCEDURES, mqtt_protocol=mqtt_protocol)

@@ -136,7 +136,7 @@ def test_historical_telemetry_never_raises(engine: Engine) -> None:
 
 
 def test_historical_telemetry_does_not_clear_a_live_alarm(engine: Engine) -> None:
-    state, actions = run(engine, [(0, lift(TRAPPED)), (10, None),
+    _state, actions = run(engine, [(0, lift(TRAPPED)), (10, None),
                                   (20, lift(FREE, historical=True)), (30, None)])
     assert len(raises(actions)) == 1 and clears(actions) == []
 
@@ -163,7 +163,7 @@ def test_state_survives_a_json_round_trip_and_resumes_the_timer(engine: Engine) 
 def test_fire_alarm_names_the_zone_point(engine: Engine) -> None:
     panel = TelemetryInput("a-firepanel", {"zone_1_alarm": False, "zone_2_alarm": False,
                                            "zone_3_alarm": True})
-    state, actions = engine.evaluate(EngineState(), panel, at(0))
+    _state, actions = engine.evaluate(EngineState(), panel, at(0))
     [alarm] = raises(actions)
     assert alarm.procedure == "fire_alarm_signal" and alarm.alarm_type == "fire_alarm"
     assert alarm.detail["points"] == ["zone_3_alarm"]
@@ -173,7 +173,7 @@ def test_fire_alarm_names_the_zone_point(engine: Engine) -> None:
 
 
 def test_device_offline_and_back(engine: Engine) -> None:
-    state, actions = run(engine, [(0, DeviceStatusInput("a-elevator-1", online=False)),
+    _state, actions = run(engine, [(0, DeviceStatusInput("a-elevator-1", online=False)),
                                   (5, DeviceStatusInput("a-elevator-1", online=False)),
                                   (9, DeviceStatusInput("a-elevator-1", online=True))])
     [alarm] = raises(actions)

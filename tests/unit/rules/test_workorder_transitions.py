@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from facility.workorders import TRANSITIONS, TransitionForbidden, WoState, event_for, next_states
@@ -9,7 +11,7 @@ from facility.workorders import TRANSITIONS, TransitionForbidden, WoState, event
 
 def test_happy_path() -> None:
     path = ["open", "assigned", "accepted", "on_site", "resolved", "closed"]
-    events = [event_for(1, a, b) for a, b in zip(path, path[1:], strict=False)]
+    events = [event_for(1, a, b) for a, b in itertools.pairwise(path)]
     assert events == ["assigned", "accepted", "arrived", "resolved", "closed"]
 
 
