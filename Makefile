@@ -26,8 +26,8 @@ test-quick: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff mypy
-	$(BIN)/ruff check facility gateway ingest rules api simulators tests
-	$(BIN)/mypy
+	$(BIN)/ruff check facility gateway ingest rules api simulators tests bench
+	$(BIN)/mypy && $(BIN)/mypy bench
 
 clean:
 	rm -rf $(VENV) .facility .pytest_cache test-artifacts

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -201,10 +200,12 @@ async def bench_writer(url: str, batches: Sequence[Sequence[Item]], expected: in
         second = time.perf_counter() - t0
     finally:
         await writer.close()
-    stored, _ = count_rows(url)
-    if inserted != expected or again != 0 or stored != expected:
+    stored, latest = count_rows(url)
+    points = len({r.point_id for b in batches for i in b for r in i.decoded.telemetry})
+    if inserted != expected or again != 0 or stored != expected or latest != points:
         raise SystemExit(f"writer stored wrong counts: inserted {inserted}, again {again}, "
-                         f"count(*) {stored}, expected {expected}")
+                         f"count(*) {stored}, expected {expected}; latest_values {latest} "
+                         f"for {points} points")
     return [Phase("writer", expected, first, f"{len(batches)} batches, 1 commit each"),
             Phase("writer, same batches again", expected, second, "0 inserted (checked)")]
 
@@ -379,4 +380,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

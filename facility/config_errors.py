@@ -1,6 +1,6 @@
-"""Configuration errors that name the file and the path of the offending entry.
-
-Turns pydantic validation errors into one readable message per problem, e.g.
+"""Configuration files: reading YAML safely, and errors that name the file and the path of
+the offending entry. Turns pydantic validation errors into one readable message per
+problem, e.g.
 ``sites/demo.yaml: buildings[0].devices[2].address.port: Input should be a valid integer``."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydantic
+import yaml
 
 
 class ConfigError(Exception):
@@ -33,3 +34,13 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 def from_validation(file: Path | str, exc: pydantic.ValidationError) -> ConfigError:
     problems = [f"{format_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
     return ConfigError(file, problems)
+
+
+def read_yaml(path: Path) -> object:
+    """``yaml.safe_load`` of a file; ConfigError when it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc

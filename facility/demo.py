@@ -25,7 +25,7 @@ import psycopg
 
 from facility.db.migrate import migrate
 from facility.embedded.broker import Broker
-from facility.embedded.lifetime import die_with_parent
+from facility.embedded.lifetime import die_with_parent, stop_process
 from facility.embedded.ports import free_port
 from facility.embedded.postgres import PostgresServer
 from facility.scenario import load_scenario
@@ -54,16 +54,7 @@ class Child:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("%s (pid %d) did not stop in %.0f s; killing it", self.name, proc.pid,
-                        timeout_s)
-            proc.kill()
-            proc.wait()
+        stop_process(proc, self.name, timeout_s=timeout_s)
 
 
 class _Stop(Exception):

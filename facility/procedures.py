@@ -11,11 +11,10 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 import pydantic
-import yaml
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from facility.config_errors import ConfigError, from_validation
+from facility.config_errors import ConfigError, from_validation, read_yaml
 from facility.scenario import parse_duration
 
 Trade = Literal["elevator", "electrical", "plumbing", "fire", "general"]
@@ -80,12 +79,7 @@ class Procedure(_Strict):
 
 def load_procedure(path: Path) -> Procedure:
     """Read and validate one procedure file; its id must match the file name."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
+    raw = read_yaml(path)
     try:
         proc = Procedure.model_validate(raw)
     except pydantic.ValidationError as exc:

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facility.config_errors import ConfigError, from_validation
+from facility.config_errors import from_validation, read_yaml
 
 POINT_NAME = r"^[a-z][a-z0-9_]*$"
 
@@ -180,12 +179,7 @@ def _unique_names(points: tuple[_Point, ...]) -> None:
 
 def load_profile(path: Path) -> ModbusProfile | BacnetProfile:
     """Read and validate one profile file; ConfigError names the file and entry."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
+    raw = read_yaml(path)
     try:
         return _ProfileAdapter.validate_python(raw)
     except pydantic.ValidationError as exc:

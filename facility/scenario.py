@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from facility.config_errors import ConfigError, from_validation
+from facility.config_errors import ConfigError, from_validation, read_yaml
 from facility.site import Site
 
 FaultName = Literal[
@@ -83,13 +82,9 @@ class Scenario(BaseModel):
 def load_scenario(path: Path | str, site: Site | None = None) -> Scenario:
     """Load a scenario; with a site, every step must name a device of the right type."""
     path = Path(path)
+    raw = read_yaml(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         scenario = Scenario.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
     except pydantic.ValidationError as exc:
         raise from_validation(path, exc) from exc
     if site is not None:

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facility.config_errors import ConfigError, from_validation
+from facility.config_errors import ConfigError, from_validation, read_yaml
 from facility.profiles import BacnetProfile, ModbusProfile, load_profile
 
 ID = r"^[a-z0-9_-]+$"
@@ -156,12 +155,7 @@ def parse_site(raw: object, path: Path) -> SiteConfig:
 def load_site(path: Path | str, profiles_dir: Path | None = None) -> Site:
     """Load a site file and every profile it names; ConfigError on any mistake."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
+    raw = read_yaml(path)
     config = parse_site(raw, path)
     pdir = profiles_dir or (path.parent / config.profiles_dir).resolve()
     cache: dict[str, ModbusProfile | BacnetProfile] = {}

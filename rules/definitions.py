@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facility.config_errors import ConfigError, from_validation
+from facility.config_errors import ConfigError, from_validation, read_yaml
 from facility.procedures import Priority, Procedure
 from facility.site import DeviceType, RuleOverride, Site
 from rules.expression import Condition, ConditionError
@@ -85,12 +84,7 @@ def builtin_path() -> Path:
 def load_rules(path: Path | None = None) -> tuple[RuleDef, ...]:
     """The rules of a rule file (the built-in one by default)."""
     path = path or builtin_path()
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
+    raw = read_yaml(path)
     try:
         return RuleFile.model_validate(raw).rules
     except pydantic.ValidationError as exc:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from facility.embedded.lifetime import die_with_parent
+from facility.embedded.lifetime import die_with_parent, stop_process
 from facility.embedded.ports import wait_tcp
 
 log = logging.getLogger(__name__)
@@ -89,14 +88,7 @@ class Broker:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, f"{self.kind} broker", timeout_s=timeout_s)
 
 
 def _is_root() -> bool:

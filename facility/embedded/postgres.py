@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facility.embedded.lifetime import stop_process
+
 log = logging.getLogger(__name__)
 SUPERUSER = "facility"
 
@@ -141,15 +143,7 @@ class PostgresServer:
     def stop(self, timeout_s: float = 20.0) -> None:
         """Fast shutdown (SIGINT) by pid, then SIGKILL if it does not go."""
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("postgres pid %d ignored a fast shutdown; killing it", proc.pid)
-            proc.kill()
-            proc.wait()
+        stop_process(proc, "postgres", sig=signal.SIGINT, timeout_s=timeout_s)
 
 
 def _open_path_for(path: Path) -> None:
