@@ -1,7 +1,9 @@
 """The FastAPI application: ``create_app(database_url, site=...)`` builds it with its settings
 passed in (no globals). Its lifespan checks that the database schema is current, opens a small
-connection pool and closes it at shutdown. REST routes live under /api/v1, the duty-room page
-at /, its script and style under /static."""
+connection pool and the event hub that wakes the live streams (api.stream), and closes them at
+shutdown. REST routes live under /api/v1 (OpenAPI at /docs and /openapi.json), the pages (duty
+room, device, technician, service desk, reports) at /, their scripts, styles and vendored
+libraries under /static."""
 
 from __future__ import annotations
 
@@ -19,7 +21,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.deps import ApiConfig
 from api.errors import install_handlers
-from api.routes import alarms, auth, devices, health, pages, work_orders
+from api.routes import (
+    alarms,
+    auth,
+    devices,
+    health,
+    pages,
+    reports,
+    sites,
+    stream,
+    telemetry,
+    users,
+    work_orders,
+)
+from api.stream import running_hub
 from facility.db import migrate
 from facility.site import Site
 
@@ -47,7 +62,9 @@ def create_app(
         app.state.pool = pool
         log.info("api ready (pool of up to %d connections)", POOL_MAX_SIZE)
         try:
-            yield
+            async with running_hub(database_url) as hub:
+                app.state.hub = hub
+                yield
         finally:
             await pool.close()
             log.info("api stopped")
@@ -55,12 +72,16 @@ def create_app(
     app = FastAPI(
         title="Facility monitoring and maintenance API",
         version="1",
+        description="Alarms, work orders, devices, telemetry and reports of the estate."
+        " Every route but /api/v1/health needs `Authorization: Bearer <token>` from"
+        " POST /api/v1/auth/token. See docs/api.md for roles and the live stream.",
         lifespan=lifespan,
     )
     app.state.config = config
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     install_handlers(app)
-    for module in (health, auth, devices, alarms, work_orders):
+    for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, reports,
+                   stream):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -91,4 +91,13 @@ def require_roles(*roles: Role) -> Callable[[User], Coroutine[Any, Any, User]]:
     return check
 
 
-Acknowledger = Annotated[User, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]
+R = Role
+Acknowledger = Annotated[User, Depends(require_roles(R.OPERATOR, R.ADMIN))]
+"""Acknowledges and shelves alarms: the duty room (and admin)."""
+Supervisor = Annotated[User, Depends(require_roles(R.OPERATOR, R.MANAGER, R.ADMIN))]
+"""Dispatches work: logs repair requests, assigns, closes, cancels."""
+Fieldworker = Annotated[User, Depends(require_roles(R.OPERATOR, R.TECHNICIAN, R.ADMIN))]
+"""Works on an order: transitions and checklist steps (checked further per order)."""
+Authoriser = Annotated[User, Depends(require_roles(R.MANAGER, R.ADMIN))]
+"""Takes alarms out of service and reads the reports."""
+Admin = Annotated[User, Depends(require_roles(R.ADMIN))]

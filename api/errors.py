@@ -5,13 +5,21 @@ client sends should end as a 500."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from facility.alarm_store import AlarmError, AlarmNotFound, AlarmStateError
+from facility.workorders import (
+    AssigneeRequired,
+    StepNotFound,
+    WorkOrderError,
+    WorkOrderNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,29 @@ async def _alarm_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=code)
 
 
+async def _work_order_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, WorkOrderError)
+    code = 409
+    if isinstance(exc, WorkOrderNotFound | StepNotFound):
+        code = 404
+    elif isinstance(exc, AssigneeRequired):
+        code = 422
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+def _where(loc: Sequence[object]) -> str:
+    return ".".join(str(p) for p in loc if p != "body") or "request"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with one readable sentence in ``detail`` and the items in ``errors``."""
+    assert isinstance(exc, RequestValidationError)
+    items = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+             for e in exc.errors()]
+    detail = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in items) or "invalid request"
+    return JSONResponse({"detail": detail, "errors": items}, status_code=422)
+
+
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     log.info("refused input on %s: %s", request.url.path, exc)
     return JSONResponse({"detail": f"invalid value: {exc}"}, status_code=422)
@@ -63,6 +94,8 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(AlarmError, _alarm_error)
+    app.add_exception_handler(WorkOrderError, _work_order_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(psycopg.DataError, _data_error)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(PoolTimeout, _database_unavailable)

@@ -18,6 +18,7 @@ from facility.site import Site
 
 log = logging.getLogger(__name__)
 READY_POLL_S = 0.05
+GRACEFUL_SHUTDOWN_S = 3
 
 
 class ApiStartFailed(RuntimeError):
@@ -39,6 +40,8 @@ def _config(database_url: str, host: str, port: int, site: Site | None) -> uvico
     return uvicorn.Config(
         create_app(database_url, site=site), host=host, port=port, lifespan="on",
         log_config=None, access_log=False,
+        # Live streams (SSE) never end by themselves: give them this long at shutdown.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 

@@ -47,20 +47,64 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="serve simulated devices over Modbus TCP and BACnet/IP")
     _common(p, database=False, mqtt=False)
-    p.add_argument("--scenario", type=Path)
+    p.add_argument("--scenario", type=Path,
+                   help="scenario file: timed faults and protocol misbehaviour")
     p.add_argument("--device", action="append", dest="devices", help="only these devices")
+    p.add_argument("--load", type=int, metavar="N",
+                   help="load mode: serve N Modbus devices and BACnet panels (no --site)")
+    p.add_argument("--write-site", type=Path, metavar="PATH",
+                   help="load mode: write the matching site file here once all listen")
+    p.add_argument("--bacnet-panels", type=int, default=20, help="load mode (default 20)")
+    p.add_argument("--units-per-port", type=int, default=20, help="load mode (default 20)")
+    p.add_argument("--base-port", type=int,
+                   help="load mode: consecutive ports from here (default: free ones)")
+    p.add_argument("--profile", default="load_meter", help="load mode device profile")
+    p.add_argument("--gateways", type=int, default=1, help="load mode: gateways in the site")
+    p.add_argument("--update-period", type=float, default=5.0, metavar="S",
+                   help="load mode: seconds between value updates of one device")
 
     p = sub.add_parser("gateway", help="poll one gateway's devices and publish to MQTT")
     _common(p, database=False)
-    p.add_argument("--gateway", required=True, help="gateway id from the site file")
+    p.add_argument("--gateway", help="gateway id from the site file (required to poll)")
+    p.add_argument("--state-dir", type=Path, default=Path(".facility"),
+                   help="where the store-and-forward queue lives unless the site names a "
+                        "buffer path (default .facility)")
+    p.add_argument("--metrics-port", type=int,
+                   help="Prometheus metrics on 127.0.0.1:PORT (overrides the site's)")
+    gsub = p.add_subparsers(dest="gateway_command")
+    d = gsub.add_parser("discover", help="probe BACnet and Modbus addresses; write a draft "
+                                         "site file and profiles to edit")
+    d.add_argument("--bacnet", action="append", default=[], metavar="HOST:PORT",
+                   help="a BACnet/IP device to ask by unicast Who-Is (repeatable)")
+    d.add_argument("--modbus", action="append", default=[], metavar="HOST:PORT[/UNIT]",
+                   help="a Modbus TCP device to probe (repeatable)")
+    d.add_argument("--out", type=Path, required=True, help="directory for the draft files")
+    d.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
 
     p = sub.add_parser("ingest", help="store MQTT telemetry in PostgreSQL")
     _common(p)
     p.add_argument("--share-group", help="MQTT 5 shared-subscription group (default: ingest)")
+    p.add_argument("--instance", default="",
+                   help="instance name within the share group (default: the host name); "
+                        "each process of a group needs its own")
+    p.add_argument("--batch-rows", type=int, default=10_000, help="rows per batch (10000)")
+    p.add_argument("--batch-ms", type=int, default=200, help="longest wait to fill a batch")
+    p.add_argument("--receive-maximum", type=int, default=20_000,
+                   help="MQTT 5 messages in flight to this process, unacknowledged (20000)")
+    p.add_argument("--retention-days", type=int, default=90, help="raw telemetry kept (90)")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any port)")
+    p.add_argument("--no-seq-check", dest="seq_check", action="store_false",
+                   help="do not count sequence gaps (use when several processes share a group)")
+    p.add_argument("--no-timescale", dest="timescale", action="store_false",
+                   help="stay on plain PostgreSQL partitions even if TimescaleDB is available")
 
     p = sub.add_parser("rules", help="evaluate rules, raise alarms, open work orders")
     _common(p)
     p.add_argument("--procedures", type=Path, default=Path("procedures"))
+    p.add_argument("--dispatch", type=Path,
+                   help="rosters, channels and maintenance schedules (default: "
+                        "<site file>-dispatch.yaml beside the site file, if it exists)")
     p.add_argument("--share-group", default="",
                    help="MQTT 5 shared-subscription group (default: none; rule state is "
                         "per device, so one rules process per site until partitioning lands)")
@@ -129,36 +173,64 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         from facility.demo import run_demo
 
         return run_demo(args, settings)
+    if args.command == "simulate" and args.load is not None:
+        from simulators.load import run_load
+
+        return run_service(run_load(
+            args.load, write_site=args.write_site, bacnet_panels=args.bacnet_panels,
+            units_per_port=args.units_per_port, base_port=args.base_port,
+            profile=args.profile, gateways=args.gateways, update_period_s=args.update_period))
+    if args.command == "gateway" and args.gateway_command == "discover":
+        from gateway.discover import run_discover
+
+        return run_service(run_discover(args.bacnet, args.modbus, args.out,
+                                        timeout_s=args.timeout))
     site = load_site(settings.site)
     if args.command == "simulate":
-        from facility.scenario import load_scenario
         from simulators.runner import run_simulators
+        from simulators.scenario_file import load_sim_scenario
 
-        scenario = load_scenario(args.scenario, site) if args.scenario else None
+        scenario = load_sim_scenario(args.scenario, site) if args.scenario else None
         devices = set(args.devices) if args.devices else None
         return run_service(run_simulators(site, scenario, devices=devices))
     if args.command == "gateway":
         from gateway.service import run_gateway
 
+        if args.gateway is None:
+            log.error("--gateway ID is required (or: facility gateway discover ...)")
+            return 2
         if args.gateway not in {g.id for g in site.config.gateways}:
             log.error("gateway %s is not defined in %s", args.gateway, settings.site)
             return 2
         return run_service(run_gateway(site, args.gateway, settings.mqtt_url,
-                                       mqtt_protocol=settings.mqtt_protocol))
+                                       mqtt_protocol=settings.mqtt_protocol,
+                                       state_dir=args.state_dir,
+                                       metrics_port=args.metrics_port))
     if args.command == "ingest":
-        from ingest.service import run_ingest
+        from ingest.service import IngestOptions, run_ingest
+        from ingest.storage import StorageSettings
 
+        try:
+            options = IngestOptions(
+                mqtt_protocol=settings.mqtt_protocol, instance=args.instance,
+                share_group=_share_group(args, settings, "ingest"),
+                batch_rows=args.batch_rows, batch_ms=args.batch_ms,
+                receive_maximum=args.receive_maximum, seq_check=args.seq_check,
+                metrics_port=args.metrics_port, storage=StorageSettings(
+                    retention_days=args.retention_days, timescale=args.timescale,
+                    rollup_1m_retention_days=max(400, args.retention_days)))
+        except ValueError as exc:
+            log.error("bad ingest options: %s", exc)
+            return 2
         return run_service(run_ingest(
-            site, settings.require_database(), settings.mqtt_url,
-            mqtt_protocol=settings.mqtt_protocol,
-            share_group=_share_group(args, settings, "ingest")))
+            site, settings.require_database(), settings.mqtt_url, options=options))
     if args.command == "rules":
         from rules.service import run_rules
 
         return run_service(run_rules(
             site, settings.require_database(), settings.mqtt_url,
             procedures_dir=args.procedures, mqtt_protocol=settings.mqtt_protocol,
-            share_group=args.share_group))
+            share_group=args.share_group, dispatch_path=args.dispatch))
     if args.command == "api":
         from api.service import run_api
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from facility.config_errors import from_validation, read_yaml
 
 POINT_NAME = r"^[a-z][a-z0-9_]*$"
+EVENT_TAGS = frozenset({"state", "alarm", "fault"})
 
 
 class ModbusTable(StrEnum):
@@ -72,7 +73,21 @@ class _Point(BaseModel):
     description: str = ""
     enum: dict[int, str] | None = None
     poll_class: Literal["fast", "normal", "slow"] = "normal"
-    deadband: float = 0.0
+    deadband: float = Field(default=0.0, ge=0)
+    deadband_percent: float = Field(
+        default=0.0, ge=0, le=100, description="change, in percent of the last value sent, "
+        "below which the gateway does not report (instead of the absolute deadband)")
+
+    @model_validator(mode="after")
+    def _one_deadband(self) -> _Point:
+        if self.deadband and self.deadband_percent:
+            raise ValueError("give deadband (absolute) or deadband_percent, not both")
+        return self
+
+    @property
+    def is_event(self) -> bool:
+        """An alarm or state point: reported at once on any change, never dropped."""
+        return getattr(self, "type", None) == "bool" or bool(EVENT_TAGS.intersection(self.tags))
 
 
 class ModbusPoint(_Point):
@@ -84,6 +99,9 @@ class ModbusPoint(_Point):
     bit: int | None = Field(default=None, ge=0, le=15)
     scale: float = 1.0
     offset: float = 0.0
+    invalid: int | None = Field(
+        default=None, description="raw value the device sends for 'not available' (e.g. "
+        "65535 or -32768); the point is then bad")
 
     @model_validator(mode="after")
     def _check_layout(self) -> ModbusPoint:

@@ -39,6 +39,19 @@ class BacnetAddress(_Strict):
 Address = Annotated[ModbusAddress | BacnetAddress, Field(discriminator="protocol")]
 
 
+class ModbusOptions(_Strict):
+    """Per-device read planning overrides for quirky Modbus devices."""
+
+    fill: int = Field(default=10, ge=-1, le=124,
+                      description="unused registers (or bits) bridged to merge two reads")
+    max_registers: int = Field(default=125, ge=1, le=125, description="per request")
+    max_bits: int = Field(default=2000, ge=1, le=2000, description="per request")
+    one_request_per_point: bool = False
+    pause_ms: float = Field(default=0.0, ge=0, le=10_000, description="between requests")
+    busy_retries: int = Field(default=2, ge=0, le=10,
+                              description="retries of a request answered 'busy' (code 6)")
+
+
 class DeviceConfig(_Strict):
     id: str = Field(pattern=ID)
     name: str = ""
@@ -47,12 +60,19 @@ class DeviceConfig(_Strict):
     address: Address
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
     timeout_s: float = Field(default=1.0, gt=0, le=60)
+    modbus: ModbusOptions | None = None
 
     @model_validator(mode="after")
     def _timeout_fits(self) -> DeviceConfig:
         if self.timeout_s > self.poll_interval_s * 10:
             raise ValueError("timeout_s is longer than ten poll intervals")
+        if self.modbus is not None and not isinstance(self.address, ModbusAddress):
+            raise ValueError("modbus options given for a device that is not a Modbus device")
         return self
+
+    @property
+    def modbus_options(self) -> ModbusOptions:
+        return self.modbus or ModbusOptions()
 
 
 class BuildingConfig(_Strict):
@@ -62,10 +82,33 @@ class BuildingConfig(_Strict):
     devices: tuple[DeviceConfig, ...] = ()
 
 
+class PollClasses(_Strict):
+    """Poll period of each point class, in multiples of the device's poll_interval_s."""
+
+    fast: int = Field(default=1, ge=1, le=3600)
+    normal: int = Field(default=5, ge=1, le=3600)
+    slow: int = Field(default=60, ge=1, le=3600)
+
+
+class BufferConfig(_Strict):
+    """The gateway's on-disk store-and-forward queue (SQLite)."""
+
+    path: str = Field(default="", description="file; default <state dir>/gateway-<id>.sqlite")
+    max_messages: int = Field(default=1_000_000, ge=100,
+                              description="bulk telemetry beyond this is dropped oldest first")
+    puback_timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+
 class GatewayConfig(_Strict):
     id: str = Field(pattern=ID)
     report_period_s: float = Field(default=30.0, gt=0)
     offline_after_failures: int = Field(default=3, ge=1)
+    poll_classes: PollClasses = PollClasses()
+    buffer: BufferConfig = BufferConfig()
+    metrics_port: int | None = Field(default=None, ge=0, le=65535,
+                                     description="Prometheus metrics on 127.0.0.1 (0: any)")
+    cov_lifetime_s: int = Field(default=300, ge=0, le=86400,
+                                description="BACnet COV subscription lifetime; 0: no COV")
 
 
 class RuleOverride(_Strict):

@@ -40,6 +40,17 @@ DEMO_USERS: tuple[tuple[str, Role, str], ...] = (
     ("manager", Role.MANAGER, "Property manager"),
     ("admin", Role.ADMIN, "Administrator"),
 )
+# The demo's on-call staff per trade (sites/demo-dispatch.yaml rosters them):
+# (username, role, display name, trade).
+DEMO_STAFF: tuple[tuple[str, Role, str, str | None], ...] = (
+    ("tech-elevator-1", Role.TECHNICIAN, "电梯维保 王工", "elevator"),
+    ("tech-elevator-2", Role.TECHNICIAN, "电梯维保 李工", "elevator"),
+    ("tech-electrical-1", Role.TECHNICIAN, "电工 张工", "electrical"),
+    ("tech-plumbing-1", Role.TECHNICIAN, "水工 刘工", "plumbing"),
+    ("tech-fire-1", Role.TECHNICIAN, "消防维保 陈工", "fire"),
+    ("supervisor-engineering", Role.MANAGER, "工程主管 赵工", None),
+    ("supervisor-security", Role.MANAGER, "安保主管 孙队", None),
+)
 
 
 class UserExists(ValueError):
@@ -101,17 +112,20 @@ def set_password(conn: psycopg.Connection, username: str, password: str) -> bool
 
 
 def ensure_demo_users(conn: psycopg.Connection, password: str) -> None:
-    """Create operator, technician, manager and admin with this password, or reset their
-    password (and re-activate them) if they exist."""
-    for username, role, display in DEMO_USERS:
+    """Create operator, technician, manager and admin and the demo's on-call staff
+    (``DEMO_STAFF``) with this password, or reset their password (and re-activate them) if
+    they exist."""
+    users = [(u, r, d, None) for u, r, d in DEMO_USERS] + list(DEMO_STAFF)
+    password_hash = hash_password(password)
+    for username, role, display, trade in users:
         with conn.transaction():
             conn.execute(
-                "INSERT INTO users (username, display_name, role, password_hash)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO UPDATE"
+                "INSERT INTO users (username, display_name, role, trade, password_hash)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (username) DO UPDATE"
                 " SET password_hash = EXCLUDED.password_hash, active = true",
-                (username, display, str(role), hash_password(password)),
+                (username, display, str(role), trade, password_hash),
             )
-    log.info("demo users ready: %s", ", ".join(u for u, _, _ in DEMO_USERS))
+    log.info("demo users ready: %s", ", ".join(u[0] for u in users))
 
 
 async def authenticate(

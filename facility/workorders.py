@@ -6,7 +6,9 @@ before resolved, a technician taking an open order directly, reassigning, declin
 open, and reopening a resolved order. ``transition`` applies one in the database (psycopg
 async), refusing a forbidden one with ``TransitionForbidden`` and a resolve with required
 steps left with ``StepsIncomplete``; ``complete_step`` ticks a checklist step. Each writes a
-``work_order_events`` row with actor and time and returns the ``AlarmEvent`` to publish."""
+``work_order_events`` row with actor and time, records the event in the event outbox
+(facility.events.record) in the same transaction, and returns the ``AlarmEvent`` for an MQTT
+publisher (callers must not record it again)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from facility import events as outbox
 from facility.messages import AlarmEvent
 
 
@@ -114,7 +117,7 @@ async def add_event(
 
 async def _locked(conn: psycopg.AsyncConnection[Any], wo_id: int) -> tuple[Any, ...]:
     cur = await conn.execute(
-        "SELECT state, assignee, source, fault, priority, alarm_id FROM work_orders"
+        "SELECT state, assignee, source, fault, priority, alarm_id, site_id FROM work_orders"
         " WHERE id = %s FOR UPDATE", (wo_id,),
     )
     row = await cur.fetchone()
@@ -129,7 +132,7 @@ async def transition(
 ) -> AlarmEvent:
     """Move a work order to ``to_state``; returns the event message to publish."""
     async with conn.transaction():
-        state, current, source, fault, priority, alarm_id = await _locked(conn, wo_id)
+        state, current, source, fault, priority, alarm_id, site_id = await _locked(conn, wo_id)
         event = event_for(wo_id, state, to_state)
         if to_state == S.ASSIGNED and not assignee:
             raise AssigneeRequired(wo_id)
@@ -157,9 +160,11 @@ async def transition(
         )
         detail = {"actor": actor, "assignee": assignee, **({"note": note} if note else {})}
         await add_event(conn, wo_id, event, actor, now, state, to_state, detail)
-    return AlarmEvent(ts=now, event=f"work_order.{event}", work_order_id=wo_id, alarm_id=alarm_id,
-                      device=source, alarm_type=fault, state=to_state, priority=priority,
-                      detail={**detail, "from_state": state})
+        msg = AlarmEvent(ts=now, event=f"work_order.{event}", work_order_id=wo_id,
+                         alarm_id=alarm_id, device=source, alarm_type=fault, state=to_state,
+                         priority=priority, detail={**detail, "from_state": state})
+        await outbox.record(conn, site_id, [msg])
+    return msg
 
 
 async def complete_step(
@@ -168,7 +173,7 @@ async def complete_step(
 ) -> AlarmEvent | None:
     """Tick a checklist step (open orders only); None when it was already done."""
     async with conn.transaction():
-        state, _assignee, source, fault, priority, alarm_id = await _locked(conn, wo_id)
+        state, _assignee, source, fault, priority, alarm_id, site_id = await _locked(conn, wo_id)
         if state in (S.RESOLVED, *TERMINAL):
             raise WorkOrderError(wo_id, f"steps cannot change in state {state}")
         cur = await conn.execute(
@@ -185,6 +190,8 @@ async def complete_step(
                 raise StepNotFound(wo_id, seq)
             return None
         await add_event(conn, wo_id, "step_done", actor, now, detail={"seq": seq, "note": note})
-    return AlarmEvent(ts=now, event="work_order.step_done", work_order_id=wo_id,
-                      alarm_id=alarm_id, device=source, alarm_type=fault, state=state,
-                      priority=priority, detail={"seq": seq, "actor": actor})
+        msg = AlarmEvent(ts=now, event="work_order.step_done", work_order_id=wo_id,
+                         alarm_id=alarm_id, device=source, alarm_type=fault, state=state,
+                         priority=priority, detail={"seq": seq, "actor": actor})
+        await outbox.record(conn, site_id, [msg])
+    return msg

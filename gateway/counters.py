@@ -1,10 +1,19 @@
-"""What an operator needs to see of a running gateway, as plain counters (a Prometheus
-endpoint can render them later)."""
+"""What an operator needs to see of a running gateway, as plain counters; ``gateway.metrics``
+renders them in the Prometheus text format."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class DeviceCounters:
+    polls: int = 0  # polls started
+    failures: int = 0
+    overruns: int = 0  # ticks skipped because the previous poll still ran
+    requests: int = 0  # protocol requests of the last poll
+    last_poll_s: float = 0.0  # duration of the last poll
 
 
 @dataclass(slots=True)
@@ -16,3 +25,17 @@ class GatewayCounters:
     published: int = 0
     publish_failures: int = 0
     publish_waits: int = 0  # times a publish waited for the in-flight window
+    queued: int = 0  # messages spooled to the on-disk queue
+    dropped: int = 0  # bulk telemetry dropped oldest first at the queue's bound
+    replayed: int = 0  # queued messages acknowledged by the broker after replay
+    requests: int = 0  # protocol requests sent (Modbus reads, BACnet RP/RPM)
+    busy_retries: int = 0  # Modbus requests retried after exception 6 (busy)
+    cov_notifications: int = 0
+    poll_seconds: float = 0.0  # total time spent in polls
+    devices: dict[str, DeviceCounters] = field(default_factory=dict)
+
+    def device(self, device_id: str) -> DeviceCounters:
+        found = self.devices.get(device_id)
+        if found is None:
+            found = self.devices[device_id] = DeviceCounters()
+        return found

@@ -5,7 +5,9 @@ first laid out as bytes in the device's order (``WordOrder``: ABCD big-endian; C
 reversed; BADC bytes swapped in each word; DCBA fully little-endian), then unpacked
 big-endian. A bool in a register table is one bit of the point's first register. The value
 is ``raw * scale + offset``; integers stay integers when scale is 1 and offset 0. A NaN or
-infinite result raises ``DecodeError``: the point is bad, never sent as a number."""
+infinite result, or the raw value the profile names ``invalid`` (the device's "not
+available" sentinel, such as 0xFFFF), raises ``DecodeError``: the point is bad, never sent
+as a number."""
 
 from __future__ import annotations
 
@@ -65,6 +67,8 @@ def decode_registers(point: ModbusPoint, registers: Sequence[int]) -> Value:
     if point.type is DataType.STRING:
         return _decode_string(point, registers)
     raw = struct.unpack(STRUCT_FORMAT[point.type], registers_to_bytes(registers, point.order))[0]
+    if point.invalid is not None and raw == point.invalid:
+        raise DecodeError(point.name, f"raw value {raw} means 'not available'")
     return _scaled(point, raw)
 
 

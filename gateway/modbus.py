@@ -6,17 +6,21 @@ connect and request runs under ``asyncio.timeout(timeout_s)``. Library failures 
 exceptions: ``TransportError`` (the connection is dropped and re-opened on the next read,
 after a capped, jittered exponential backoff), ``DeviceTimeout`` (likewise: a late answer
 must not be taken for the next request's), ``ProtocolError`` carrying the Modbus exception
-code (the connection stays). A block refused with "illegal data address" (code 2) is split
-and retried, so one bad register loses one point, not the device. ``read()`` returns the
-decoded values by point name and the set of points that could not be read; it raises only
-when nothing at all could be read."""
+code (the connection stays, no reconnect). A block refused with "illegal data address"
+(code 2) is split and retried, so one bad register loses one point, not the device; a
+request answered "server busy" (code 6) is retried up to ``busy_retries`` times after a
+short pause; no other exception is retried. ``read(classes)`` reads the points of those
+poll classes with a plan made once per set of classes (``ModbusOptions``: gap fill, maximum
+request size, one request per point, a pause between requests) and returns the decoded
+values by point name and the set of points that could not be read; it raises only when
+nothing at all could be read."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -25,15 +29,18 @@ from pymodbus.pdu import ModbusPDU
 
 from facility.messages import Value, utcnow
 from facility.profiles import ModbusPoint, ModbusTable
-from facility.site import ModbusAddress
+from facility.site import ModbusAddress, ModbusOptions
+from gateway.counters import GatewayCounters
 from gateway.decode import decode_point
 from gateway.errors import DecodeError, DeviceTimeout, ProtocolError, TransportError
-from gateway.plan import DEFAULT_FILL, ReadBlock, plan_reads, split
+from gateway.plan import ReadBlock, plan_reads, split
 from gateway.reading import Reading
 
 log = logging.getLogger(__name__)
 
 ILLEGAL_ADDRESS = 2
+SERVER_BUSY = 6
+BUSY_PAUSE_S = 0.05
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 
@@ -43,34 +50,57 @@ class ModbusReader:
 
     def __init__(
         self, device_id: str, address: ModbusAddress, points: Sequence[ModbusPoint], *,
-        timeout_s: float, fill: int = DEFAULT_FILL,
+        timeout_s: float, fill: int | None = None, options: ModbusOptions | None = None,
+        counters: GatewayCounters | None = None,
     ) -> None:
         self.device_id = device_id
         self._address = address
         self._timeout_s = timeout_s
-        self._blocks = plan_reads(points, fill=fill)
+        self._options = options or ModbusOptions()
+        if fill is not None:
+            self._options = self._options.model_copy(update={"fill": fill})
+        self._points = tuple(points)
+        self._plans: dict[frozenset[str] | None, list[ReadBlock]] = {}
+        self._all_classes = frozenset(p.poll_class for p in self._points)
+        self._counters = counters
         self._client: AsyncModbusTcpClient | None = None
         self._failures = 0
         self._retry_at = 0.0
 
     @property
     def blocks(self) -> list[ReadBlock]:
-        return list(self._blocks)
+        """The plan of a complete read."""
+        return list(self._plan(None))
 
-    async def read(self) -> Reading:
+    def _plan(self, classes: Collection[str] | None) -> list[ReadBlock]:
+        key = None if classes is None or self._all_classes <= set(classes) else frozenset(classes)
+        plan = self._plans.get(key)
+        if plan is None:
+            o = self._options
+            pts = [p for p in self._points if key is None or p.poll_class in key]
+            plan = self._plans[key] = plan_reads(
+                pts, fill=o.fill, max_registers=o.max_registers, max_bits=o.max_bits,
+                one_per_point=o.one_request_per_point)
+        return plan
+
+    async def read(self, classes: Collection[str] | None = None) -> Reading:
+        blocks = self._plan(classes)
         client = await self._connected()
         values: dict[str, Value] = {}
         bad: set[str] = set()
         errors: list[ProtocolError] = []
+        sent = [0]
         try:
-            for block in self._blocks:
-                await self._read_into(client, block, values, bad, errors)
+            for block in blocks:
+                await self._read_into(client, block, values, bad, errors, sent)
         except (TransportError, DeviceTimeout):
             self._drop()
             raise
         if errors and not values:
             raise errors[-1]
-        return Reading(ts=utcnow(), values=values, bad=frozenset(bad))
+        complete = classes is None or self._all_classes <= set(classes)
+        return Reading(ts=utcnow(), values=values, bad=frozenset(bad), complete=complete,
+                       requests=sent[0])
 
     async def close(self) -> None:
         self._drop()
@@ -109,10 +139,10 @@ class ModbusReader:
 
     async def _read_into(
         self, client: AsyncModbusTcpClient, block: ReadBlock, values: dict[str, Value],
-        bad: set[str], errors: list[ProtocolError],
+        bad: set[str], errors: list[ProtocolError], sent: list[int],
     ) -> None:
         try:
-            data = await self._request(client, block)
+            data = await self._request_retrying(client, block, sent)
         except ProtocolError as exc:
             halves = split(block) if exc.code == ILLEGAL_ADDRESS else []
             if not halves:
@@ -122,7 +152,7 @@ class ModbusReader:
                 errors.append(exc)
                 return
             for half in halves:
-                await self._read_into(client, half, values, bad, errors)
+                await self._read_into(client, half, values, bad, errors, sent)
             return
         for p in block.points:
             try:
@@ -130,6 +160,25 @@ class ModbusReader:
             except DecodeError as exc:
                 log.debug("%s: %s", self.device_id, exc)
                 bad.add(p.name)
+
+    async def _request_retrying(
+        self, client: AsyncModbusTcpClient, block: ReadBlock, sent: list[int]
+    ) -> Sequence[int] | Sequence[bool]:
+        """One request (after the configured pause), retried only while the device is busy."""
+        attempt = 0
+        while True:
+            if self._options.pause_ms and sent[0]:
+                await asyncio.sleep(self._options.pause_ms / 1000)
+            sent[0] += 1
+            try:
+                return await self._request(client, block)
+            except ProtocolError as exc:
+                if exc.code != SERVER_BUSY or attempt >= self._options.busy_retries:
+                    raise
+            attempt += 1
+            if self._counters is not None:
+                self._counters.busy_retries += 1
+            await asyncio.sleep(BUSY_PAUSE_S * attempt)
 
     async def _request(
         self, client: AsyncModbusTcpClient, block: ReadBlock

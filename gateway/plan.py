@@ -49,8 +49,13 @@ def block_of(points: Iterable[ModbusPoint]) -> ReadBlock:
 def plan_reads(
     points: Iterable[ModbusPoint], *, fill: int = DEFAULT_FILL,
     max_registers: int = MAX_REGISTERS, max_bits: int = MAX_BITS,
+    one_per_point: bool = False,
 ) -> list[ReadBlock]:
-    """Requests covering every point, in table then address order."""
+    """Requests covering every point, in table then address order (``one_per_point``: one
+    request per point, for devices that refuse any multi-point read)."""
+    if one_per_point:
+        return [block_of([p]) for p in sorted(points, key=lambda p: (p.table, p.address,
+                                                                       p.bit or 0))]
     by_table: dict[ModbusTable, list[ModbusPoint]] = {}
     for p in points:
         by_table.setdefault(p.table, []).append(p)

@@ -1,14 +1,14 @@
-"""Publishes the gateway's messages per MQTT contract v1 over ``facility.mqtt.MqttClient``.
-
-One ``Publisher`` per gateway session: it owns the session id and the ``seq`` counter
-(increasing across every device of the gateway), the per-device report state and whether
-a device's birth went out. Everything is QoS 1; status and birth messages are retained.
-No more than ``max_inflight`` messages await their PUBACK: a caller past that waits, so a
-slow broker slows the pollers (whose skipped ticks are counted) instead of growing memory."""
+"""Publishes one gateway's messages per MQTT contract v1 through the store-and-forward
+``Forwarder``: it owns the session id and the ``seq`` counter (increasing across every
+device of the gateway), the per-device report state and whether a device's birth went
+out. Everything is QoS 1; status and birth messages are retained. Device status, birth and
+telemetry carrying an alarm or state change are *critical* (never dropped from the on-disk
+queue); other telemetry is bulk. Gateway status goes straight to the broker, never queued:
+``online`` is said again at every (re)connect and the will says ``offline``."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 from typing import Literal
 
@@ -25,7 +25,8 @@ from facility.messages import (
 from facility.mqtt import MqttClient, MqttError
 from facility.profiles import DataType, ModbusPoint
 from facility.site import Device
-from gateway.counters import GatewayCounters
+from gateway.buffer import Outgoing
+from gateway.forwarder import Forwarder
 from gateway.health import Transition
 from gateway.reading import Reading
 from gateway.reporting import Report, ReportState
@@ -35,49 +36,63 @@ log = logging.getLogger(__name__)
 
 class Publisher:
     def __init__(
-        self, mqtt: MqttClient, site_id: str, gateway_id: str, session: str,
-        counters: GatewayCounters, *, report_period_s: float, max_inflight: int = 500,
+        self, mqtt: MqttClient, forwarder: Forwarder, site_id: str, gateway_id: str,
+        session: str, *, report_period_s: float,
     ) -> None:
         self._mqtt = mqtt
+        self._forwarder = forwarder
         self._site = site_id
         self._gateway = gateway_id
         self.session = session
-        self._counters = counters
         self._period_s = report_period_s
-        self._max_inflight = max_inflight
-        self._inflight: set[asyncio.Future[None]] = set()
         self._seq = 0
         self._reports: dict[str, ReportState] = {}
         self._born: set[str] = set()
 
-    async def publish_gateway_status(self, state: Literal["online", "offline"]) -> None:
+    async def publish_gateway_status(self, state: Literal["online", "offline"],
+                                     timeout_s: float | None = None) -> None:
+        """Straight to the broker when connected (never queued: stale by replay time)."""
+        if not self._mqtt.connected.is_set():
+            return
         topic, payload = gateway_status(self._site, self._gateway, self.session, state)
-        await self._send(topic, payload, retain=True)
+        with contextlib.suppress(MqttError, TimeoutError):
+            await self._mqtt.publish(topic, payload, retain=True, timeout_s=timeout_s)
 
     async def publish_device_status(self, device: Device, change: Transition) -> None:
         msg = DeviceStatus(ts=utcnow(), state=change.state, reason=change.reason)
-        await self._send(self._topic(topics.TopicKind.DEVICE_STATUS, device), encode(msg),
-                         retain=True)
+        await self._forwarder.send(Outgoing(
+            self._topic(topics.TopicKind.DEVICE_STATUS, device), encode(msg), retain=True,
+            critical=True))
+
+    def snapshot_due(self, device: Device, now: float) -> bool:
+        """Whether the device's next complete poll goes out as a full snapshot."""
+        return self._report_state(device).snapshot_due(now)
 
     async def publish_reading(self, device: Device, reading: Reading, now: float) -> None:
         """Birth after the first good poll of the session, then telemetry as reported."""
         if device.id not in self._born:
-            await self._send(self._topic(topics.TopicKind.BIRTH, device),
-                             encode(birth_of(device, reading, self.session)), retain=True)
+            await self._forwarder.send(Outgoing(
+                self._topic(topics.TopicKind.BIRTH, device),
+                encode(birth_of(device, reading, self.session)), retain=True, critical=True))
             self._born.add(device.id)
-        state = self._reports.get(device.id)
-        if state is None:
-            deadbands = {p.name: p.deadband for p in device.profile.points}
-            state = self._reports[device.id] = ReportState(deadbands, self._period_s)
-        report = state.decide(reading.values, reading.bad, now)
+        report = self._report_state(device).decide(reading.values, reading.bad, now,
+                                                   complete=reading.complete)
         if report is not None:
-            await self._send(self._topic(topics.TopicKind.TELEMETRY, device),
-                             encode(self._telemetry(reading, report)))
+            await self._forwarder.send(Outgoing(
+                self._topic(topics.TopicKind.TELEMETRY, device),
+                encode(self._telemetry(reading, report)), telemetry=True,
+                critical=report.urgent))
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait (bounded) for every message in flight to be acknowledged."""
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=timeout_s)
+        """Wait (bounded) for every live message in flight to be acknowledged."""
+        await self._forwarder.drain(timeout_s)
+
+    def _report_state(self, device: Device) -> ReportState:
+        state = self._reports.get(device.id)
+        if state is None:
+            state = self._reports[device.id] = ReportState.for_points(
+                device.profile.points, self._period_s)
+        return state
 
     def _telemetry(self, reading: Reading, report: Report) -> Telemetry:
         self._seq += 1
@@ -86,25 +101,6 @@ class Publisher:
 
     def _topic(self, kind: topics.TopicKind, device: Device) -> str:
         return topics.device_topic(kind, self._site, self._gateway, device.id)
-
-    async def _send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        while len(self._inflight) >= self._max_inflight:
-            self._counters.publish_waits += 1
-            await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
-        fut = self._mqtt.publish_nowait(topic, payload, qos=1, retain=retain)
-        self._inflight.add(fut)
-        fut.add_done_callback(self._done)
-
-    def _done(self, fut: asyncio.Future[None]) -> None:
-        self._inflight.discard(fut)
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is None:
-            self._counters.published += 1
-        else:
-            self._counters.publish_failures += 1
-            log.warning("publish failed: %s", exc if isinstance(exc, MqttError) else repr(exc))
 
 
 def gateway_status(

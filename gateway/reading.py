@@ -1,8 +1,10 @@
 """What one poll of a device yields, and the interface every protocol adapter offers the
-poller: ``read()`` returns a ``Reading`` or raises a ``gateway.errors.DeviceError``."""
+poller: ``read(classes)`` reads the points of those poll classes (None: every point) and
+returns a ``Reading``, or raises a ``gateway.errors.DeviceError``."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -12,16 +14,19 @@ from facility.messages import Value
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """Values by point name, the points that could not be read, and when they were read."""
+    """Values by point name, the points that could not be read, when they were read, and
+    whether every point of the device was due (``complete``)."""
 
     ts: datetime
     values: dict[str, Value]
     bad: frozenset[str] = field(default_factory=frozenset)
+    complete: bool = True
+    requests: int = 0
 
 
 class DeviceReader(Protocol):
     device_id: str
 
-    async def read(self) -> Reading: ...
+    async def read(self, classes: Collection[str] | None = None) -> Reading: ...
 
     async def close(self) -> None: ...

@@ -1,13 +1,18 @@
 """The gateway service: polls the devices of one gateway and publishes per MQTT contract v1
 until cancelled.
 
-``run_gateway`` opens the MQTT connection with a will saying ``offline`` for a fresh session
-id, publishes ``online`` for that session (again after every reconnect, since the broker may
-have published the will meanwhile), starts one BACnet application if any device speaks
-BACnet, and runs one named task ``poll[<device>]`` per device in a TaskGroup, with start
-offsets staggered across the poll interval. On cancellation it publishes ``offline`` for
-the same session, waits briefly for in-flight messages, then closes the readers, the BACnet
-application and the MQTT connection."""
+``run_gateway`` opens the on-disk store-and-forward queue (resuming whatever a previous run
+left in it) and the MQTT connection with a will saying ``offline`` for a fresh session id,
+and starts polling once connected, or after ``CONNECT_GRACE_S`` whether or not the broker
+is reachable: messages wait in the queue until it is. At every (re)connect it publishes
+``online`` for that session (the broker may have published the will meanwhile). It starts
+one BACnet application if any device speaks BACnet, the metrics endpoint if a port is
+configured, and one named task
+``poll[<device>]`` per device in a TaskGroup, with start offsets staggered across the poll
+interval and poll-class phases staggered across devices. On cancellation it publishes
+``offline`` for the same session, waits briefly for in-flight messages, spools whatever is
+unacknowledged to disk, then closes the readers, the BACnet application and the MQTT
+connection."""
 
 from __future__ import annotations
 
@@ -16,12 +21,16 @@ import contextlib
 import logging
 import uuid
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from facility.mqtt import MqttClient, MqttError, Will
 from facility.profiles import BacnetProfile, ModbusProfile
-from facility.site import BacnetAddress, Device, ModbusAddress, Site
+from facility.site import BacnetAddress, Device, GatewayConfig, ModbusAddress, Site
 from gateway.bacnet import BacnetClient, BacnetReader
+from gateway.buffer import MessageStore
 from gateway.counters import GatewayCounters
+from gateway.forwarder import Forwarder
+from gateway.metrics import Gauges, MetricsServer, render
 from gateway.modbus import ModbusReader
 from gateway.poller import DevicePoller
 from gateway.publisher import Publisher, gateway_status
@@ -30,15 +39,27 @@ from gateway.reading import DeviceReader
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 5.0
-CONNECT_WARN_S = 10.0
 RECONNECT_CHECK_S = 1.0
+STATUS_TIMEOUT_S = 10.0
+CONNECT_GRACE_S = 5.0
+DEFAULT_STATE_DIR = Path(".facility")
+
+
+def buffer_path(site: Site, gw: GatewayConfig, state_dir: Path = DEFAULT_STATE_DIR) -> Path:
+    """The queue file: the configured path (relative to the site file), else in state_dir."""
+    if gw.buffer.path:
+        return (site.path.parent / gw.buffer.path).resolve()
+    return state_dir / f"gateway-{site.id}-{gw.id}.sqlite"
 
 
 async def run_gateway(
     site: Site, gateway_id: str, mqtt_url: str, *, mqtt_protocol: str = "5",
     ready: asyncio.Event | None = None, counters: GatewayCounters | None = None,
+    state_dir: Path = DEFAULT_STATE_DIR, metrics_port: int | None = None,
+    metrics: list[MetricsServer] | None = None,
 ) -> None:
-    """Poll and publish until cancelled; ``ready`` is set once online and polling."""
+    """Poll and publish until cancelled; ``ready`` is set once polling. ``metrics_port``
+    overrides the gateway's configured one; a started server is appended to ``metrics``."""
     gw = site.gateway(gateway_id)
     devices = site.devices_of_gateway(gateway_id)
     counters = counters if counters is not None else GatewayCounters()
@@ -46,73 +67,89 @@ async def run_gateway(
     will_topic, will_payload = gateway_status(site.id, gateway_id, session, "offline")
     mqtt = MqttClient(mqtt_url, f"gateway-{site.id}-{gateway_id}-{session[:8]}",
                       protocol=mqtt_protocol, will=Will(will_topic, will_payload))
-    publisher = Publisher(mqtt, site.id, gateway_id, session, counters,
-                          report_period_s=gw.report_period_s)
     async with AsyncExitStack() as stack:
+        store = await asyncio.to_thread(MessageStore, buffer_path(site, gw, state_dir),
+                                        gw.buffer.max_messages)
+        forwarder = Forwarder(mqtt, store, counters, puback_timeout_s=gw.buffer.puback_timeout_s)
         await mqtt.start()
         stack.push_async_callback(mqtt.close)
-        await _wait_connected(mqtt)
-        await publisher.publish_gateway_status("online")
-        log.info("gateway %s online (session %s) with %d devices", gateway_id, session,
+        stack.push_async_callback(forwarder.close)
+        publisher = Publisher(mqtt, forwarder, site.id, gateway_id, session,
+                              report_period_s=gw.report_period_s)
+        port = metrics_port if metrics_port is not None else gw.metrics_port
+        if port is not None:
+            server = MetricsServer(lambda: render(gateway_id, counters, Gauges(
+                forwarder.depth, forwarder.inflight, len(devices))), port)
+            await server.start()
+            stack.push_async_callback(server.close)
+            if metrics is not None:
+                metrics.append(server)
+        log.info("gateway %s starting (session %s) with %d devices", gateway_id, session,
                  len(devices))
-        readers = await _open_readers(devices, stack)
+        try:  # normally the broker answers at once: the first readings then go out live
+            await mqtt.wait_connected(CONNECT_GRACE_S)
+        except MqttError:
+            log.warning("broker %s unreachable; polling into the queue meanwhile", mqtt.url)
+        readers = await _open_readers(devices, gw, counters, stack)
+        every = gw.poll_classes.model_dump()
         try:
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(forwarder.run(), name=f"forward[{gateway_id}]")
+                tg.create_task(_announce_on_connect(mqtt, publisher, gateway_id),
+                               name=f"announce[{gateway_id}]")
                 for i, device in enumerate(devices):
                     poller = DevicePoller(
                         device, readers[device.id], publisher, counters,
                         offline_after=gw.offline_after_failures,
                         offset_s=device.config.poll_interval_s * i / len(devices),
+                        every=every, phase=i,
                     )
                     tg.create_task(poller.run(), name=f"poll[{device.id}]")
-                tg.create_task(_announce_on_reconnect(mqtt, publisher),
-                               name=f"announce[{gateway_id}]")
                 if ready is not None:
                     ready.set()
         finally:
             await _say_offline(publisher, gateway_id)
 
 
-async def _open_readers(devices: list[Device], stack: AsyncExitStack) -> dict[str, DeviceReader]:
+async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: GatewayCounters,
+                        stack: AsyncExitStack) -> dict[str, DeviceReader]:
     readers: dict[str, DeviceReader] = {}
     bacnet: BacnetClient | None = None
     for d in devices:
         address, profile = d.config.address, d.profile
         if isinstance(address, ModbusAddress) and isinstance(profile, ModbusProfile):
             readers[d.id] = ModbusReader(d.id, address, profile.points,
-                                         timeout_s=d.config.timeout_s)
+                                         timeout_s=d.config.timeout_s,
+                                         options=d.config.modbus_options, counters=counters)
         elif isinstance(address, BacnetAddress) and isinstance(profile, BacnetProfile):
             if bacnet is None:
                 bacnet = BacnetClient()
                 await bacnet.start()
                 stack.push_async_callback(bacnet.close)
             readers[d.id] = BacnetReader(bacnet, d.id, address, profile.points,
-                                         timeout_s=d.config.timeout_s)
+                                         timeout_s=d.config.timeout_s, counters=counters,
+                                         cov_lifetime_s=gw.cov_lifetime_s)
     return readers
 
 
-async def _wait_connected(mqtt: MqttClient) -> None:
+async def _announce_on_connect(mqtt: MqttClient, publisher: Publisher, gateway_id: str) -> None:
+    """At every connect say online: after a lost connection the broker may have published
+    our will."""
+    first = True
     while True:
-        try:
-            await mqtt.wait_connected(CONNECT_WARN_S)
-            return
-        except MqttError as exc:
-            log.warning("%s; still trying", exc)
-
-
-async def _announce_on_reconnect(mqtt: MqttClient, publisher: Publisher) -> None:
-    """After a lost connection the broker may have published our will: say online again."""
-    while True:
+        await mqtt.connected.wait()
+        await publisher.publish_gateway_status("online", timeout_s=STATUS_TIMEOUT_S)
+        if first:
+            log.info("gateway %s online (session %s)", gateway_id, publisher.session)
+            first = False
         while mqtt.connected.is_set():  # noqa: ASYNC110 - no disconnect event to await
             await asyncio.sleep(RECONNECT_CHECK_S)
-        await mqtt.connected.wait()
-        await publisher.publish_gateway_status("online")
 
 
 async def _say_offline(publisher: Publisher, gateway_id: str) -> None:
     """Publish the session's offline status and let in-flight messages finish (bounded)."""
     with contextlib.suppress(TimeoutError, MqttError):
         async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
-            await publisher.publish_gateway_status("offline")
+            await publisher.publish_gateway_status("offline", timeout_s=SHUTDOWN_TIMEOUT_S)
             await publisher.drain(SHUTDOWN_TIMEOUT_S)
     log.info("gateway %s offline (session %s)", gateway_id, publisher.session)

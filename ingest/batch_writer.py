@@ -1,57 +1,81 @@
-"""Writes one batch of decoded messages to PostgreSQL in one transaction, and keeps trying
-until it is committed; the caller acknowledges the batch's messages only afterwards.
+"""Writes one ``Batch`` to PostgreSQL in one transaction, and keeps trying until it is
+committed; the caller acknowledges the batch's messages only afterwards.
 
-Telemetry goes by binary COPY into a temporary staging table, then ``INSERT ... SELECT ...
-ON CONFLICT (point_id, time) DO NOTHING`` (a redelivered message is stored once) and an
-upsert of latest_values that only moves forward in time. Device status is upserted newer-only
-with a history row; gateway status follows the session rule (see ``UPSERT_GATEWAY``); dead
-letters are inserted in the same transaction. While the database is unreachable the batch is
-kept and retried with capped, jittered exponential backoff, logged once when it goes and once
-when it is back. If the database refuses the batch's data (a data or integrity error), the
-messages are written one by one and the ones it refuses become dead letters, so one poison
-message cannot stop ingest."""
+Telemetry goes by binary COPY straight into ``telemetry`` (the fast path). If that meets a
+row already stored (a unique violation: a redelivery, a gateway replaying its buffer), the
+transaction is rolled back and the batch goes through a temporary staging table and
+``INSERT ... ON CONFLICT (point_id, time) DO NOTHING``, so every row is stored once; the
+staging path is also used for the next few batches and for batches holding a delivery the
+broker flagged as a possible duplicate. In the same transaction: latest_values upserted
+newer-only from each point's newest row, the touched minutes marked for the rollup job
+(partitions layout), device status upserted newer-only with a history row and a
+``device.status`` event in the outbox when a device's online state changes, gateway status
+by the session rule (see ``UPSERT_GATEWAY``), dead letters. Day partitions a batch needs
+are created first (``telemetry_ensure_partition``).
+
+While the database is unreachable the batch is kept and retried with capped, jittered
+exponential backoff, logged once when it goes and once when it is back. If the database
+refuses the batch's data (a data or integrity error), the messages are written one by one
+and the ones it refuses become dead letters, so one poison message cannot stop ingest."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import errors
 
-from ingest.rows import DeadLetter, DeadLetterKind, Decoded, dead_letter
+from facility import events
+from facility.messages import AlarmEvent
+from ingest.batch import DAY_US, MINUTE_US, Batch
+from ingest.fast_path import from_micros
+from ingest.mqtt_session import Delivery
+from ingest.rows import DeadLetter, DeadLetterKind, DeviceStatusRow, dead_letter
 
 log = logging.getLogger(__name__)
 CONSUMER = "ingest"
+Conn = psycopg.AsyncConnection[tuple[object, ...]]
+SAFE_BATCHES_AFTER_CONFLICT = 8
 
-CREATE_STAGE = (
+CREATE_STAGES = (
     "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (time timestamptz NOT NULL,"
     " point_id integer NOT NULL, value double precision, value_text text,"
-    " quality smallint NOT NULL) ON COMMIT DELETE ROWS"
+    " quality smallint NOT NULL) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS latest_stage (LIKE telemetry_stage) ON COMMIT DELETE ROWS"
 )
-COPY_STAGE = (
-    "COPY telemetry_stage (time, point_id, value, value_text, quality) FROM STDIN (FORMAT BINARY)"
-)
-STAGE_TYPES = ["timestamptz", "int4", "float8", "text", "int2"]
-INSERT_TELEMETRY = (
-    "INSERT INTO telemetry (time, point_id, value, value_text, quality)"
-    " SELECT time, point_id, value, value_text, quality FROM telemetry_stage"
-    " ON CONFLICT (point_id, time) DO NOTHING"
+COLUMNS = "(time, point_id, value, value_text, quality)"
+COPY_TELEMETRY = f"COPY telemetry {COLUMNS} FROM STDIN (FORMAT BINARY)"
+COPY_STAGE = f"COPY telemetry_stage {COLUMNS} FROM STDIN (FORMAT BINARY)"
+COPY_LATEST = f"COPY latest_stage {COLUMNS} FROM STDIN (FORMAT BINARY)"
+INSERT_FROM_STAGE = (
+    f"INSERT INTO telemetry {COLUMNS} SELECT time, point_id, value, value_text, quality"
+    " FROM telemetry_stage ON CONFLICT (point_id, time) DO NOTHING"
 )
 UPSERT_LATEST = (
     "INSERT INTO latest_values (point_id, time, value, value_text, quality)"
-    " SELECT DISTINCT ON (point_id) point_id, time, value, value_text, quality"
-    " FROM telemetry_stage ORDER BY point_id, time DESC"
+    " SELECT point_id, time, value, value_text, quality FROM latest_stage"
     " ON CONFLICT (point_id) DO UPDATE SET time = EXCLUDED.time, value = EXCLUDED.value,"
     " value_text = EXCLUDED.value_text, quality = EXCLUDED.quality"
     " WHERE latest_values.time < EXCLUDED.time"
 )
+MARK_DIRTY = (
+    "INSERT INTO telemetry_rollup_dirty (bucket) SELECT unnest(%s::timestamptz[])"
+    " ON CONFLICT DO NOTHING"
+)
+ENSURE_PARTITION = "SELECT telemetry_ensure_partition(%s::date)"
+# The previous state is read in the same statement, so an event is recorded exactly when
+# this message changed the device's online state.
 UPSERT_DEVICE_STATUS = (
-    "INSERT INTO device_status (device_id, state, reason, time) VALUES (%s, %s, %s, %s)"
-    " ON CONFLICT (device_id) DO UPDATE SET state = EXCLUDED.state,"
-    " reason = EXCLUDED.reason, time = EXCLUDED.time WHERE device_status.time < EXCLUDED.time"
+    "WITH old AS (SELECT state FROM device_status WHERE device_id = %(d)s FOR UPDATE),"
+    " up AS (INSERT INTO device_status (device_id, state, reason, time)"
+    "  VALUES (%(d)s, %(s)s, %(r)s, %(t)s) ON CONFLICT (device_id) DO UPDATE"
+    "  SET state = EXCLUDED.state, reason = EXCLUDED.reason, time = EXCLUDED.time"
+    "  WHERE device_status.time < EXCLUDED.time RETURNING state)"
+    " SELECT (SELECT state FROM old), (SELECT state FROM up)"
 )
 INSERT_DEVICE_HISTORY = (
     "INSERT INTO device_status_history (device_id, time, state, reason)"
@@ -78,26 +102,21 @@ INSERT_DEAD_LETTER = (
 _REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One received message and what it decoded to."""
-
-    topic: str
-    payload: bytes
-    decoded: Decoded
-
-
 @dataclass(slots=True)
 class WriteResult:
     telemetry_staged: int = 0
     telemetry_inserted: int = 0
     statuses: int = 0
+    status_events: int = 0
+    staged_path: bool = False  # the batch went through the staging table
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
     def add(self, other: WriteResult) -> None:
         self.telemetry_staged += other.telemetry_staged
         self.telemetry_inserted += other.telemetry_inserted
         self.statuses += other.statuses
+        self.status_events += other.status_events
+        self.staged_path = self.staged_path or other.staged_path
         self.dead_letters.extend(other.dead_letters)
 
 
@@ -108,39 +127,46 @@ class DatabaseUnavailable(RuntimeError):
 
 
 class BatchWriter:
-    """One connection, one batch in flight. ``write`` returns only once committed."""
+    """One connection, one batch in flight. ``write`` returns only once committed.
+    ``single`` makes the one-message batch of a delivery (for writing one by one)."""
 
     def __init__(
-        self, database_url: str, *, application_name: str = CONSUMER,
+        self, database_url: str, site_id: str, single: Callable[[Delivery], Batch], *,
+        partitions: bool = True, application_name: str = CONSUMER,
         backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
         attempt_timeout_s: float = 30.0, connect_timeout_s: int = 5,
     ) -> None:
         self._url = database_url
+        self._site_id = site_id
+        self._single = single
+        self.partitions = partitions
         self._application_name = application_name
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._attempt_timeout_s = attempt_timeout_s
         self._connect_timeout_s = connect_timeout_s
-        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self._conn: Conn | None = None
+        self._days: set[int] = set()
+        self._safe_batches = 0
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
 
-    async def write(self, items: Sequence[Item]) -> WriteResult:
+    async def write(self, batch: Batch) -> WriteResult:
         """Commit the batch, retrying for as long as the database is unreachable."""
         loop = asyncio.get_running_loop()
         down_since: float | None = None
         delay_s = self._backoff_initial_s
         while True:
             try:
-                result = await self.write_once(items)
+                result = await self.write_once(batch)
             except DatabaseUnavailable as exc:
                 if down_since is None:
                     down_since = loop.time()
                     log.warning("database unreachable (%s): keeping %d messages "
-                                "unacknowledged and retrying", exc, len(items))
+                                "unacknowledged and retrying", exc, len(batch.deliveries))
                 await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
                 delay_s = min(delay_s * 2, self._backoff_max_s)
                 continue
@@ -148,17 +174,17 @@ class BatchWriter:
                 log.info("database back after %.0f s", loop.time() - down_since)
             return result
 
-    async def write_once(self, items: Sequence[Item]) -> WriteResult:
+    async def write_once(self, batch: Batch) -> WriteResult:
         """One attempt; DatabaseUnavailable if the database cannot be reached or fails."""
         try:
             async with asyncio.timeout(self._attempt_timeout_s):
                 conn = await self._connection()
                 try:
-                    return await _write_all(conn, items)
+                    return await self._write_batch(conn, batch)
                 except _REFUSED as exc:
                     log.warning("the database refused a batch of %d messages (%s); "
-                                "writing them one by one", len(items), exc)
-                    return await _write_each(conn, items)
+                                "writing them one by one", len(batch.deliveries), exc)
+                    return await self._write_each(conn, batch)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             await self._discard_connection()
             raise DatabaseUnavailable(exc) from exc
@@ -167,71 +193,122 @@ class BatchWriter:
             await self._discard_connection()
             raise
 
-    async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+    async def _write_batch(self, conn: Conn, batch: Batch) -> WriteResult:
+        await self._ensure_partitions(conn, batch.days)
+        direct = not batch.maybe_duplicate and self._safe_batches == 0
+        if self._safe_batches:
+            self._safe_batches -= 1
+        try:
+            return await _write(conn, batch, self._site_id, direct=direct,
+                                partitions=self.partitions)
+        except errors.UniqueViolation:
+            if not direct:
+                raise
+            self._safe_batches = SAFE_BATCHES_AFTER_CONFLICT
+            return await _write(conn, batch, self._site_id, direct=False,
+                                partitions=self.partitions)
+        except errors.CheckViolation as exc:
+            if "no partition" not in str(exc):
+                raise
+            self._days.clear()  # a partition was dropped under us: make them again
+            await self._ensure_partitions(conn, batch.days)
+            return await _write(conn, batch, self._site_id, direct=False,
+                                partitions=self.partitions)
+
+    async def _write_each(self, conn: Conn, batch: Batch) -> WriteResult:
+        total = WriteResult()
+        for delivery in batch.deliveries:
+            one = self._single(delivery)
+            try:
+                total.add(await _write(conn, one, self._site_id, direct=False,
+                                       partitions=self.partitions))
+            except _REFUSED as exc:
+                refused = Batch(deliveries=[delivery])
+                topic = delivery.topic.decode("utf-8", "backslashreplace")
+                refused.add_decoded(dead_letter(topic, delivery.payload, DeadLetterKind.DATABASE,
+                                                f"database refused: {str(exc).strip()}"),
+                                    delivery.retain)
+                total.add(await _write(conn, refused, self._site_id, direct=False,
+                                       partitions=self.partitions))
+        return total
+
+    async def _ensure_partitions(self, conn: Conn, days: set[int]) -> None:
+        if not self.partitions:
+            return
+        for day in sorted(days - self._days):
+            cur = await conn.execute(ENSURE_PARTITION, (from_micros(day * DAY_US).date(),))
+            row = await cur.fetchone()
+            if row and row[0]:
+                log.info("created telemetry partition for %s",
+                         from_micros(day * DAY_US).date())
+            self._days.add(day)
+
+    async def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
             conn = await psycopg.AsyncConnection.connect(
                 self._url, autocommit=True, connect_timeout=self._connect_timeout_s,
                 application_name=self._application_name,
             )
-            await conn.execute(CREATE_STAGE)
+            await conn.execute(CREATE_STAGES)
             self._conn = conn
         return self._conn
 
     async def _discard_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            await _close_quietly(conn)
+            try:
+                await conn.close()
+            except (psycopg.Error, OSError):
+                log.debug("closing a broken database connection failed", exc_info=True)
 
 
-async def _close_quietly(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-    try:
-        await conn.close()
-    except (psycopg.Error, OSError):
-        log.debug("closing a broken database connection failed", exc_info=True)
-
-
-async def _write_all(
-    conn: psycopg.AsyncConnection[tuple[object, ...]], items: Sequence[Item]
-) -> WriteResult:
-    result = WriteResult()
-    telemetry = [r for i in items for r in i.decoded.telemetry]
-    devices = [s for i in items if (s := i.decoded.device_status) is not None]
-    gateways = [g for i in items if (g := i.decoded.gateway_status) is not None]
-    dead = [x for i in items if (x := i.decoded.dead_letter) is not None]
+async def _write(conn: Conn, batch: Batch, site_id: str, *, direct: bool,
+                 partitions: bool) -> WriteResult:
+    result = WriteResult(staged_path=not direct)
     async with conn.transaction(), conn.cursor() as cur:
-        if telemetry:
-            async with cur.copy(COPY_STAGE) as copy:
-                copy.set_types(STAGE_TYPES)
-                for r in telemetry:
-                    await copy.write_row((r.time, r.point_id, r.value, r.value_text, r.quality))
-            await cur.execute(INSERT_TELEMETRY)
-            result.telemetry_staged = len(telemetry)
-            result.telemetry_inserted = max(cur.rowcount, 0)
+        if batch.rows:
+            if direct:
+                async with cur.copy(COPY_TELEMETRY) as copy:
+                    await copy.write(batch.copy_data())
+                result.telemetry_inserted = batch.rows
+            else:
+                async with cur.copy(COPY_STAGE) as copy:
+                    await copy.write(batch.copy_data())
+                await cur.execute(INSERT_FROM_STAGE)
+                result.telemetry_inserted = max(cur.rowcount, 0)
+            result.telemetry_staged = batch.rows
+            async with cur.copy(COPY_LATEST) as copy:
+                await copy.write(batch.latest_data())
             await cur.execute(UPSERT_LATEST)
-        if devices:
-            await cur.executemany(
-                UPSERT_DEVICE_STATUS, [(d.device_id, d.state, d.reason, d.time) for d in devices])
-            await cur.executemany(
-                INSERT_DEVICE_HISTORY, [(d.device_id, d.time, d.state, d.reason) for d in devices])
-        for g in gateways:
+            if partitions:
+                await cur.execute(MARK_DIRTY, ([from_micros(m * MINUTE_US)
+                                                for m in sorted(batch.minutes)],))
+        if batch.device_status:
+            result.status_events = await _device_status(conn, cur, batch.device_status,
+                                                        site_id)
+        for g in batch.gateway_status:
             await cur.execute(UPSERT_GATEWAY, (g.site_id, g.gateway, g.state, g.session, g.time))
-        if dead:
-            await cur.executemany(
-                INSERT_DEAD_LETTER, [(CONSUMER, d.topic, d.payload, d.reason) for d in dead])
-    result.statuses = len(devices) + len(gateways)
-    result.dead_letters = dead
+        if batch.dead_letters:
+            await cur.executemany(INSERT_DEAD_LETTER, [
+                (CONSUMER, d.topic, d.payload, d.reason) for d in batch.dead_letters])
+    result.statuses = len(batch.device_status) + len(batch.gateway_status)
+    result.dead_letters = list(batch.dead_letters)
     return result
 
 
-async def _write_each(
-    conn: psycopg.AsyncConnection[tuple[object, ...]], items: Sequence[Item]
-) -> WriteResult:
-    total = WriteResult()
-    for item in items:
-        try:
-            total.add(await _write_all(conn, [item]))
-        except _REFUSED as exc:
-            refused = dead_letter(item.topic, item.payload, DeadLetterKind.DATABASE,
-                                  f"database refused: {str(exc).strip()}")
-            total.add(await _write_all(conn, [Item(item.topic, item.payload, refused)]))
-    return total
+async def _device_status(conn: Conn, cur: psycopg.AsyncCursor[tuple[object, ...]],
+                         statuses: list[DeviceStatusRow], site_id: str) -> int:
+    changes: list[AlarmEvent] = []
+    for d in sorted(statuses, key=lambda s: s.time):
+        await cur.execute(UPSERT_DEVICE_STATUS, {"d": d.device_id, "s": d.state,
+                                                 "r": d.reason, "t": d.time})
+        row = await cur.fetchone()
+        previous, applied = row if row else (None, None)
+        if applied is not None and applied != previous:
+            changes.append(AlarmEvent(
+                ts=d.time, event="device.status", device=d.device or None, state=d.state,
+                detail={"reason": d.reason, "previous": previous}))
+    await cur.executemany(INSERT_DEVICE_HISTORY,
+                          [(d.device_id, d.time, d.state, d.reason) for d in statuses])
+    await events.record(conn, site_id, changes)
+    return len(changes)

@@ -9,7 +9,8 @@ bad; a ``good``/``stale`` quality entry without a value has nothing to store and
 Points missing from the registry are refused (dead letter naming them) while the message's
 known points are still stored, so one profile mismatch does not lose a device's data; any
 other problem (topic, JSON, schema, NaN, size, unknown device, a timestamp more than a day
-ahead, a value PostgreSQL cannot hold) refuses the whole message. An empty payload on a
+ahead or older than the catalog's ``max_age`` (the storage retention), a value PostgreSQL
+cannot hold) refuses the whole message. An empty payload on a
 retained topic (a cleared retained message) is ignored."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from facility.site import Site
 from facility.topics import Topic, TopicError, TopicKind
 
 MAX_FUTURE = timedelta(days=1)
+DEFAULT_MAX_AGE = timedelta(days=365)
 MAX_REASON_CHARS = 500
 QUALITY_CODE: dict[str, int] = {"good": 0, "bad": 1, "stale": 2}
 GOOD, BAD = 0, 1
@@ -41,6 +43,7 @@ class DeadLetterKind(StrEnum):
     OVERSIZE = "oversize"
     PAYLOAD = "payload"
     FUTURE_TIMESTAMP = "future_timestamp"
+    PAST_TIMESTAMP = "past_timestamp"
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_GATEWAY = "unknown_gateway"
     UNKNOWN_POINT = "unknown_point"
@@ -72,6 +75,7 @@ class DeviceStatusRow:
     state: str
     reason: str
     time: datetime
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,7 @@ class Decoded:
     gateway_status: GatewayStatusRow | None = None
     birth: BirthNote | None = None
     dead_letter: DeadLetter | None = None
+    sequence: tuple[str, str, int] | None = None  # telemetry: (gateway, session, seq)
 
     @property
     def rows(self) -> int:
@@ -116,9 +121,11 @@ class Catalog:
     device_ids: Mapping[str, int]
     device_gateway: Mapping[str, str]
     point_ids: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    max_age: timedelta = DEFAULT_MAX_AGE
 
     @classmethod
-    def build(cls, site: Site, registry: Registry) -> Catalog:
+    def build(cls, site: Site, registry: Registry, *,
+              max_age: timedelta = DEFAULT_MAX_AGE) -> Catalog:
         known = {name: i for name, i in registry.devices.items() if name in site.devices}
         return cls(
             site_id=site.id,
@@ -126,6 +133,7 @@ class Catalog:
             device_ids=known,
             device_gateway={name: site.devices[name].gateway for name in known},
             point_ids={k: v for k, v in registry.points.items() if k[0] in known},
+            max_age=max_age,
         )
 
 
@@ -178,7 +186,8 @@ def _parse_topic(topic: str, catalog: Catalog) -> Topic:
     return t
 
 
-def _parse(model: type[_M], payload: bytes, now: datetime) -> _M:
+def _parse(model: type[_M], payload: bytes, now: datetime,
+           max_age: timedelta = DEFAULT_MAX_AGE) -> _M:
     try:
         msg = messages.parse(model, payload)
     except MessageError as exc:
@@ -188,6 +197,10 @@ def _parse(model: type[_M], payload: bytes, now: datetime) -> _M:
         raise _Refused(DeadLetterKind.FUTURE_TIMESTAMP,
                        f"ts {msg.ts.isoformat()} is more than {MAX_FUTURE.days} day ahead of "
                        f"the ingest clock ({now.isoformat(timespec='seconds')})")
+    if now - msg.ts > max_age:
+        raise _Refused(DeadLetterKind.PAST_TIMESTAMP,
+                       f"ts {msg.ts.isoformat()} is older than the {max_age.days} day "
+                       f"retention (ingest clock {now.isoformat(timespec='seconds')})")
     return msg
 
 
@@ -210,7 +223,7 @@ def _no_nul(what: str, text: str) -> None:
 
 
 def _telemetry(t: Topic, payload: bytes, catalog: Catalog, now: datetime) -> Decoded:
-    msg = _parse(messages.Telemetry, payload, now)
+    msg = _parse(messages.Telemetry, payload, now, catalog.max_age)
     _device_id(t, catalog)
     assert t.device is not None
     rows: list[TelemetryRow] = []
@@ -236,7 +249,9 @@ def _telemetry(t: Topic, payload: bytes, catalog: Catalog, now: datetime) -> Dec
         dead = _dead(str(t), payload, DeadLetterKind.UNKNOWN_POINT,
                      f"unknown point(s) of device {t.device!r}: {', '.join(sorted(unknown))}"
                      f" ({len(rows)} known point(s) stored)")
-    return Decoded(telemetry=tuple(rows), dead_letter=dead)
+    assert t.gateway is not None
+    return Decoded(telemetry=tuple(rows), dead_letter=dead,
+                   sequence=(t.gateway, msg.session, msg.seq))
 
 
 def _value(name: str, value: messages.Value) -> tuple[float | None, str | None]:
@@ -257,7 +272,9 @@ def _device_status(t: Topic, payload: bytes, catalog: Catalog, now: datetime) ->
     msg = _parse(messages.DeviceStatus, payload, now)
     device_id = _device_id(t, catalog)
     _no_nul("reason", msg.reason)
-    return Decoded(device_status=DeviceStatusRow(device_id, msg.state, msg.reason, msg.ts))
+    assert t.device is not None
+    return Decoded(device_status=DeviceStatusRow(device_id, msg.state, msg.reason, msg.ts,
+                                                 t.device))
 
 
 def _gateway_status(t: Topic, payload: bytes, catalog: Catalog, now: datetime) -> Decoded:

@@ -1,74 +1,136 @@
 """The ingest service: checks the database schema, registers the site's devices and points,
-then consumes the site's MQTT messages into PostgreSQL until cancelled, logging its counters
-every minute when they changed. ``ready`` is set once the broker has acknowledged the
-subscriptions (a message published from then on is stored)."""
+chooses the storage layout, then consumes the site's MQTT messages into PostgreSQL until
+cancelled, with the partition and rollup jobs (plain layout), an optional Prometheus
+endpoint, and its counters logged every minute when they changed. ``ready`` is set once
+the broker has acknowledged the subscriptions (a message published from then on is
+stored)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 
 import psycopg
 
 from facility.db import migrate, registry
-from facility.mqtt import MqttClient
 from facility.site import Site
+from ingest.batch import Assembler, Batch
 from ingest.batch_writer import BatchWriter
-from ingest.consumer import Consumer, client_id_for, subscribe_all
+from ingest.consumer import Consumer, subscriptions
 from ingest.counters import Counters
+from ingest.metrics import render, serve_metrics
+from ingest.mqtt_session import Delivery, MqttSession
 from ingest.rows import Catalog
+from ingest.sequences import SequenceTracker
+from ingest.storage import Layout, Maintenance, StorageSettings, prepare_layout
 
 log = logging.getLogger(__name__)
 COUNTERS_INTERVAL_S = 60.0
 
 
+def client_id_for(site_id: str, share_group: str = "", instance: str = "") -> str:
+    """``ingest-{site}``; each instance of a share group needs its own persistent session,
+    so it adds the group and an instance name (the host name by default)."""
+    if not share_group:
+        return f"ingest-{site_id}"
+    import socket
+
+    return f"ingest-{site_id}-{share_group}-{instance or socket.gethostname()}"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    mqtt_protocol: str = "5"
+    share_group: str = ""
+    instance: str = ""  # distinguishes processes of one share group on one host
+    batch_rows: int = 10_000
+    batch_ms: int = 200
+    receive_maximum: int = 20_000
+    seq_check: bool = True
+    seq_grace_s: float = 30.0  # a missing seq counts as a gap after this long
+    metrics_port: int | None = None  # None: no endpoint; 0: an ephemeral port
+    metrics_host: str = "127.0.0.1"
+    storage: StorageSettings = field(default_factory=StorageSettings)
+
+    def __post_init__(self) -> None:
+        if self.share_group and self.mqtt_protocol != "5":
+            raise ValueError("a shared subscription (share_group) needs MQTT 5")
+        if self.batch_rows < 1 or self.batch_ms < 1:
+            raise ValueError("batch_rows and batch_ms must be positive")
+        if not 1 <= self.receive_maximum <= 65535:
+            raise ValueError("receive_maximum must be within 1..65535")
+
+
 async def run_ingest(
     site: Site, database_url: str, mqtt_url: str, *,
-    mqtt_protocol: str = "5", share_group: str = "", batch_rows: int = 5000,
+    mqtt_protocol: str = "5", share_group: str = "", batch_rows: int = 10_000,
     batch_ms: int = 200, ready: asyncio.Event | None = None,
     client_id: str | None = None, counters: Counters | None = None,
+    options: IngestOptions | None = None, metrics_started: asyncio.Event | None = None,
 ) -> None:
-    """Run ingest for ``site`` until cancelled; flushes the open batch and closes on the way
-    out. ``counters`` may be passed in to be read from outside (tests, a metrics endpoint)."""
-    if share_group and mqtt_protocol != "5":
-        raise ValueError("a shared subscription (share_group) needs MQTT 5")
-    if batch_rows < 1 or batch_ms < 1:
-        raise ValueError("batch_rows and batch_ms must be positive")
-    catalog = await asyncio.to_thread(_prepare_database, database_url, site)
+    """Run ingest for ``site`` until cancelled; flushes the batches in hand and closes on
+    the way out. ``counters`` may be passed in to be read from outside (tests, benches).
+    ``options`` overrides the keyword settings it also holds."""
+    opts = options or IngestOptions(mqtt_protocol=mqtt_protocol, share_group=share_group,
+                                    batch_rows=batch_rows, batch_ms=batch_ms)
+    catalog, layout = await asyncio.to_thread(_prepare_database, database_url, site,
+                                              opts.storage)
     log.info("ingest for site %s: %d devices, %d points registered", site.id,
              len(catalog.device_ids), len(catalog.point_ids))
     counters = counters if counters is not None else Counters()
-    writer = BatchWriter(database_url, application_name=f"ingest-{site.id}")
-    client = MqttClient(
-        mqtt_url, client_id or client_id_for(site.id, share_group), persistent=True,
-        manual_ack=True, protocol=mqtt_protocol,
-    )
-    await subscribe_all(client, site.id, share_group)
-    consumer = Consumer(client, writer, catalog, counters, batch_rows=batch_rows,
-                        batch_ms=batch_ms)
+    assembler = Assembler(
+        catalog, SequenceTracker(grace_s=opts.seq_grace_s) if opts.seq_check else None)
+
+    def single(delivery: Delivery) -> Batch:
+        one = Batch(deliveries=[delivery])
+        one.add_decoded(assembler.decode(delivery), delivery.retain)
+        return one
+
+    writer = BatchWriter(database_url, site.id, single,
+                         partitions=layout is Layout.PARTITIONS,
+                         application_name=f"ingest-{site.id}")
+    session = MqttSession(
+        mqtt_url, client_id or client_id_for(site.id, opts.share_group, opts.instance),
+        subscriptions(site.id, opts.share_group), protocol=opts.mqtt_protocol,
+        receive_maximum=opts.receive_maximum)
+    consumer = Consumer(session, writer, assembler, counters, batch_rows=opts.batch_rows,
+                        batch_ms=opts.batch_ms)
+    labels = {"site": site.id, "client_id": session.client_id}
     try:
-        async with client:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(_signal_ready(client, ready), name="ingest-ready")
-                tg.create_task(_log_counters(counters), name="ingest-counters")
-                tg.create_task(consumer.run(), name=f"ingest-consume[{site.id}]")
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(session.run(), name="ingest-mqtt")
+            tg.create_task(_signal_ready(session, ready), name="ingest-ready")
+            tg.create_task(_log_counters(counters), name="ingest-counters")
+            if layout is Layout.PARTITIONS:
+                tg.create_task(Maintenance(database_url, opts.storage).run(),
+                               name="ingest-maintenance")
+            if opts.metrics_port is not None:
+                tg.create_task(serve_metrics(opts.metrics_host, opts.metrics_port,
+                                             lambda: render(counters, labels),
+                                             metrics_started), name="ingest-metrics")
+            tg.create_task(consumer.run(), name=f"ingest-consume[{site.id}]")
     finally:
+        await session.close()
         await writer.close()
         log.info("ingest stopped: %s", counters.summary())
 
 
-def _prepare_database(database_url: str, site: Site) -> Catalog:
-    """Refuse a schema that is behind, upsert the site registry, load the name -> id maps."""
+def _prepare_database(database_url: str, site: Site,
+                      storage: StorageSettings) -> tuple[Catalog, Layout]:
+    """Refuse a schema that is behind, upsert the site registry, choose the layout, load
+    the name -> id maps."""
     migrate.check(database_url)
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:
         registry.sync_site(conn, site)
         ids = registry.load_ids(conn, site.id)
-    return Catalog.build(site, ids)
+        layout = prepare_layout(conn, storage)
+    return Catalog.build(site, ids, max_age=storage.retention), layout
 
 
-async def _signal_ready(client: MqttClient, ready: asyncio.Event | None) -> None:
-    await client.wait_subscribed()
-    log.info("ingest subscribed to %s", client.url)
+async def _signal_ready(session: MqttSession, ready: asyncio.Event | None) -> None:
+    await session.subscribed.wait()
+    log.info("ingest subscribed to %s", session.url)
     if ready is not None:
         ready.set()
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 from facility.messages import GatewayStatus, Telemetry, Value
 
+_MISSING = object()
+
 
 class CurrentValues:
     def __init__(self) -> None:
@@ -19,14 +21,23 @@ class CurrentValues:
 
     def update(self, device: str, msg: Telemetry) -> Mapping[str, Value]:
         """Merge a live message; returns a snapshot of the device's current values."""
+        return self.merge(device, msg)[0]
+
+    def merge(self, device: str, msg: Telemetry) -> tuple[Mapping[str, Value], frozenset[str]]:
+        """Merge a live message; the snapshot and the names whose value (or goodness)
+        changed."""
         values = self._values.setdefault(device, {})
+        changed: set[str] = set()
         for name, quality in msg.quality.items():
-            if quality != "good":
-                values.pop(name, None)
+            if quality != "good" and values.pop(name, None) is not None:
+                changed.add(name)
         for name, value in msg.points.items():
             if msg.quality.get(name, "good") == "good":
-                values[name] = value
-        return dict(values)
+                old = values.get(name, _MISSING)
+                if old is _MISSING or old != value or type(old) is not type(value):
+                    values[name] = value
+                    changed.add(name)
+        return dict(values), frozenset(changed)
 
     def overlay(self, device: str, msg: Telemetry) -> Mapping[str, Value]:
         """The current values with a (historical) message's good points on top, unstored."""

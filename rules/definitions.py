@@ -4,6 +4,7 @@ procedures. No I/O but reading the YAML; every mistake is a ConfigError with fil
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
@@ -16,8 +17,23 @@ from facility.procedures import Priority, Procedure
 from facility.site import DeviceType, RuleOverride, Site
 from rules.expression import Condition, ConditionError
 
+log = logging.getLogger(__name__)
 RuleInput = Literal["telemetry", "device_status", "gateway_status"]
+Scope = Literal["device", "building", "gateway"]
 STATUS_NAMES = frozenset({"offline", "online"})
+
+
+class Suppression(BaseModel):
+    """Suppressed by design: while the ``rule``'s alarm is active on the device itself, on a
+    device of the same building, or on the device's gateway (``scope``), this rule's alarms
+    (of the listed device types; empty: all) are grouped under it: recorded, not annunciated,
+    no work order of their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: str = Field(pattern=r"^[a-z0-9_]+$")
+    scope: Scope
+    device_types: tuple[DeviceType, ...] = ()
 
 
 class RuleDef(BaseModel):
@@ -30,6 +46,8 @@ class RuleDef(BaseModel):
     input: RuleInput = "telemetry"
     device_types: tuple[DeviceType, ...] = Field(default=(), description="empty: every type")
     condition: str
+    clear_condition: str | None = Field(
+        default=None, description="hysteresis: once true, the condition holds until this is true")
     on_delay_s: float = Field(default=0.0, ge=0)
     off_delay_s: float = Field(default=0.0, ge=0)
     priority: Priority
@@ -37,6 +55,11 @@ class RuleDef(BaseModel):
     message: str = Field(min_length=1, description="Chinese alarm text")
     message_en: str = ""
     detail_tag: str | None = Field(default=None, description="name the true points of this tag")
+    suppressed_by: tuple[Suppression, ...] = ()
+    release_s: float = Field(
+        default=30.0, ge=0,
+        description="a parent: how long after its clear the alarms grouped under it that are "
+                    "still active are released (annunciated, given work orders)")
     enabled: bool = True
 
     @model_validator(mode="before")
@@ -50,6 +73,10 @@ class RuleDef(BaseModel):
     def _check(self) -> RuleDef:
         try:
             cond = Condition.compile(self.condition)
+            if self.clear_condition is not None:
+                clear = Condition.compile(self.clear_condition)
+                cond = Condition(cond.text, cond.tree, cond.names | clear.names,
+                                 cond.tags | clear.tags)
         except ConditionError as exc:
             raise ValueError(exc.reason) from None
         if self.input != "telemetry":
@@ -113,11 +140,15 @@ def apply_overrides(
 
 
 def check_rules(
-    rules: Iterable[RuleDef], site: Site, procedures: Mapping[str, Procedure], file: Path | str
-) -> None:
-    """Each telemetry rule's names and tags exist in the profile of every device it applies
-    to, and each named procedure is loaded."""
+    rules: Iterable[RuleDef], site: Site, procedures: Mapping[str, Procedure], file: Path | str,
+    *, strict: bool = True,
+) -> list[str]:
+    """Each named procedure is loaded, and each telemetry rule's names and tags exist in the
+    profile of every device it applies to. With ``strict`` (a rule file of one's own) a
+    missing point is an error; otherwise (the built-in rules, written for the standard
+    profiles) the rule just does not apply to that device: returns those notes."""
     problems: list[str] = []
+    skipped: list[str] = []
     for i, rule in enumerate(rules):
         where = f"rules[{i}] ({rule.id})"
         if rule.procedure is not None and rule.procedure not in procedures:
@@ -125,26 +156,35 @@ def check_rules(
         if rule.input != "telemetry":
             continue
         cond = Condition.compile(rule.condition)
+        if rule.clear_condition is not None:
+            clear = Condition.compile(rule.clear_condition)
+            cond = Condition(cond.text, cond.tree, cond.names | clear.names,
+                             cond.tags | clear.tags)
         tags = cond.tags | ({rule.detail_tag} if rule.detail_tag else set())
         for dev in site.devices.values():
             if rule.device_types and dev.type not in rule.device_types:
                 continue
             points = {p.name for p in dev.profile.points}
             ptags = {t for p in dev.profile.points for t in p.tags}
-            for name in sorted(cond.names - points):
-                problems.append(f"{where}.condition: {name} is not a point of profile "
-                                f"{dev.profile.profile} (device {dev.id})")
-            for tag in sorted(tags - ptags):
-                problems.append(f"{where}: no point of profile {dev.profile.profile} has tag "
-                                f"{tag} (device {dev.id})")
+            missing = [f"{where}.condition: {name} is not a point of profile "
+                       f"{dev.profile.profile} (device {dev.id})"
+                       for name in sorted(cond.names - points)]
+            missing += [f"{where}: no point of profile {dev.profile.profile} has tag "
+                        f"{tag} (device {dev.id})" for tag in sorted(tags - ptags)]
+            (problems if strict else skipped).extend(missing)
     if problems:
         raise ConfigError(file, sorted(set(problems), key=problems.index))
+    return skipped
 
 
 def site_rules(
     site: Site, procedures: Mapping[str, Procedure], rules_file: Path | None = None
 ) -> tuple[RuleDef, ...]:
-    """The rules in force at a site: the rule file with the site's overrides, checked."""
+    """The rules in force at a site: the rule file with the site's overrides, checked (the
+    built-in rules skip, with a log line, the devices whose profile lacks their points)."""
     rules = apply_overrides(load_rules(rules_file), site.config.rules, site.path)
-    check_rules(rules, site, procedures, rules_file or builtin_path())
+    skipped = check_rules(rules, site, procedures, rules_file or builtin_path(),
+                          strict=rules_file is not None)
+    for note in skipped:
+        log.info("rule not applied: %s", note)
     return rules

@@ -6,8 +6,16 @@ whether the alarm is raised (latched), and the detail captured when the conditio
 true. A condition true for ``on_delay_s`` raises once (``RaiseAlarm``); false for
 ``off_delay_s`` clears once (``ClearAlarm``); unknown (a missing or bad point) changes nothing.
 ``tick`` fires the delays that expire without a new message. Every change of a rule's state
-comes with a ``SaveRuleState`` action, so running timers survive a restart. Historical
-(replayed) telemetry is evaluated but changes no state and raises nothing."""
+comes with a ``SaveRuleState`` action (but the first ``False``, which equals no state), so
+running timers survive a restart. A rule with a ``clear_condition`` has hysteresis: once its
+condition is true, it stays true until the clear condition is. A telemetry input may name the
+points that ``changed``: only the rules reading one of them are evaluated (the others would
+give the same result). Suppressed by design: a raise whose rule is ``suppressed_by`` a parent
+rule that is active in its scope carries ``suppressed_by`` (the parent's source and alarm
+type); a parent's raise comes with ``GroupAlarms`` naming its children already active, and
+``release_s`` after its clear (time for the consequences to clear too) ``UngroupAlarms``.
+Historical (replayed) telemetry is evaluated by rules.history, not here: it changes no live
+state and raises nothing."""
 
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ from facility.messages import Value
 from facility.site import Site
 from rules.definitions import RuleDef
 from rules.expression import Condition, ConditionError, Context
+from rules.grouping import Grouping
 
 RuleKey: TypeAlias = tuple[str, str]  # (source, rule_id); source is a device or gateway id
 
@@ -30,6 +39,7 @@ class RuleState:
     since: datetime | None = None
     active: bool = False
     detail: Mapping[str, Any] = field(default_factory=dict)
+    grouped: bool = False  # a parent whose children are grouped under it, not yet released
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +47,7 @@ class RuleState:
             "since": self.since.isoformat() if self.since else None,
             "active": self.active,
             "detail": dict(self.detail),
+            "grouped": self.grouped,
         }
 
     @classmethod
@@ -47,6 +58,7 @@ class RuleState:
             since=datetime.fromisoformat(since) if since else None,
             active=bool(raw.get("active", False)),
             detail=dict(raw.get("detail") or {}),
+            grouped=bool(raw.get("grouped", False)),
         )
 
 
@@ -64,6 +76,7 @@ class DeviceInfo:
     type: str
     gateway: str
     tags: Mapping[str, tuple[str, ...]]  # point -> tags
+    building: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +84,7 @@ class TelemetryInput:
     device: str
     values: Mapping[str, Value]  # the device's current good values; absent = unknown
     historical: bool = False
+    changed: frozenset[str] | None = None  # the points that changed; None: all
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +114,7 @@ class RaiseAlarm:
     message: str
     detail: Mapping[str, Any]
     at: datetime
+    suppressed_by: tuple[str, str] | None = None  # the parent alarm's (source, alarm_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,29 +134,82 @@ class SaveRuleState:
     at: datetime
 
 
-Action: TypeAlias = RaiseAlarm | ClearAlarm | SaveRuleState
+@dataclass(frozen=True, slots=True)
+class GroupAlarms:
+    """A parent alarm was raised: group its children's open, active alarms under it (those
+    raised since ``since`` less a grace period; the service applies it)."""
+
+    parent: tuple[str, str]  # (source, alarm_type)
+    children: tuple[tuple[str, str], ...]
+    since: datetime
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UngroupAlarms:
+    """A parent alarm cleared: its children still active annunciate on their own again."""
+
+    parent: tuple[str, str]
+    at: datetime
+
+
+Action: TypeAlias = (RaiseAlarm | ClearAlarm | SaveRuleState | GroupAlarms | UngroupAlarms)
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
     defn: RuleDef
     condition: Condition
+    clear: Condition | None
 
     def applies_to(self, device_type: str) -> bool:
         return not self.defn.device_types or device_type in self.defn.device_types
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The point names the conditions name (a device lacking one is not evaluated)."""
+        return self.condition.names | (self.clear.names if self.clear else frozenset())
+
+    def reads(self, tags: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
+        """The point names the rule reads on a device with these point tags."""
+        conds = [self.condition] if self.clear is None else [self.condition, self.clear]
+        wanted = {t for c in conds for t in c.tags} | (
+            {self.defn.detail_tag} if self.defn.detail_tag else set())
+        names = {n for c in conds for n in c.names}
+        return frozenset(names | {p for p, t in tags.items() if wanted & set(t)})
+
+    def holds(self, ctx: Context, was: bool | None) -> bool | None:
+        """The condition with hysteresis: once true, true until the clear condition is."""
+        if was and self.clear is not None:
+            cleared = self.clear.evaluate(ctx)
+            return None if cleared is None else not cleared
+        return self.condition.evaluate(ctx)
 
 
 class Engine:
     """Compiled rules and the site's devices; ``evaluate`` and ``tick`` are pure."""
 
     def __init__(self, rules: Iterable[RuleDef], devices: Mapping[str, DeviceInfo]) -> None:
-        self._rules = {r.id: _Rule(r, Condition.compile(r.condition)) for r in rules}
+        self._rules = {
+            r.id: _Rule(r, Condition.compile(r.condition),
+                        None if r.clear_condition is None else Condition.compile(r.clear_condition))
+            for r in rules
+        }
         self._devices = dict(devices)
+        # per device: its telemetry rules with the points each reads (changed-points filter)
+        self._telemetry = {
+            d.id: tuple((r, r.reads(d.tags)) for r in self._rules.values()
+                        if r.defn.input == "telemetry" and r.applies_to(d.type)
+                        and r.names <= d.tags.keys())
+            for d in self._devices.values()
+        }
+        self._groups = Grouping([r.defn for r in self._rules.values()], self._devices)
 
     @classmethod
     def for_site(cls, rules: Iterable[RuleDef], site: Site) -> Engine:
         devices = {
-            d.id: DeviceInfo(d.id, d.type, d.gateway, {p.name: p.tags for p in d.profile.points})
+            d.id: DeviceInfo(d.id, d.type, d.gateway, {p.name: p.tags for p in d.profile.points},
+                             d.building)
             for d in site.devices.values()
         }
         return cls(rules, devices)
@@ -156,17 +224,27 @@ class Engine:
         """Evaluate every rule the input concerns."""
         if isinstance(inp, GatewayStatusInput):
             ctx = Context({"offline": not inp.online, "online": inp.online}, {})
-            return self._apply(state, inp.gateway, "gateway_status", None, ctx, now)
+            return self._apply(state, inp.gateway, self._of_input("gateway_status", None), ctx,
+                               now)
         dev = self._devices.get(inp.device)
         if dev is None:
             return state, []
         if isinstance(inp, DeviceStatusInput):
             ctx = Context({"offline": not inp.online, "online": inp.online}, {})
-            return self._apply(state, dev.id, "device_status", dev.type, ctx, now)
+            return self._apply(state, dev.id, self._of_input("device_status", dev.type), ctx,
+                               now)
         if inp.historical:
-            return state, []  # replayed values: stored by ingest, never re-fire alarms
-        return self._apply(state, dev.id, "telemetry", dev.type, Context(inp.values, dev.tags),
+            return state, []  # replayed values: rules.history records them, never re-fires
+        rules = self._telemetry[dev.id]
+        if inp.changed is not None:
+            changed = inp.changed
+            rules = tuple(rr for rr in rules if not rr[1].isdisjoint(changed))
+        return self._apply(state, dev.id, [r for r, _ in rules], Context(inp.values, dev.tags),
                            now)
+
+    def _of_input(self, kind: str, device_type: str | None) -> list[_Rule]:
+        return [r for r in self._rules.values() if r.defn.input == kind
+                and (device_type is None or r.applies_to(device_type))]
 
     def tick(self, state: EngineState, now: datetime) -> tuple[EngineState, list[Action]]:
         """Fire the on- and off-delays that have run out since the last message."""
@@ -174,45 +252,50 @@ class Engine:
         actions: list[Action] = []
         for key, st in state.rules.items():
             rule = self._rules.get(key[1])
+            if rule is not None and st.grouped and not st.active:
+                new, acts = self._release(key, rule, st, now)
+                if acts:
+                    updates[key] = new
+                    actions += acts
+                continue
             if rule is None or st.condition is None or st.condition == st.active:
                 continue
-            new, acts = self._fire(key, rule, st, now)
+            new, acts = self._fire(key, rule, st, now, _Lookup(state, updates))
             if acts:
                 updates[key] = new
                 actions += acts
         return _merged(state, updates), actions
 
     def _apply(
-        self, state: EngineState, source: str, kind: str, device_type: str | None,
-        ctx: Context, now: datetime,
+        self, state: EngineState, source: str, rules: Iterable[_Rule], ctx: Context,
+        now: datetime,
     ) -> tuple[EngineState, list[Action]]:
         updates: dict[RuleKey, RuleState] = {}
         actions: list[Action] = []
-        for rule in self._rules.values():
-            if rule.defn.input != kind or (device_type and not rule.applies_to(device_type)):
-                continue
+        for rule in rules:
+            key = (source, rule.defn.id)
+            st = state.get(key)
             try:
-                cond = rule.condition.evaluate(ctx)
+                cond = rule.holds(ctx, st.condition)
             except ConditionError:
                 cond = None  # a value of the wrong type: as good as unknown
             if cond is None:
                 continue
-            key = (source, rule.defn.id)
-            st = state.get(key)
             changed = cond != st.condition
+            first_false = st.condition is None and not cond and not st.active
             if changed:
                 detail = _detail(rule, ctx) if cond else st.detail
                 st = replace(st, condition=cond, since=now, detail=detail)
-            st, acts = self._fire(key, rule, st, now)
-            if changed and not acts:
+            st, acts = self._fire(key, rule, st, now, _Lookup(state, updates))
+            if changed and not acts and not first_false:
                 acts = [SaveRuleState(source, rule.defn.id, st, now)]
-            if acts:
+            if acts or changed:
                 updates[key] = st
                 actions += acts
         return _merged(state, updates), actions
 
     def _fire(
-        self, key: RuleKey, rule: _Rule, st: RuleState, now: datetime
+        self, key: RuleKey, rule: _Rule, st: RuleState, now: datetime, lookup: _Lookup,
     ) -> tuple[RuleState, list[Action]]:
         """Raise or clear when the condition has held for its delay; else nothing."""
         if st.condition is None or st.since is None or st.condition == st.active:
@@ -221,20 +304,52 @@ class Engine:
         held_s = (now - st.since).total_seconds()
         device = None if d.input == "gateway_status" else source
         if st.condition and held_s >= d.on_delay_s:
-            st = replace(st, active=True)
+            st = replace(st, active=True, grouped=st.grouped or self._groups.is_parent(d.id))
             gateway = source if device is None else self._devices[source].gateway
             points = st.detail.get("points", [])
             message = d.message + (f" ({', '.join(points)})" if points else "")
-            return st, [
+            acts: list[Action] = [
                 RaiseAlarm(source, device, gateway, d.id, d.alarm_type, d.priority, d.procedure,
-                           message, {**st.detail, "message_en": d.message_en}, now),
+                           message, {**st.detail, "message_en": d.message_en}, now,
+                           self._groups.parent_of(source, d.id, lookup)),
                 SaveRuleState(source, d.id, st, now),
             ]
+            children = self._groups.children_of(source, d.id, lookup)
+            if children is not None:
+                acts.append(GroupAlarms((source, d.alarm_type), children, st.since or now, now))
+            return st, acts
         if not st.condition and held_s >= d.off_delay_s:
             st = replace(st, active=False)
             return st, [ClearAlarm(source, device, d.id, d.alarm_type, now),
                         SaveRuleState(source, d.id, st, now)]
         return st, []
+
+    def _release(
+        self, key: RuleKey, rule: _Rule, st: RuleState, now: datetime
+    ) -> tuple[RuleState, list[Action]]:
+        """A parent cleared ``release_s`` ago (after its off-delay): its children still active
+        are consequences no longer, so they annunciate on their own."""
+        d = rule.defn
+        if st.since is None or st.condition is not False:
+            return st, []
+        if (now - st.since).total_seconds() < d.off_delay_s + d.release_s:
+            return st, []
+        st = replace(st, grouped=False)
+        return st, [UngroupAlarms((key[0], d.alarm_type), now),
+                    SaveRuleState(key[0], d.id, st, now)]
+
+
+class _Lookup:
+    """A rule's state as of now: this step's updates over the state it started from."""
+
+    __slots__ = ("_state", "_updates")
+
+    def __init__(self, state: EngineState, updates: Mapping[RuleKey, RuleState]) -> None:
+        self._state, self._updates = state, updates
+
+    def active(self, key: RuleKey) -> bool:
+        st = self._updates.get(key)
+        return (st if st is not None else self._state.get(key)).active
 
 
 def _detail(rule: _Rule, ctx: Context) -> dict[str, Any]:

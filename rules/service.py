@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from facility import events as outbox
 from facility import topics
+from facility.alarm_store import unshelve_expired
 from facility.db import migrate
 from facility.db.registry import load_ids, sync_site
 from facility.messages import (
@@ -37,9 +40,10 @@ from facility.mqtt import Message, MqttClient
 from facility.procedures import Procedure, load_procedures, upsert_procedures
 from facility.site import Site
 from facility.topics import TopicError, TopicKind
-from rules.alarms import clear_alarm, raise_alarm
+from rules.alarms import clear_alarm, group, raise_alarm, record_historical, ungroup
 from rules.current import CurrentValues, GatewaySessions
 from rules.definitions import site_rules
+from rules.dispatch.service import Dispatcher, load_for_site
 from rules.engine import (
     Action,
     ClearAlarm,
@@ -47,16 +51,28 @@ from rules.engine import (
     Engine,
     EngineState,
     GatewayStatusInput,
+    GroupAlarms,
     Input,
     RaiseAlarm,
     SaveRuleState,
     TelemetryInput,
+    UngroupAlarms,
 )
+from rules.history import History
 from rules.state_store import load_state, save_rule_state
 from rules.work_orders import open_for_alarm
 
 log = logging.getLogger(__name__)
 CONSUMER = "rules"
+HOUSEKEEPING_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Replayed:
+    """A historical (replayed) telemetry message: evaluated for the record only."""
+
+    device: str
+    msg: Telemetry
 
 
 class RulesService:
@@ -76,24 +92,51 @@ class RulesService:
         self._publish = publish
         self._values = CurrentValues()
         self._sessions = GatewaySessions()
+        self._history = History(engine)
+        self._dirty: set[str] = set()  # devices whose last step failed: evaluate every rule
         self._lock = asyncio.Lock()
+        self._rule_procedures = {r.id: r.procedure for r in engine.rules if r.procedure}
         self.dead_letters = 0
+        self.messages = 0
 
     async def handle(self, msg: Message) -> None:
+        self.messages += 1
         try:
             inp = self._input(msg)
         except (MessageError, TopicError) as exc:
             await self._dead_letter(msg, getattr(exc, "reason", str(exc)))
             return
-        if inp is not None:
+        if isinstance(inp, _Replayed):
+            await self._record_history(inp)
+        elif inp is not None:
             async with self._lock:
-                await self._step(lambda now: self.engine.evaluate(self.state, inp, now))
+                device = getattr(inp, "device", None)
+                ok = await self._step(lambda now: self.engine.evaluate(self.state, inp, now))
+                if not ok and device is not None:
+                    self._dirty.add(device)
 
     async def tick(self) -> None:
         async with self._lock:
             await self._step(lambda now: self.engine.tick(self.state, now))
 
-    def _input(self, msg: Message) -> Input | None:
+    async def housekeeping(self) -> None:
+        """Unshelve expired shelves, and open the work orders of alarms that annunciate again
+        (released from a group, back in service) and have none yet."""
+        async with self._lock:
+            now = datetime.now(UTC)
+            try:
+                events = await unshelve_expired(self.conn, now, site_id=self.site.id)
+                async with self.conn.transaction():
+                    opened = await self._reconcile(now)
+                    await outbox.record(self.conn, self.site.id, opened)
+            except psycopg.Error:
+                log.exception("alarm housekeeping failed; will retry")
+                await self._reconnect_if_broken()
+                return
+        for ev in [*events, *opened]:
+            self._publish(ev)
+
+    def _input(self, msg: Message) -> Input | _Replayed | None:
         """The engine input of a message; MessageError / TopicError for a bad one."""
         topic = topics.parse(msg.topic)
         if topic.site != self.site.id:
@@ -118,27 +161,34 @@ class RulesService:
         if topic.kind is TopicKind.TELEMETRY:
             tm = parse(Telemetry, msg.payload)
             if tm.historical:
-                return TelemetryInput(device.id, self._values.overlay(device.id, tm), True)
-            return TelemetryInput(device.id, self._values.update(device.id, tm))
+                return _Replayed(device.id, tm)
+            values, changed = self._values.merge(device.id, tm)
+            if device.id in self._dirty:
+                self._dirty.discard(device.id)
+                return TelemetryInput(device.id, values)
+            return TelemetryInput(device.id, values, changed=changed)
         return None  # births carry nothing the rules need yet
 
-    async def _step(self, run: Any) -> None:
+    async def _step(self, run: Any) -> bool:
+        """Run the engine and apply its actions; False (state not advanced) on failure."""
         now = datetime.now(UTC)
         new_state, actions = run(now)
         if not actions:
             self.state = new_state
-            return
+            return True
         try:
             events = await self._apply(actions)
         except Exception:
             log.exception("applying %d rule actions failed; will retry", len(actions))
             await self._reconnect_if_broken()
-            return
+            return False
         self.state = new_state
         for ev in events:
             self._publish(ev)
+        return True
 
     async def _apply(self, actions: Sequence[Action]) -> list[AlarmEvent]:
+        """Every action and its outbox events in one transaction (events recorded last)."""
         events: list[AlarmEvent] = []
         async with self.conn.transaction():
             for act in actions:
@@ -147,22 +197,89 @@ class RulesService:
                 elif isinstance(act, ClearAlarm):
                     events += await clear_alarm(self.conn, act)
                     log.info("alarm %s/%s cleared", act.source, act.alarm_type)
+                elif isinstance(act, GroupAlarms):
+                    grouped = await group(self.conn, act)
+                    if grouped:
+                        log.info("%d alarms grouped under %s/%s", len(grouped), *act.parent)
+                    events += grouped
+                elif isinstance(act, UngroupAlarms):
+                    events += await ungroup(self.conn, act)
                 elif isinstance(act, SaveRuleState):
                     await save_rule_state(self.conn, act)
+            await outbox.record(self.conn, self.site.id, events)
         return events
 
     async def _raise(self, act: RaiseAlarm) -> list[AlarmEvent]:
         device_id = self.device_ids.get(act.device) if act.device else None
         alarm, events = await raise_alarm(self.conn, self.site.id, device_id, act)
-        log.info("alarm %s/%s %s (id %d): %s", act.source, act.alarm_type,
-                 "raised" if alarm.inserted else "repeated", alarm.id, act.message)
-        if act.procedure is not None:
-            events += await open_for_alarm(
-                self.conn, site_id=self.site.id, device_id=device_id, source=act.source,
-                fault=act.alarm_type, alarm_id=alarm.id,
-                procedure=self.procedures[act.procedure], description=act.message, now=act.at,
-            )
+        how = "raised" if alarm.inserted else "repeated"
+        if alarm.suppressed:
+            how += f" suppressed under {act.suppressed_by}"
+        log.info("alarm %s/%s %s (id %d): %s", act.source, act.alarm_type, how, alarm.id,
+                 act.message)
+        if act.procedure is None or not alarm.wants_work_order:
+            return events
+        if not alarm.inserted and alarm.work_order_id is not None \
+                and await self._order_open(alarm.work_order_id):
+            return events  # a repeat of an alarm whose order is still open
+        return events + await self._open_work_order(
+            device_id=device_id, source=act.source, fault=act.alarm_type, alarm_id=alarm.id,
+            procedure=act.procedure, description=act.message, now=act.at)
+
+    async def _open_work_order(
+        self, *, device_id: int | None, source: str, fault: str, alarm_id: int,
+        procedure: str, description: str, now: datetime,
+    ) -> list[AlarmEvent]:
+        """The one place an alarm opens (or links to) its work order."""
+        return await open_for_alarm(
+            self.conn, site_id=self.site.id, device_id=device_id, source=source, fault=fault,
+            alarm_id=alarm_id, procedure=self.procedures[procedure], description=description,
+            now=now)
+
+    async def _order_open(self, wo_id: int) -> bool:
+        cur = await self.conn.execute(
+            "SELECT state NOT IN ('resolved', 'closed', 'cancelled') FROM work_orders"
+            " WHERE id = %s", (wo_id,))
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def _reconcile(self, now: datetime) -> list[AlarmEvent]:
+        """Work orders for active, annunciated alarms of rules with a procedure that have
+        none (released from a group, returned to service); in the caller's transaction."""
+        cur = await self.conn.execute(
+            "SELECT id, device_id, source, alarm_type, rule_id, message FROM alarms"
+            " WHERE site_id = %s AND active AND state <> 'normal' AND NOT suppressed"
+            " AND NOT out_of_service AND NOT historical AND work_order_id IS NULL"
+            " AND rule_id = ANY(%s) ORDER BY id FOR UPDATE SKIP LOCKED",
+            (self.site.id, list(self._rule_procedures)))
+        events: list[AlarmEvent] = []
+        for alarm_id, device_id, source, fault, rule_id, text in await cur.fetchall():
+            log.info("alarm %s/%s (id %d) annunciates again: opening its work order",
+                     source, fault, alarm_id)
+            events += await self._open_work_order(
+                device_id=device_id, source=source, fault=fault, alarm_id=alarm_id,
+                procedure=self._rule_procedures[rule_id], description=text, now=now)
         return events
+
+    async def _record_history(self, rep: _Replayed) -> None:
+        """Evaluate a replayed message for the record: faults over become closed alarms."""
+        items = self._history.feed(rep.device, rep.msg)
+        if not items:
+            return
+        device_id = self.device_ids.get(rep.device)
+        events: list[AlarmEvent] = []
+        try:
+            async with self._lock, self.conn.transaction():
+                for item in items:
+                    events += await record_historical(self.conn, self.site.id, device_id, item)
+                await outbox.record(self.conn, self.site.id, events)
+        except psycopg.Error:
+            log.exception("recording %d replayed alarms failed", len(items))
+            await self._reconnect_if_broken()
+            return
+        log.info("recorded %d alarms of %s from replayed telemetry", len(items), rep.device)
+        for ev in events:
+            self._publish(ev)
 
     async def _dead_letter(self, msg: Message, reason: str) -> None:
         self.dead_letters += 1
@@ -195,11 +312,14 @@ def _sync_registry(database_url: str, site: Site) -> dict[str, int]:
 async def run_rules(
     site: Site, database_url: str, mqtt_url: str, *, procedures_dir: Path,
     mqtt_protocol: str = "5", share_group: str = "", ready: asyncio.Event | None = None,
-    tick_s: float = 0.5,
+    tick_s: float = 0.5, dispatch_path: Path | None = None,
+    on_service: Callable[[RulesService], None] | None = None,
 ) -> None:
-    """Run the rules service for one site until cancelled."""
+    """Run the rules service for one site until cancelled (``on_service`` is handed the
+    service once built, e.g. for a benchmark to read its counters)."""
     await asyncio.to_thread(migrate.check, database_url)
     procedures = load_procedures(procedures_dir)
+    dispatch = load_for_site(site, procedures, dispatch_path)  # ConfigError at start-up
     engine = Engine.for_site(site_rules(site, procedures), site)
     device_ids = await asyncio.to_thread(_sync_registry, database_url, site)
     sources = [*site.devices, *(g.id for g in site.config.gateways)]
@@ -212,21 +332,33 @@ async def run_rules(
         async with MqttClient(mqtt_url, client_id, protocol=mqtt_protocol) as client:
             alarms_topic = topics.alarms(site.id)
 
-            def publish(ev: AlarmEvent) -> None:
+            def send(ev: AlarmEvent) -> None:
                 fut = client.publish_nowait(alarms_topic, encode(ev), qos=1)
                 fut.add_done_callback(_log_publish_failure)
 
+            dispatcher = None if dispatch is None else Dispatcher(
+                site, dispatch, procedures, database_url, publish=send)
+
+            def publish(ev: AlarmEvent) -> None:  # after commit
+                send(ev)
+                if dispatcher is not None:
+                    dispatcher.committed(ev)  # dispatch hook: assign new orders at once
+
             svc = RulesService(site, engine, procedures, state, conn, device_ids, publish)
-            group = share_group if mqtt_protocol == "5" else ""
+            if on_service is not None:
+                on_service(svc)
+            share = share_group if mqtt_protocol == "5" else ""
             await client.wait_connected(timeout_s=30)
             for kind in (TopicKind.TELEMETRY, TopicKind.DEVICE_STATUS, TopicKind.GATEWAY_STATUS):
-                await client.subscribe(topics.subscription(kind, site.id, group or None), qos=1)
+                await client.subscribe(topics.subscription(kind, site.id, share or None), qos=1)
             await client.wait_subscribed(timeout_s=30)
             if ready is not None:
                 ready.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(_consume(client, svc), name=f"rules[{site.id}].consume")
                 tg.create_task(_ticks(svc, tick_s), name=f"rules[{site.id}].tick")
+                if dispatcher is not None:
+                    tg.create_task(dispatcher.run(), name=f"rules[{site.id}].dispatch")
 
 
 async def _consume(client: MqttClient, svc: RulesService) -> None:
@@ -240,6 +372,7 @@ async def _consume(client: MqttClient, svc: RulesService) -> None:
 async def _ticks(svc: RulesService, tick_s: float) -> None:
     loop = asyncio.get_running_loop()
     next_at = loop.time()
+    housekeeping_at = next_at
     while True:
         next_at += tick_s
         await asyncio.sleep(max(0.0, next_at - loop.time()))
@@ -247,6 +380,9 @@ async def _ticks(svc: RulesService, tick_s: float) -> None:
             next_at = loop.time()  # fell behind: skip the missed ticks, never queue them
         try:
             await svc.tick()
+            if loop.time() >= housekeeping_at:
+                housekeeping_at = loop.time() + HOUSEKEEPING_S
+                await svc.housekeeping()
         except Exception:
             log.exception("rule tick failed")
 

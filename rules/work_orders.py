@@ -4,7 +4,8 @@ An alarm whose rule names a procedure opens one work order (origin ``alarm``, st
 ``open``) carrying the procedure's steps as its checklist, with a ``created`` event and a due
 time from the procedure's resolve SLA. The partial unique index ``work_orders_one_open``
 (one open order per source and fault) makes this race-free: while one is open, a repeat is
-linked to it with a ``linked_repeat`` event instead of a second order."""
+linked to it with a ``linked_repeat`` event instead of a second order. The alarm records the
+order it opened or was linked to (``alarms.work_order_id``)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ async def open_for_alarm(
             cur = await conn.execute(_INSERT, params)
             row = await cur.fetchone()
             if row is not None:
+                await _link(conn, alarm_id, row[0])
                 return [await _created(conn, row[0], procedure, params)]
             cur = await conn.execute(
                 "SELECT id, state FROM work_orders WHERE source = %s AND fault = %s"
@@ -60,10 +62,15 @@ async def open_for_alarm(
             found = await cur.fetchone()
             if found is not None:
                 wo_id, state = found
+                await _link(conn, alarm_id, wo_id)
                 await add_event(conn, wo_id, "linked_repeat", ACTOR, now,
                                 detail={"alarm_id": alarm_id})
                 return [_message("linked_repeat", wo_id, state, params)]
     raise RuntimeError(f"could not open or find the work order of {source}/{fault}")
+
+
+async def _link(conn: psycopg.AsyncConnection[Any], alarm_id: int, wo_id: int) -> None:
+    await conn.execute("UPDATE alarms SET work_order_id = %s WHERE id = %s", (wo_id, alarm_id))
 
 
 async def _created(

@@ -6,7 +6,13 @@ profile point: objectName is the point name, description the point's description
 presentValue follows `publish`. bacpypes3 is used directly (not BAC0) so that nothing reads
 a `.env` file or writes under $HOME. The application answers ReadProperty,
 ReadPropertyMultiple and SubscribeCOV. Multi-state objects use the generic COV criteria:
-bacpypes3's default for them expects a covIncrement they do not have."""
+bacpypes3's default for them expects a covIncrement they do not have.
+
+Misbehaviour (simulators.misbehaviour.Behaviour): `delay` answers every confirmed request
+late, `mute` never answers, `segmentation: false` with a small `max_apdu` makes the device
+abort a response that does not fit one APDU (segmentation-not-supported), and
+`read_property_multiple: false` rejects ReadPropertyMultiple as an unrecognized service, so
+that a client must fall back to ReadProperty."""
 
 from __future__ import annotations
 
@@ -16,7 +22,9 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from bacpypes3.apdu import ReadPropertyMultipleRequest
 from bacpypes3.app import Application
+from bacpypes3.errors import UnrecognizedService
 from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
 from bacpypes3.local.binary import BinaryInputObject, BinaryValueObject
 from bacpypes3.local.cov import GenericCriteria
@@ -27,12 +35,43 @@ from bacpypes3.local.networkport import NetworkPortObject
 from facility.profiles import BacnetPoint, BacnetProfile
 from facility.site import BacnetAddress, Device
 from simulators.errors import ServerStartError
+from simulators.misbehaviour import WELL_BEHAVED, Behaviour
 from simulators.models import PointValue
 
 log = logging.getLogger(__name__)
 
 VENDOR_ID = 999  # bacpypes3's identifier for sample applications
 READY_TIMEOUT_S = 5.0
+MAX_APDU_DEFAULT = 1024
+
+
+class _SimApplication(Application):  # type: ignore[misc]
+    """A bacpypes3 Application that plays its device's misbehaviour."""
+
+    behaviour: Behaviour = WELL_BEHAVED
+
+    async def indication(self, apdu: Any) -> None:
+        b = self.behaviour
+        if b.mute:
+            return
+        if b.delay_s:
+            await asyncio.sleep(b.delay_s)
+        if b.max_apdu < MAX_APDU_DEFAULT:
+            self._cap_response(apdu, b.max_apdu)
+        await super().indication(apdu)
+
+    def _cap_response(self, apdu: Any, max_apdu: int) -> None:
+        """A small device cannot send more than its own maximum APDU, whatever the client
+        accepts: bacpypes3 sizes a response by the client's limit only, so lower the limit
+        on this request's server transaction (the segmentation check then applies it)."""
+        for tr in getattr(self.asap, "serverTransactions", ()):
+            if tr.invokeID == apdu.apduInvokeID and tr.pdu_address == apdu.pduSource:
+                tr.maxApduLengthAccepted = min(tr.maxApduLengthAccepted or max_apdu, max_apdu)
+
+    async def do_ReadPropertyMultipleRequest(self, apdu: ReadPropertyMultipleRequest) -> None:
+        if not self.behaviour.read_property_multiple:
+            raise UnrecognizedService("ReadPropertyMultiple is not supported")
+        await super().do_ReadPropertyMultipleRequest(apdu)
 
 
 class _MultiStateInput(MultiStateInputObject):  # type: ignore[misc]
@@ -80,7 +119,13 @@ def _make_object(point: BacnetPoint, value: PointValue) -> Any:
 
 
 class BacnetDeviceServer:
-    def __init__(self, device: Device, initial: Mapping[str, PointValue]) -> None:
+    def __init__(
+        self,
+        device: Device,
+        initial: Mapping[str, PointValue],
+        *,
+        behaviour: Behaviour = WELL_BEHAVED,
+    ) -> None:
         if not isinstance(device.profile, BacnetProfile) or not isinstance(
             device.config.address, BacnetAddress
         ):
@@ -88,7 +133,8 @@ class BacnetDeviceServer:
         self.device_id = device.id
         self.profile: BacnetProfile = device.profile
         self.address: BacnetAddress = device.config.address
-        self._initial = dict(initial)
+        self._values: dict[str, PointValue] = dict(initial)
+        self._behaviour = behaviour
         self._objects: dict[str, tuple[BacnetPoint, Any]] = {}
         self._app: Application | None = None
 
@@ -96,13 +142,26 @@ class BacnetDeviceServer:
     def endpoint(self) -> str:
         return f"{self.address.host}:{self.address.port}"
 
+    @property
+    def behaviour(self) -> Behaviour:
+        return self._behaviour
+
+    def set_behaviour(self, behaviour: Behaviour) -> None:
+        """Delay and mute change at once; segmentation and RPM support at the next start."""
+        self._behaviour = behaviour
+        if self._app is not None:
+            self._app.behaviour = behaviour
+
     async def start(self) -> None:
+        b = self._behaviour
         device = DeviceObject(
             objectIdentifier=("device", self.address.device_instance),
             objectName=self.device_id,
             vendorIdentifier=VENDOR_ID,
             modelName=self.profile.profile,
             description=self.profile.description,
+            segmentationSupported="segmentedBoth" if b.segmentation else "noSegmentation",
+            maxApduLengthAccepted=b.max_apdu,
         )
         port = NetworkPortObject(
             self.endpoint,
@@ -112,10 +171,11 @@ class BacnetDeviceServer:
         )
         objects = []
         for p in self.profile.points:
-            obj = _make_object(p, self._initial.get(p.name, 0))
+            obj = _make_object(p, self._values.get(p.name, 0))
             self._objects[p.name] = (p, obj)
             objects.append(obj)
-        app = Application.from_object_list([device, port, *objects])
+        app = _SimApplication.from_object_list([device, port, *objects])
+        app.behaviour = b
         self._app = app
         try:
             await _link_ready(app, READY_TIMEOUT_S)
@@ -133,6 +193,9 @@ class BacnetDeviceServer:
 
     async def publish(self, values: Mapping[str, PointValue]) -> None:
         """Serve these point values from now on (only changed presentValues are set)."""
+        self._values.update(values)
+        if self._app is None:
+            return  # closed (comms loss): served again from start()
         for name, (point, obj) in self._objects.items():
             if name not in values:
                 continue

@@ -1,11 +1,17 @@
 """Runs a site's simulators: the entry point the CLI calls.
 
 `run_simulators` builds a model per device (seeded by the device id, so every run behaves
-the same), starts a Modbus TCP or BACnet/IP server for each selected device, sets `ready`
-once all listen, then ticks at a fixed rate on the loop clock: scenario events due, models
-stepped, values published. Elapsed time counts from `ready`. It runs until cancelled and
-then closes every server, so the same ports can be bound again at once. The `comms_loss`
-fault is played here, by closing the device's server while it lasts."""
+the same) and links the models of each building (simulators.estate: a power outage stops
+that building's elevators and pumps, a fire alarm recalls its elevators), starts a Modbus
+TCP or BACnet/IP server for each selected device with its misbehaviour from the scenario's
+`simulation:` mapping, sets `ready` once all listen, then ticks at a fixed rate on the loop
+clock: scenario events due, models stepped, changed values published. Elapsed time counts
+from `ready`, multiplied by `time_scale` (tests run the estate ten times faster; scenario
+times are simulated time). It runs until cancelled and then closes every server, so the
+same ports can be bound again at once. Protocol faults are played on the servers:
+`comms_loss` closes the device's server while it lasts (connections refused or, over UDP,
+unanswered); `slow`, `mute`, `drop_connections`, `modbus_busy` and `modbus_device_failure`
+overlay the device's behaviour while they last."""
 
 from __future__ import annotations
 
@@ -19,8 +25,11 @@ from facility.scenario import Scenario
 from facility.site import Device, Site
 from simulators.bacnet_server import BacnetDeviceServer
 from simulators.errors import ServerStartError, UnknownDevices
+from simulators.estate import Estate
+from simulators.misbehaviour import MISBEHAVIOURS, WELL_BEHAVED, Behaviour, Overlay, effective
 from simulators.modbus_server import ModbusDeviceServer
 from simulators.models import DeviceModel, PointValue, build_model, seed_for
+from simulators.scenario_file import SimScenario
 from simulators.scenario_runner import FaultEvent, ScenarioRunner, apply_event
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,11 @@ TICK_S = 0.2
 class DeviceServer(Protocol):
     device_id: str
 
+    @property
+    def behaviour(self) -> Behaviour: ...
+
+    def set_behaviour(self, behaviour: Behaviour) -> None: ...
+
     async def start(self) -> None: ...
 
     async def publish(self, values: Mapping[str, PointValue]) -> None: ...
@@ -38,10 +52,12 @@ class DeviceServer(Protocol):
     async def close(self) -> None: ...
 
 
-def make_server(device: Device, initial: Mapping[str, PointValue]) -> DeviceServer:
+def make_server(
+    device: Device, initial: Mapping[str, PointValue], behaviour: Behaviour = WELL_BEHAVED
+) -> DeviceServer:
     if device.config.address.protocol == "modbus":
-        return ModbusDeviceServer(device, initial)
-    return BacnetDeviceServer(device, initial)
+        return ModbusDeviceServer(device, initial, behaviour=behaviour, seed=seed_for(device.id))
+    return BacnetDeviceServer(device, initial, behaviour=behaviour)
 
 
 def select_devices(site: Site, devices: set[str] | None) -> list[Device]:
@@ -55,19 +71,27 @@ def select_devices(site: Site, devices: set[str] | None) -> list[Device]:
 
 async def run_simulators(
     site: Site,
-    scenario: Scenario | None = None,
+    scenario: SimScenario | Scenario | None = None,
     *,
     ready: asyncio.Event | None = None,
     devices: set[str] | None = None,
     tick_s: float = TICK_S,
+    time_scale: float = 1.0,
 ) -> None:
     """Serve every (or each selected) device of the site until cancelled."""
+    if time_scale <= 0:
+        raise ValueError("time_scale must be positive")
+    sim = SimScenario.from_scenario(scenario)
     selected = select_devices(site, devices)
-    models: dict[str, DeviceModel] = {}
-    for d in selected:
-        models[d.id] = build_model(d.type, seed=seed_for(d.id))
-        models[d.id].step(0.0)
-    servers = {d.id: make_server(d, models[d.id].points()) for d in selected}
+    models: dict[str, DeviceModel] = {
+        d.id: build_model(d.type, seed=seed_for(d.id)) for d in selected
+    }
+    estate = Estate(models, {d.id: d.building for d in selected})
+    estate.step(0.0)
+    servers = {
+        d.id: make_server(d, models[d.id].points(), sim.simulation.get(d.id, WELL_BEHAVED))
+        for d in selected
+    }
     async with AsyncExitStack() as stack:
         for server in servers.values():
             await server.start()
@@ -75,28 +99,73 @@ async def run_simulators(
         log.info("%d simulators of site %s listening", len(servers), site.id)
         if ready is not None:
             ready.set()
-        await _tick_forever(models, servers, ScenarioRunner(scenario, models.keys()), tick_s)
+        player = FaultPlayer(estate, servers, sim)
+        runner = ScenarioRunner(sim, models.keys())
+        await _tick_forever(estate, servers, runner, player, tick_s, time_scale)
+
+
+class FaultPlayer:
+    """Plays due scenario events on the models (device faults) or the servers (protocol)."""
+
+    def __init__(
+        self, estate: Estate, servers: Mapping[str, DeviceServer], scenario: SimScenario
+    ) -> None:
+        self.estate = estate
+        self.servers = servers
+        self.base = {d: scenario.simulation.get(d, WELL_BEHAVED) for d in servers}
+        self.overlays: dict[str, list[Overlay]] = {d: [] for d in servers}
+        self.down: set[str] = set()  # devices whose server is closed by a comms_loss fault
+
+    async def play(self, event: FaultEvent) -> None:
+        if event.fault == "comms_loss":
+            await self._comms_loss(event)
+        elif event.fault in MISBEHAVIOURS:
+            overlays = self.overlays[event.device]
+            overlay = Overlay(event.fault, event.delay_s or 0.0)
+            if event.active:
+                overlays.append(overlay)
+            elif overlay in overlays:
+                overlays.remove(overlay)
+            self.servers[event.device].set_behaviour(
+                effective(self.base[event.device], overlays)
+            )
+            log.info("%s", event.describe())
+        else:
+            apply_event(event, self.estate.models)
+
+    async def _comms_loss(self, event: FaultEvent) -> None:
+        server = self.servers[event.device]
+        if event.active and event.device not in self.down:
+            await server.close()
+            self.down.add(event.device)
+        elif not event.active and event.device in self.down:
+            try:
+                await server.start()
+            except ServerStartError:
+                log.exception("%s, but the simulator cannot listen again", event.describe())
+                return
+            self.down.discard(event.device)
+        log.info("%s", event.describe())
 
 
 async def _tick_forever(
-    models: Mapping[str, DeviceModel],
+    estate: Estate,
     servers: Mapping[str, DeviceServer],
     scenario: ScenarioRunner,
+    player: FaultPlayer,
     tick_s: float,
+    time_scale: float,
 ) -> None:
     loop = asyncio.get_running_loop()
     start = next_tick = loop.time()
-    down: set[str] = set()  # devices whose server is closed by a comms_loss fault
     failing: set[str] = set()
     skipped = 0
     while True:
-        elapsed = loop.time() - start
+        elapsed = (loop.time() - start) * time_scale
         for event in scenario.due(elapsed):
-            await _play(event, models, servers, down)
-        for device_id, model in models.items():
-            model.step(elapsed)
-            if device_id in down:
-                continue
+            await player.play(event)
+        estate.step(elapsed)
+        for device_id, model in estate:
             try:
                 await servers[device_id].publish(model.points())
             except Exception:
@@ -115,26 +184,3 @@ async def _tick_forever(
             next_tick += missed * tick_s
             log.debug("simulator ticks skipped: %d (total %d)", missed, skipped)
         await asyncio.sleep(next_tick - now)
-
-
-async def _play(
-    event: FaultEvent,
-    models: Mapping[str, DeviceModel],
-    servers: Mapping[str, DeviceServer],
-    down: set[str],
-) -> None:
-    if event.fault != "comms_loss":
-        apply_event(event, models)
-        return
-    server = servers[event.device]
-    if event.active and event.device not in down:
-        await server.close()
-        down.add(event.device)
-    elif not event.active and event.device in down:
-        try:
-            await server.start()
-        except ServerStartError:
-            log.exception("%s, but the simulator cannot listen again", event.describe())
-            return
-        down.discard(event.device)
-    log.info("%s", event.describe())

@@ -6,7 +6,9 @@ later (never, without a duration). At equal times an end comes before a start, s
 can be re-armed back to back. `apply_event` hands an event to the device's model and logs
 "fault entrapment on a-elevator-2 started" / "... ended"; a fault the model cannot play is
 logged and skipped, never fatal. Steps naming devices that are not simulated here are
-dropped with one log line."""
+dropped with one log line. Protocol misbehaviour steps (`slow`, `mute`, ...) come due the
+same way; the runner plays them on the device's server, not on its model. A scenario is a
+`SimScenario` (simulators.scenario_file) or a facility `Scenario`."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from facility.scenario import Scenario
 from simulators.models import DeviceModel, UnsupportedFault
+from simulators.scenario_file import SimScenario
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ class FaultEvent:
     fault: str
     active: bool
     zone: int | None = None
+    delay_s: float | None = None
 
     def describe(self) -> str:
         zone = f" zone {self.zone}" if self.zone is not None else ""
@@ -34,18 +38,21 @@ class FaultEvent:
 
 
 class ScenarioRunner:
-    def __init__(self, scenario: Scenario | None, devices: Collection[str]) -> None:
+    def __init__(
+        self, scenario: SimScenario | Scenario | None, devices: Collection[str]
+    ) -> None:
         events: list[FaultEvent] = []
-        for step in scenario.steps if scenario else ():
+        for step in SimScenario.from_scenario(scenario).steps:
             if step.device not in devices:
                 log.info(
                     "scenario step %s on %s skipped: not simulated here", step.fault, step.device
                 )
                 continue
-            events.append(FaultEvent(step.at_s, step.device, step.fault, True, step.zone))
+            delay = step.slow_delay_s if step.fault == "slow" else None
+            events.append(FaultEvent(step.at_s, step.device, step.fault, True, step.zone, delay))
             if step.duration_s is not None:
                 end = step.at_s + step.duration_s
-                events.append(FaultEvent(end, step.device, step.fault, False, step.zone))
+                events.append(FaultEvent(end, step.device, step.fault, False, step.zone, delay))
         events.sort(key=lambda e: (e.at_s, e.active))
         self._pending = events
 

@@ -1,10 +1,12 @@
 """GET /devices and /devices/{name}: each device with its place (site, building, gateway),
 type and profile, online status (device_status, 'unknown' if never reported), its gateway's
-status, and its latest values typed by the point's declared type."""
+status, its latest values typed by the point's declared type with quality and age, and its
+open alarms. /devices/{name}/points lists its points, /devices/{name}/status-history its
+online/offline changes."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
@@ -24,6 +26,29 @@ class PointValue(BaseModel):
     quality: str
     time: datetime
     unit: str
+    age_s: float
+
+
+class OpenAlarm(BaseModel):
+    id: int
+    type: str
+    priority: str
+    state: str
+    message: str
+    raised_at: datetime
+
+
+class PointOut(BaseModel):
+    name: str
+    type: str
+    unit: str
+    tags: list[str]
+
+
+class StatusChange(BaseModel):
+    time: datetime
+    state: str
+    reason: str
 
 
 class DeviceOut(BaseModel):
@@ -40,6 +65,7 @@ class DeviceOut(BaseModel):
     status_time: datetime | None
     gateway_status: str
     values: dict[str, PointValue]
+    open_alarms: list[OpenAlarm]
 
 
 _DEVICES_SQL = """
@@ -64,22 +90,34 @@ ORDER BY p.device_id, p.name
 """
 
 
+_ALARMS_SQL = """
+SELECT device_id, id, alarm_type, priority, state, message, raised_at FROM alarms
+WHERE device_id = ANY(%s) AND state <> 'normal' ORDER BY raised_at DESC
+"""
+
+
 async def _load(conn: psycopg.AsyncConnection[Any], **filters: str | None) -> list[DeviceOut]:
     cur = await conn.execute(_DEVICES_SQL, filters)
     rows = await cur.fetchall()
     values: dict[int, dict[str, PointValue]] = {row[0]: {} for row in rows}
+    alarms: dict[int, list[OpenAlarm]] = {row[0]: [] for row in rows}
+    now = datetime.now(UTC)
     if values:
         cur = await conn.execute(_VALUES_SQL, (list(values),))
         for dev_id, point, ptype, unit, value, text, quality, time in await cur.fetchall():
             values[dev_id][point] = PointValue(
                 value=typed_value(ptype, value, text), quality=quality_name(quality),
-                time=time, unit=unit,
+                time=time, unit=unit, age_s=max(0.0, (now - time).total_seconds()),
             )
+        cur = await conn.execute(_ALARMS_SQL, (list(values),))
+        for dev_id, *alarm in await cur.fetchall():
+            alarms[dev_id].append(OpenAlarm.model_validate(
+                dict(zip(OpenAlarm.model_fields, alarm, strict=True))))
     return [
         DeviceOut(
             name=r[1], display_name=r[2], site=r[3], building=r[4], gateway=r[5], type=r[6],
             profile=r[7], protocol=r[8], status=r[9], status_reason=r[10], status_time=r[11],
-            gateway_status=r[12], values=values[r[0]],
+            gateway_status=r[12], values=values[r[0]], open_alarms=alarms[r[0]],
         )
         for r in rows
     ]
@@ -104,3 +142,37 @@ async def get_device(
     if not found:
         raise NotFound("device", name)
     return found[0]
+
+
+async def _device_id(conn: psycopg.AsyncConnection[Any], name: str) -> int:
+    cur = await conn.execute("SELECT id FROM devices WHERE name = %s", (name,))
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("device", name)
+    return int(row[0])
+
+
+@router.get("/devices/{name}/points", response_model=list[PointOut], responses={404: {}})
+async def device_points(
+    conn: Conn, user: CurrentUser, name: Annotated[str, Path(pattern=ID_PATTERN)]
+) -> list[PointOut]:
+    cur = await conn.execute(
+        "SELECT name, type, unit, tags FROM points WHERE device_id = %s ORDER BY name",
+        (await _device_id(conn, name),),
+    )
+    return [PointOut(name=r[0], type=r[1], unit=r[2], tags=list(r[3]))
+            for r in await cur.fetchall()]
+
+
+@router.get("/devices/{name}/status-history", response_model=list[StatusChange],
+            responses={404: {}})
+async def status_history(
+    conn: Conn, user: CurrentUser, name: Annotated[str, Path(pattern=ID_PATTERN)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[StatusChange]:
+    """Online/offline changes, newest first."""
+    cur = await conn.execute(
+        "SELECT time, state, reason FROM device_status_history WHERE device_id = %s"
+        " ORDER BY time DESC LIMIT %s", (await _device_id(conn, name), limit),
+    )
+    return [StatusChange(time=r[0], state=r[1], reason=r[2]) for r in await cur.fetchall()]

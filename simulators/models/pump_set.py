@@ -3,10 +3,14 @@
 A VFD holds the outlet pressure near its setpoint; demand follows a slow cycle, the VFD
 frequency follows demand, the duty pump rotates every `rotation_s` and the standby pump
 assists at high demand; run-hour counters integrate running time; the break tank and the
-municipal inlet pressure stay near nominal. Faults: `water_outage` (inlet pressure lost,
-the tank drains and the pumps stop dry-run protected below `dry_run_level_m`),
-`pump_fault` (the duty pump trips and the other takes over) and `low_pressure` (the set
-cannot hold its setpoint)."""
+municipal inlet pressure stay near nominal. The outlet pressure is a first-order lag towards
+what the running pumps can hold (or the static head `static_mpa` when none runs), so it
+falls over seconds when the pumps stop, as taps drain the riser.
+
+Faults: `water_outage` (inlet pressure lost, the tank drains and the pumps stop dry-run
+protected below `dry_run_level_m`), `pump_fault` (pump `zone`, default 1, trips and the
+other takes over) and `low_pressure` (the set cannot hold its setpoint). `set_power(False)`
+(the building's power outage) stops both pumps and the VFD until the supply returns."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import random
 from simulators.models import PointValue, UnsupportedFault
 
 DEMAND_PERIOD_S = 900.0
+FAULTS = ("water_outage", "pump_fault", "low_pressure")
+PUMPS = 2
 
 
 class PumpSetModel:
@@ -29,16 +35,23 @@ class PumpSetModel:
         rotation_s: float = 600.0,
         tank_full_m: float = 2.5,
         dry_run_level_m: float = 0.3,
+        static_mpa: float = 0.05,
+        pressure_tau_s: float = 4.0,
     ) -> None:
         self._rng = random.Random(seed)
         self.setpoint_mpa = setpoint_mpa
         self.rotation_s = rotation_s
         self.tank_full_m = tank_full_m
         self.dry_run_level_m = dry_run_level_m
+        self.static_mpa = static_mpa
+        self.pressure_tau_s = pressure_tau_s
         self.tank_level_m = tank_full_m
-        self.run_s = [float(self._rng.randint(1000, 9000)) * 3600.0 for _ in range(2)]
+        self.outlet_mpa = setpoint_mpa
+        self.run_s = [float(self._rng.randint(1000, 9000)) * 3600.0 for _ in range(PUMPS)]
         self._phase = self._rng.uniform(0, 2 * math.pi)
         self.faults: set[str] = set()
+        self.tripped: set[int] = set()  # pump numbers (1-based) with a pump fault
+        self.powered = True
         self._now = 0.0
         self._last: float | None = None
         self._noise = 0.0
@@ -46,14 +59,25 @@ class PumpSetModel:
     def _demand(self) -> float:
         return 0.55 + 0.35 * math.sin(2 * math.pi * self._now / DEMAND_PERIOD_S + self._phase)
 
-    def _running(self) -> tuple[bool, bool]:
+    def _running(self) -> tuple[bool, ...]:
+        if not self.powered:
+            return (False,) * PUMPS
         if "water_outage" in self.faults and self.tank_level_m <= self.dry_run_level_m:
-            return (False, False)
-        if "pump_fault" in self.faults:
-            return (False, True)  # pump 1 tripped: pump 2 takes over
-        duty = int(self._now // self.rotation_s) % 2
+            return (False,) * PUMPS
+        healthy = [n for n in range(1, PUMPS + 1) if n not in self.tripped]
+        if not healthy:
+            return (False,) * PUMPS
+        duty_index = int(self._now // self.rotation_s) % PUMPS
+        duty = duty_index + 1 if duty_index + 1 in healthy else healthy[0]
         both = self._demand() > 0.8 or "low_pressure" in self.faults
-        return (duty == 0 or both, duty == 1 or both)
+        return tuple(n == duty or (both and n in healthy) for n in range(1, PUMPS + 1))
+
+    def _target_pressure(self, running: tuple[bool, ...]) -> float:
+        if not any(running):
+            return self.static_mpa
+        if "low_pressure" in self.faults:
+            return self.setpoint_mpa * 0.5
+        return self.setpoint_mpa + 0.005 * self._noise
 
     def step(self, now: float) -> None:
         dt = 0.0 if self._last is None else max(0.0, now - self._last)
@@ -69,36 +93,50 @@ class PumpSetModel:
             self.tank_level_m = max(0.0, self.tank_level_m - draw * dt)
         else:
             self.tank_level_m = min(self.tank_full_m, self.tank_level_m + 0.01 * dt)
+        target = self._target_pressure(running)
+        self.outlet_mpa += (target - self.outlet_mpa) * (1 - math.exp(-dt / self.pressure_tau_s))
 
     def points(self) -> dict[str, PointValue]:
         running = self._running()
         outage = "water_outage" in self.faults
         if not any(running):
-            outlet, freq = 0.05, 0.0
+            freq = 0.0
         elif "low_pressure" in self.faults:
-            outlet, freq = self.setpoint_mpa * 0.5, 50.0
+            freq = 50.0
         else:
-            outlet = self.setpoint_mpa + 0.005 * self._noise
             freq = min(50.0, 30.0 + 20.0 * self._demand())
         return {
-            "outlet_pressure": round(outlet, 4),
+            "outlet_pressure": round(self.outlet_mpa, 4),
             "pressure_setpoint": self.setpoint_mpa,
             "vfd_frequency": round(freq, 2),
             "tank_level": round(self.tank_level_m, 3),
             "inlet_pressure": 0.0 if outage else round(0.15 + 0.003 * self._noise, 4),
             "pump_1_running": running[0],
             "pump_2_running": running[1],
-            "pump_1_fault": "pump_fault" in self.faults,
-            "pump_2_fault": False,
+            "pump_1_fault": 1 in self.tripped,
+            "pump_2_fault": 2 in self.tripped,
             "vfd_fault": False,
             "run_hours_1": int(self.run_s[0] // 3600),
             "run_hours_2": int(self.run_s[1] // 3600),
         }
 
     def set_fault(self, name: str, active: bool, zone: int | None = None) -> None:
-        if name not in ("water_outage", "pump_fault", "low_pressure"):
+        if name not in FAULTS:
             raise UnsupportedFault(self.device_type, name)
+        if name == "pump_fault":
+            pump = 1 if zone is None else zone
+            if not 1 <= pump <= PUMPS:
+                raise ValueError(f"pump {pump} is not a pump of this set (1-{PUMPS})")
+            if active:
+                self.tripped.add(pump)
+            else:
+                self.tripped.discard(pump)
+            return
         if active:
             self.faults.add(name)
         else:
             self.faults.discard(name)
+
+    def set_power(self, powered: bool) -> None:
+        """Mains supply of the building: without it no pump runs."""
+        self.powered = powered

@@ -75,3 +75,36 @@ async def login(client: httpx.AsyncClient, username: str) -> dict[str, str]:
     )
     assert resp.status_code == 200, resp.text
     return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+async def seed_entrapment(database_url: str, device: str = "a-elevator-1") -> tuple[int, int]:
+    """An active unacknowledged entrapment on ``device`` and its open work order, made by the
+    rules service's own functions (with the procedures loaded); (alarm id, work order id)."""
+    from datetime import UTC, datetime
+
+    from facility import events
+    from facility.procedures import load_procedures, upsert_procedures
+    from rules.alarms import raise_alarm
+    from rules.engine import RaiseAlarm
+    from rules.work_orders import open_for_alarm
+
+    procedures = load_procedures(ROOT / "procedures")
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await upsert_procedures(conn, procedures)
+        cur = await conn.execute("SELECT id, site_id FROM devices WHERE name = %s", (device,))
+        row = await cur.fetchone()
+        assert row is not None, device
+        act = RaiseAlarm(
+            source=device, device=device, gateway=None, rule_id="entrapment",
+            alarm_type="entrapment", priority="critical", procedure="elevator_entrapment",
+            message="电梯困人 Passengers trapped", detail={}, at=datetime.now(UTC))
+        async with conn.transaction():  # as the rules service does: events recorded last
+            alarm, raised = await raise_alarm(conn, row[1], row[0], act)
+            created = await open_for_alarm(
+                conn, site_id=row[1], device_id=row[0], source=device, fault="entrapment",
+                alarm_id=alarm.id, procedure=procedures["elevator_entrapment"],
+                description=act.message, now=act.at)
+            await events.record(conn, row[1], [*raised, *created])
+    wo_id = created[0].work_order_id
+    assert wo_id is not None
+    return alarm.id, wo_id

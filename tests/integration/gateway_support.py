@@ -19,19 +19,29 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def write_site(tmp_path: Path, site_id: str, devices_yaml: str, *, report_period_s: float = 30,
-               offline_after: int = 2, profiles_dir: Path | None = None) -> Site:
+               offline_after: int = 2, profiles_dir: Path | None = None,
+               gateway_options: str = "") -> Site:
     path = tmp_path / "site.yaml"
+    profiles_dir = profiles_dir or ROOT / "profiles"
     path.write_text(
         f"site: {site_id}\n"
+        f"profiles_dir: {profiles_dir}\n"
         f"gateways: [{{id: gw-t, report_period_s: {report_period_s}, "
-        f"offline_after_failures: {offline_after}}}]\n"
+        f"offline_after_failures: {offline_after}{gateway_options}}}]\n"
         "buildings:\n"
         "  - id: a\n"
         "    gateway: gw-t\n"
         "    devices:\n" + devices_yaml,
         encoding="utf-8",
     )
-    return load_site(path, profiles_dir=profiles_dir or ROOT / "profiles")
+    return load_site(path, profiles_dir=profiles_dir)
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Wait for a condition on counters or files, which offer nothing to await."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - polled state, no event to await
+            await asyncio.sleep(0.05)
 
 
 class Inbox:

@@ -157,8 +157,11 @@ async def test_devices_carry_status_and_typed_latest_values(
     assert values["door_closed"]["value"] is True
     assert values["moving"]["value"] is False
     assert values["car_floor"]["value"] == -2 and isinstance(values["car_floor"]["value"], int)
-    assert values["speed_mps"] == {
+    speed = dict(values["speed_mps"])
+    assert speed.pop("age_s") > 300 * 86400  # stored in January 2025
+    assert speed == {
         "value": 1.25, "quality": "good", "time": "2025-01-02T03:04:05Z", "unit": "m/s"}
+    assert elevator["open_alarms"] == []
     assert values["service_mode"]["value"] == "inspection"
     assert values["passengers"]["quality"] == "stale"
     assert "load_kg" not in values  # never reported
@@ -171,7 +174,11 @@ async def test_devices_carry_status_and_typed_latest_values(
     assert [d["name"] for d in only_b.json()] == ["b-elevator-1"]
     one = await client.get("/api/v1/devices/a-firepanel", headers=headers)
     assert one.status_code == 200
-    assert one.json() == panel
+    single = one.json()
+    for body in (single, panel):
+        for value in body["values"].values():
+            value.pop("age_s")
+    assert single == panel
 
 
 async def test_unknown_and_malformed_device_names(client: httpx.AsyncClient) -> None:
@@ -186,16 +193,31 @@ async def test_unknown_and_malformed_device_names(client: httpx.AsyncClient) -> 
     assert resp.status_code == 422
 
 
-async def test_duty_room_page_and_its_assets(client: httpx.AsyncClient) -> None:
-    page = await client.get("/")
+@pytest.mark.parametrize(
+    ("path", "script"),
+    [("/", "duty_room.js"), ("/tech", "tech.js"), ("/desk", "desk.js"),
+     ("/reports", "reports.js"), ("/devices/a-elevator-1", "device.js")],
+)
+async def test_pages_and_their_assets(client: httpx.AsyncClient, path: str, script: str) -> None:
+    page = await client.get(path)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     html = page.text
     assert "Test Estate" in html
     assert '<form id="login"' in html
     assert "Building A" in html  # building names handed to the script
-    for asset in ("/static/duty_room.js", "/static/duty_room.css"):
+    assert 'id="stream-banner"' in html
+    for asset in (f"/static/{script}", "/static/common.js", "/static/app.css"):
         assert asset in html
         resp = await client.get(asset)
         assert resp.status_code == 200 and len(resp.content) > 100
-    assert "sessionStorage" in (await client.get("/static/duty_room.js")).text
+    assert "sessionStorage" in (await client.get("/static/common.js")).text
+
+
+async def test_device_page_serves_the_vendored_chart_library(client: httpx.AsyncClient) -> None:
+    html = (await client.get("/devices/a-elevator-1")).text
+    for asset in ("/static/vendor/uplot/uPlot.iife.min.js", "/static/vendor/uplot/uPlot.min.css"):
+        assert asset in html
+        assert (await client.get(asset)).status_code == 200
+    assert "MIT" in (await client.get("/static/vendor/uplot/LICENSE")).text
+    assert (await client.get("/devices/NOT%20A%20NAME")).status_code == 422

@@ -16,7 +16,13 @@ from api.service import ApiStartFailed, serve_api
 from facility.db.migrate import SchemaBehind
 from facility.embedded.ports import free_port
 from facility.embedded.postgres import PostgresServer
-from facility.users import UserExists, authenticate, create_user, ensure_demo_users
+from facility.users import (
+    DEMO_STAFF,
+    UserExists,
+    authenticate,
+    create_user,
+    ensure_demo_users,
+)
 from tests.integration.api_support import PASSWORD, api_client
 
 
@@ -67,8 +73,10 @@ async def test_demo_users_are_created_then_their_password_reset(database_url: st
         ensure_demo_users(conn, PASSWORD)
         roles = conn.execute("SELECT username, role FROM users ORDER BY id").fetchall()
         hashes = [r[0] for r in conn.execute("SELECT password_hash FROM users").fetchall()]
-    assert roles == [("operator", "operator"), ("technician", "technician"),
-                     ("manager", "manager"), ("admin", "admin")]
+    # The four role users first, then the demo's on-call staff (facility.users.DEMO_STAFF).
+    assert roles[:4] == [("operator", "operator"), ("technician", "technician"),
+                         ("manager", "manager"), ("admin", "admin")]
+    assert roles[4:] == [(u, str(r)) for u, r, _, _ in DEMO_STAFF]
     assert all(h.startswith("$argon2") and PASSWORD not in h for h in hashes)
     async with await psycopg.AsyncConnection.connect(database_url) as aconn:
         user = await authenticate(aconn, "technician", PASSWORD)

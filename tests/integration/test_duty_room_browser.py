@@ -1,9 +1,13 @@
-"""The duty-room page in a real headless browser (Debian's chromium driven by playwright)
-against the real API served on a loopback port and a real PostgreSQL: an operator signs in
-through the form, sees the entrapment alarm and its work order, acknowledges the alarm and
-sees its state change without a reload; an alarm raised afterwards appears by the live
-refresh; a wrong password is answered on the page. Screenshots of the board at wall-screen
-size go to test-artifacts/.
+"""The pages in a real headless browser (Debian's chromium driven by playwright) against the
+real API served on a loopback port and a real PostgreSQL.
+
+On the wall-screen board an operator signs in, then an entrapment is raised by the rules
+service's own functions: it appears live (the stream, no reload), with the audible alert on,
+and its work order with an SLA countdown; the operator acknowledges it and the alert stops;
+when the server goes away the disconnected banner shows. On a phone-sized viewport the
+technician accepts the order, reports arrival, ticks the required steps (one with a note)
+and resolves it. A wrong password is answered on the page. Screenshots go to
+test-artifacts/.
 
 The async playwright API is used because the API server runs in the test's own event loop
 (pytest-asyncio): the sync API would block that loop, and the server with it. No browser is
@@ -16,31 +20,27 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
 from api.service import serve_api
 from facility.embedded.ports import free_port
-from facility.procedures import load_procedures, upsert_procedures
-from rules.alarms import raise_alarm
-from rules.engine import RaiseAlarm
-from rules.work_orders import open_for_alarm
-from tests.integration.api_support import PASSWORD, ROOT, seed_site
+from tests.integration.api_support import PASSWORD, ROOT, run_sql, seed_entrapment, seed_site
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
 ]
-WALL_SCREEN = {"width": 1920, "height": 1080}
+WALL_SCREEN: ViewportSize = {"width": 1920, "height": 1080}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 ARTIFACTS = ROOT / "test-artifacts"
 START_TIMEOUT_S = 10
-UI_TIMEOUT_MS = 8_000  # several 2 s refresh periods
+UI_TIMEOUT_MS = 8_000
 ENTRAPMENT_TITLE = "电梯困人处理流程"
 
 pytestmark = pytest.mark.skipif(
@@ -50,60 +50,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Served:
     url: str
     database_url: str
-    alarm_id: int
-    work_order_id: int
-
-
-def _raise(source: str, alarm_type: str, message: str, procedure: str | None) -> RaiseAlarm:
-    return RaiseAlarm(
-        source=source, device=source, gateway=None, rule_id=alarm_type, alarm_type=alarm_type,
-        priority="critical", procedure=procedure, message=message, detail={},
-        at=datetime.now(UTC),
-    )
-
-
-async def _device_id(conn: psycopg.AsyncConnection[Any], name: str) -> int:
-    cur = await conn.execute("SELECT id FROM devices WHERE name = %s", (name,))
-    row = await cur.fetchone()
-    assert row is not None, name
-    return int(row[0])
-
-
-async def _raise_alarm(
-    database_url: str, source: str, alarm_type: str, message: str
-) -> int:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        alarm, _ = await raise_alarm(conn, "tsite", await _device_id(conn, source),
-                                     _raise(source, alarm_type, message, None))
-    return alarm.id
-
-
-async def _seed_entrapment(database_url: str) -> tuple[int, int]:
-    """An active unacknowledged entrapment on a-elevator-1 and its open work order."""
-    procedures = load_procedures(ROOT / "procedures")
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await upsert_procedures(conn, procedures)
-        device_id = await _device_id(conn, "a-elevator-1")
-        act = _raise("a-elevator-1", "entrapment", "电梯困人 Passengers trapped",
-                     "elevator_entrapment")
-        alarm, _ = await raise_alarm(conn, "tsite", device_id, act)
-        [created] = await open_for_alarm(
-            conn, site_id="tsite", device_id=device_id, source="a-elevator-1",
-            fault="entrapment", alarm_id=alarm.id, procedure=procedures["elevator_entrapment"],
-            description=act.message, now=act.at,
-        )
-    assert created.work_order_id is not None
-    return alarm.id, created.work_order_id
+    server: asyncio.Task[None]
 
 
 @pytest.fixture
 async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     site = seed_site(database_url, tmp_path)
-    alarm_id, wo_id = await _seed_entrapment(database_url)
     port = free_port()
     ready = asyncio.Event()
     server = asyncio.create_task(
@@ -112,7 +68,7 @@ async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     try:
         async with asyncio.timeout(START_TIMEOUT_S):
             await ready.wait()
-        yield Served(f"http://127.0.0.1:{port}", database_url, alarm_id, wo_id)
+        yield Served(f"http://127.0.0.1:{port}", database_url, server)
     finally:
         server.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -138,6 +94,16 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
         await context.close()
 
 
+@pytest.fixture
+async def phone(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True,
+                                        has_touch=True, device_scale_factor=2)
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()
+
+
 async def _sign_in(page: Page, url: str, username: str, password: str) -> None:
     await page.goto(url)
     form = page.locator("#login")
@@ -150,53 +116,109 @@ async def _sign_in(page: Page, url: str, username: str, password: str) -> None:
 async def _screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     # The unacknowledged critical badge blinks: stop it so every shot shows it.
-    await page.screenshot(path=ARTIFACTS / name, animations="disabled")
+    await page.screenshot(path=ARTIFACTS / name, animations="disabled", full_page=True)
 
 
-async def test_operator_acknowledges_and_sees_live_updates(served: Served, page: Page) -> None:
+async def test_operator_sees_an_entrapment_live_and_acknowledges_it(
+    served: Served, page: Page
+) -> None:
     await _sign_in(page, served.url, "operator", PASSWORD)
     await expect(page.locator("#board")).to_be_visible()
-    await expect(page.locator("#login")).to_be_hidden()
     await expect(page.locator("#who")).to_have_text("operator (operator)")
+    await expect(page.locator("body")).to_have_attribute("data-live", "yes")
+    await expect(page.locator("#stream-banner")).to_be_hidden()
+    await expect(page.locator("#alarm-count")).to_have_text("(0 unacknowledged)")
+    await expect(page.locator("body")).to_have_attribute("data-alerting", "no")
+    await expect(page.locator("#buildings")).to_contain_text("Building A")
     # A marker that a reload or navigation would wipe out.
     await page.evaluate("window.__sameDocument = true")
 
+    alarm_id, wo_id = await seed_entrapment(served.database_url)  # as the rules service does
     alarm = page.locator("#alarms tr", has_text="a-elevator-1")
     await expect(alarm).to_have_count(1, timeout=UI_TIMEOUT_MS)
     await expect(alarm).to_contain_text("Passengers trapped")
     await expect(alarm).to_contain_text("critical")
-    await expect(alarm.locator("td").nth(3)).to_have_text("unack")
+    await expect(alarm.locator("td.state")).to_have_text("unack")
     await expect(page.locator("#alarm-count")).to_have_text("(1 unacknowledged)")
-
-    order = page.locator("#work-orders tr", has_text=ENTRAPMENT_TITLE)
-    await expect(order).to_have_count(1)
-    await expect(order.locator("td").first).to_have_text(str(served.work_order_id))
-    await expect(order).to_contain_text("a-elevator-1")
-    await expect(order.locator("td").nth(3)).to_have_text("open")
-    await expect(page.locator("#buildings")).to_contain_text("Building A")
+    await expect(page.locator("body")).to_have_attribute("data-alerting", "yes")
+    await expect(page.locator("#alerting")).to_be_visible()
+    order = page.locator(f'#work-orders tr[data-work-order-id="{wo_id}"]')
+    await expect(order).to_contain_text(ENTRAPMENT_TITLE, timeout=UI_TIMEOUT_MS)
+    await expect(order.locator("td.state")).to_have_text("open")
+    await expect(order.locator("td.sla")).to_have_text(re.compile(r"^accept \d+:\d\d$"))
+    await expect(page.locator('#buildings [data-device="a-elevator-1"]')).to_have_attribute(
+        "data-state", "alarm")
     await _screenshot(page, "duty_room_board.png")
 
     await alarm.get_by_role("button", name=re.compile("Acknowledge")).click()
-    await expect(alarm.locator("td").nth(3)).to_have_text("ack", timeout=UI_TIMEOUT_MS)
-    await expect(alarm.get_by_role("button")).to_have_count(0)
+    await expect(alarm.locator("td.state")).to_have_text("ack", timeout=UI_TIMEOUT_MS)
+    await expect(alarm.get_by_role("button", name=re.compile("Acknowledge"))).to_have_count(0)
     await expect(page.locator("#alarm-count")).to_have_text("(0 unacknowledged)")
+    await expect(page.locator("body")).to_have_attribute("data-alerting", "no")
     await expect(page.locator("#board-error")).to_have_text("")
-    async with await psycopg.AsyncConnection.connect(served.database_url) as conn:
-        cur = await conn.execute("SELECT state, acked_by FROM alarms WHERE id = %s",
-                                 (served.alarm_id,))
-        assert await cur.fetchall() == [("ack", "operator")]
-
-    fire = await _raise_alarm(served.database_url, "a-firepanel", "fire_alarm",
-                              "火灾报警 Fire alarm")
-    new_row = page.locator("#alarms tr", has_text="a-firepanel")
-    await expect(new_row).to_have_count(1, timeout=UI_TIMEOUT_MS)
-    await expect(new_row).to_contain_text("Fire alarm")
-    await expect(new_row.locator("td").nth(3)).to_have_text("unack")
-    await expect(new_row.get_by_role("button", name=re.compile("Acknowledge"))).to_be_visible()
-    await expect(page.locator("#alarm-count")).to_have_text("(1 unacknowledged)")
+    assert run_sql(served.database_url, "SELECT state, acked_by FROM alarms WHERE id = %s",
+                   (alarm_id,)) == [("ack", "operator")]
     assert await page.evaluate("window.__sameDocument") is True
-    assert fire != served.alarm_id
-    await _screenshot(page, "duty_room_board_live.png")
+    await _screenshot(page, "duty_room_board_acknowledged.png")
+
+    served.server.cancel()  # the API goes away: the board says so
+    with contextlib.suppress(asyncio.CancelledError):
+        await served.server
+    await expect(page.locator("#stream-banner")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await _screenshot(page, "duty_room_disconnected.png")
+
+
+async def test_technician_works_the_order_on_a_phone(served: Served, phone: Page) -> None:
+    _alarm_id, wo_id = await seed_entrapment(served.database_url)
+    run_sql(served.database_url, "UPDATE work_orders SET state = 'assigned',"
+            " assignee = 'technician' WHERE id = %s", (wo_id,))
+    await _sign_in(phone, f"{served.url}/tech", "technician", PASSWORD)
+    card = phone.locator(f'#mine article[data-work-order-id="{wo_id}"]')
+    await expect(card).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await expect(card).to_contain_text(ENTRAPMENT_TITLE)
+    await expect(card.locator(".sla")).to_have_text(re.compile(r"^accept "))
+    await _screenshot(phone, "technician_assigned.png")
+
+    await card.get_by_role("button", name=re.compile("Accept")).click()
+    await expect(card).to_have_attribute("data-state", "accepted", timeout=UI_TIMEOUT_MS)
+    await card.get_by_role("button", name=re.compile("Arrived")).click()
+    await expect(card).to_have_attribute("data-state", "on_site", timeout=UI_TIMEOUT_MS)
+    resolve = card.get_by_role("button", name=re.compile("Resolve"))
+    await expect(resolve).to_be_disabled()
+
+    rows = await run_steps(served.database_url, wo_id)
+    first = True
+    for seq, required in rows:
+        if not required:
+            continue
+        step = card.locator(f'li[data-seq="{seq}"]')
+        if first:
+            await step.locator("input.note").fill("7楼, 2人, 已安抚 two passengers, calm")
+            first = False
+        await step.get_by_role("checkbox").check()
+        await expect(step).to_have_class(re.compile("done"), timeout=UI_TIMEOUT_MS)
+    await expect(resolve).to_be_enabled()
+    await _screenshot(phone, "technician_page.png")
+    await resolve.click()
+    await expect(card).to_have_count(0, timeout=UI_TIMEOUT_MS)  # no longer open
+    await expect(phone.locator("#board-error")).to_have_text("")
+
+    assert run_sql(served.database_url, "SELECT state, assignee FROM work_orders WHERE id = %s",
+                   (wo_id,)) == [("resolved", "technician")]
+    notes = run_sql(served.database_url, "SELECT done_by, note FROM work_order_steps"
+                    " WHERE work_order_id = %s AND required ORDER BY seq", (wo_id,))
+    assert all(by == "technician" for by, _ in notes)
+    assert notes[0][1] == "7楼, 2人, 已安抚 two passengers, calm"
+    events = [r[0] for r in run_sql(served.database_url, "SELECT event FROM work_order_events"
+                                    " WHERE work_order_id = %s ORDER BY id", (wo_id,))]
+    assert events[:3] == ["created", "accepted", "arrived"] and events[-1] == "resolved"
+
+
+async def run_steps(database_url: str, wo_id: int) -> list[tuple[int, bool]]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute("SELECT seq, required FROM work_order_steps"
+                                 " WHERE work_order_id = %s ORDER BY seq", (wo_id,))
+        return [(int(r[0]), bool(r[1])) for r in await cur.fetchall()]
 
 
 async def test_wrong_password_is_reported_on_the_page(served: Served, page: Page) -> None:

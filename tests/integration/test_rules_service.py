@@ -8,7 +8,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,9 @@ class Sender:
         self.client, self.site, self.seq = client, site, 0
 
     async def telemetry(self, device: str, points: dict[str, Any], *,
-                        historical: bool = False) -> None:
+                        historical: bool = False, ts: datetime | None = None) -> None:
         self.seq += 1
-        msg = Telemetry(ts=datetime.now(UTC), seq=self.seq, session="s1", points=points,
+        msg = Telemetry(ts=ts or datetime.now(UTC), seq=self.seq, session="s1", points=points,
                         historical=historical)
         topic = topics.device_topic(TopicKind.TELEMETRY, self.site.id, "gw-a", device)
         await self.client.publish(topic, encode(msg), qos=1, timeout_s=5)
@@ -250,20 +250,28 @@ async def test_rule_state_survives_a_restart_mid_on_delay(
     assert held.total_seconds() >= 2.5
 
 
-async def test_historical_telemetry_opens_no_alarm(
+async def test_historical_telemetry_is_recorded_but_opens_no_alarm_or_work_order(
     tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str,
 ) -> None:
     site = make_site(tmp_path, site_id, on_delay_s=0)
     lift = f"{site_id}-lift"
+    past = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
     async with publisher(mqtt_url, mqtt_protocol) as pub, \
             rules_running(site, database_url, mqtt_url, mqtt_protocol):
         send = Sender(pub, site)
-        for _ in range(5):
-            await send.telemetry(lift, TRAPPED, historical=True)
-        await send.telemetry(lift, FREE)  # live: processed after the replayed ones
-        await eventually(database_url, "SELECT state FROM rule_state WHERE source = %s", lift,
-                         while_waiting=lambda: send.telemetry(lift, FREE))
-        assert await query(database_url, "SELECT id FROM alarms") == []
+        # an entrapment from 10:00 to 10:20 (ten minutes ago) replayed from a gateway buffer
+        for s, points in ((0, TRAPPED), (10, TRAPPED), (20, FREE), (30, FREE)):
+            await send.telemetry(lift, points, historical=True, ts=past + timedelta(seconds=s))
+        rows = await eventually(database_url, "SELECT state, active, historical, raised_at,"
+                                " cleared_at, work_order_id FROM alarms")
+        await send.telemetry(lift, FREE)  # live: the lift is fine now
+        await asyncio.sleep(0.5)
+    [(state, active, historical, raised_at, cleared_at, wo)] = rows
+    assert (state, active, historical, wo) == ("normal", False, True, None)
+    assert raised_at == past and cleared_at == past + timedelta(seconds=30)
+    assert len(await query(database_url, "SELECT id FROM alarms")) == 1
+    assert await query(database_url, "SELECT id FROM work_orders") == []
+    assert await query(database_url, "SELECT kind FROM events") == [("alarm.historical",)]
 
 
 async def test_device_offline_raises_an_alarm_without_a_work_order_and_bad_input_is_kept(

@@ -69,3 +69,38 @@ def test_undefined_gateway_is_refused(tmp_path: Path) -> None:
     data["buildings"][0]["gateway"] = "gw-z"
     with pytest.raises(ConfigError, match="gw-z"):
         load_site(_write(tmp_path, data), profiles_dir=ROOT / "profiles")
+
+
+def test_gateway_and_modbus_options_default_and_validate(tmp_path: Path) -> None:
+    data = _site(modbus={"max_registers": 32, "one_request_per_point": True, "pause_ms": 20})
+    data["gateways"] = [{"id": "gw", "poll_classes": {"normal": 10}, "metrics_port": 9101,
+                         "buffer": {"max_messages": 5000}}]
+    site = load_site(_write(tmp_path, data), profiles_dir=ROOT / "profiles")
+    opts = site.devices["x-elevator"].config.modbus_options
+    assert (opts.max_registers, opts.one_request_per_point, opts.pause_ms, opts.fill) == (
+        32, True, 20, 10)
+    gw = site.gateway("gw")
+    assert (gw.poll_classes.fast, gw.poll_classes.normal, gw.poll_classes.slow) == (1, 10, 60)
+    assert gw.buffer.max_messages == 5000 and gw.metrics_port == 9101
+    bad = _site(modbus={"max_registers": 126})
+    with pytest.raises(ConfigError, match="max_registers"):
+        load_site(_write(tmp_path, bad), profiles_dir=ROOT / "profiles")
+
+
+def test_modbus_options_on_a_bacnet_device_are_refused(tmp_path: Path) -> None:
+    data = _site(profile="firepanel", type="fire_panel", modbus={"pause_ms": 5},
+                 address={"protocol": "bacnet", "port": 47808, "device_instance": 7})
+    with pytest.raises(ConfigError, match="not a Modbus device"):
+        load_site(_write(tmp_path, data), profiles_dir=ROOT / "profiles")
+
+
+def test_point_deadbands_and_event_points() -> None:
+    from facility.profiles import BacnetPoint, ModbusPoint
+
+    with pytest.raises(ValueError, match="not both"):
+        ModbusPoint(name="p", table="holding", address=0, deadband=1,  # type: ignore[arg-type]
+                    deadband_percent=2)
+    assert ModbusPoint(name="p", table="discrete", address=0, type="bool").is_event  # type: ignore[arg-type]
+    assert ModbusPoint(name="p", table="holding", address=0, tags=("fault",)).is_event  # type: ignore[arg-type]
+    assert not ModbusPoint(name="p", table="holding", address=0, tags=("energy",)).is_event  # type: ignore[arg-type]
+    assert BacnetPoint(name="z", object_type="binaryInput", instance=1, type="bool").is_event

@@ -109,3 +109,11 @@ def test_string_strips_padding_and_honours_byte_swap() -> None:
 def test_wrong_register_count_is_bad() -> None:
     with pytest.raises(DecodeError):
         decode_registers(point("float32"), [1])
+
+
+def test_the_devices_not_available_sentinel_makes_the_point_bad() -> None:
+    p = point("int16", invalid=-32768)
+    with pytest.raises(DecodeError, match="not available"):
+        decode_registers(p, [0x8000])
+    assert decode_registers(p, [0x7FFF]) == 32767
+    assert decode_registers(point("uint16", invalid=0xFFFF, scale=0.1), [100]) == 10.0

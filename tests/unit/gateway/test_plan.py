@@ -74,3 +74,15 @@ def test_split_halves_by_points_and_stops_at_one() -> None:
     assert spans(one) == [("holding", 0, 1), ("holding", 1, 1)]
     assert split(one[0]) == []
     assert one[0].table is ModbusTable.HOLDING
+
+
+def test_one_request_per_point_for_devices_that_refuse_multi_point_reads() -> None:
+    from facility.profiles import ModbusPoint
+    from gateway.plan import plan_reads as plan
+
+    pts = [ModbusPoint(name=f"p{i}", table="holding", address=i, type="uint16")  # type: ignore[arg-type]
+           for i in range(5)]
+    assert len(plan(pts)) == 1
+    blocks = plan(pts, one_per_point=True)
+    assert [(b.address, b.count, len(b.points)) for b in blocks] == [(i, 1, 1) for i in range(5)]
+    assert len(plan(pts, max_registers=2)) == 3  # a device's maximum request size

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from gateway.reporting import ReportState
+from gateway.reporting import Report, ReportState
 
 
 def state(period: float = 30.0) -> ReportState:
@@ -67,3 +67,34 @@ def test_bool_is_not_compared_as_a_number() -> None:
     s.decide({"flag": False}, frozenset(), now=0.0)
     r = s.decide({"flag": True}, frozenset(), now=1.0)
     assert r is not None and r.points == {"flag": True}
+
+
+def test_percent_deadband_is_relative_to_the_last_value_sent() -> None:
+    s = ReportState({}, 30.0, percent={"power": 5.0})
+    s.decide({"power": 200.0}, frozenset(), now=0.0)
+    assert s.decide({"power": 209.0}, frozenset(), now=1.0) is None  # 4.5 % of 200
+    r = s.decide({"power": 211.0}, frozenset(), now=2.0)
+    assert r is not None and r.points == {"power": 211.0}
+    s.decide({"power": 0.0}, frozenset(), now=3.0)
+    r = s.decide({"power": 0.1}, frozenset(), now=4.0)  # any move away from zero
+    assert r is not None and r.points == {"power": 0.1}
+
+
+def test_event_points_ignore_deadbands_and_make_the_report_urgent() -> None:
+    s = ReportState({"mode": 5.0, "level": 5.0}, 30.0, events=["mode"])
+    s.decide({"mode": 1, "level": 10.0}, frozenset(), now=0.0)
+    r = s.decide({"mode": 2, "level": 11.0}, frozenset(), now=1.0)
+    assert r is not None and r.points == {"mode": 2} and r.urgent
+    assert s.decide({"mode": 2, "level": 20.0}, frozenset(), now=2.0) == Report(
+        points={"level": 20.0}, quality={"level": "good"}, full=False, urgent=False)
+    r = s.decide({"level": 20.0}, frozenset({"mode"}), now=3.0)  # an event point turns bad
+    assert r is not None and r.quality == {"mode": "bad"} and r.urgent
+
+
+def test_a_partial_poll_never_becomes_the_full_snapshot() -> None:
+    s = ReportState({}, 10.0)
+    s.decide({"a": 1, "b": 2}, frozenset(), now=0.0)
+    assert s.decide({"a": 1}, frozenset(), now=11.0, complete=False) is None
+    assert s.snapshot_due(11.0)
+    r = s.decide({"a": 1, "b": 2}, frozenset(), now=11.5)
+    assert r is not None and r.full and r.points == {"a": 1, "b": 2}

@@ -169,7 +169,7 @@ def test_device_status_becomes_a_row() -> None:
     out = decode("facility/v1/s1/gw-b/b-pumps/status",
                  json.dumps({"ts": TS, "state": "offline", "reason": "timeout"}).encode(),
                  CATALOG, NOW)
-    assert out.device_status == DeviceStatusRow(4, "offline", "timeout", TS_DT)
+    assert out.device_status == DeviceStatusRow(4, "offline", "timeout", TS_DT, "b-pumps")
     assert out.rows == 1
 
 

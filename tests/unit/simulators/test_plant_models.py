@@ -69,7 +69,45 @@ def test_water_outage_drains_tank_then_stops_the_pumps() -> None:
     p = pumps.points()
     assert p["inlet_pressure"] == 0.0
     assert float(p["tank_level"]) <= pumps.dry_run_level_m
-    assert float(p["outlet_pressure"]) < 0.1
+    falling = []
+    for _ in range(6):  # the pressure falls over seconds as the riser drains
+        t += 5.0
+        pumps.step(t)
+        falling.append(float(pumps.points()["outlet_pressure"]))
+    assert falling == sorted(falling, reverse=True)
+    assert falling[-1] < 0.1
+
+
+def test_power_loss_stops_both_pumps_and_the_pressure_falls_then_recovers() -> None:
+    pumps = PumpSetModel(seed=2)
+    pumps.step(0.0)
+    pumps.set_power(False)
+    pumps.step(2.0)
+    early = pumps.points()
+    pumps.step(30.0)
+    late = pumps.points()
+    assert not early["pump_1_running"] and not early["pump_2_running"]
+    assert early["vfd_frequency"] == 0.0
+    assert 0.1 < float(early["outlet_pressure"]) < 0.45
+    assert float(late["outlet_pressure"]) == pytest.approx(pumps.static_mpa, abs=0.01)
+    pumps.set_power(True)
+    pumps.step(60.0)
+    assert float(pumps.points()["outlet_pressure"]) == pytest.approx(0.45, abs=0.01)
+
+
+def test_pump_fault_names_the_pump_and_both_tripped_leaves_no_pump_running() -> None:
+    pumps = PumpSetModel(seed=2)
+    pumps.set_fault("pump_fault", True, zone=2)
+    pumps.step(0.0)
+    p = pumps.points()
+    assert p["pump_2_fault"] is True and p["pump_1_fault"] is False
+    assert p["pump_1_running"] is True and p["pump_2_running"] is False
+    pumps.set_fault("pump_fault", True, zone=1)
+    pumps.step(1.0)
+    p = pumps.points()
+    assert not p["pump_1_running"] and not p["pump_2_running"]
+    with pytest.raises(ValueError, match="pump 3"):
+        pumps.set_fault("pump_fault", True, zone=3)
 
 
 def test_pump_fault_hands_over_to_the_other_pump() -> None:

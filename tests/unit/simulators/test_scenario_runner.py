@@ -9,6 +9,7 @@ import pytest
 from facility.scenario import Scenario
 from simulators.models.elevator import ElevatorModel
 from simulators.models.fire_panel import FirePanelModel
+from simulators.scenario_file import SimScenario
 from simulators.scenario_runner import FaultEvent, ScenarioRunner, apply_event
 
 
@@ -66,9 +67,26 @@ def test_apply_event_sets_and_clears_the_fault_and_logs(caplog: pytest.LogCaptur
 def test_apply_event_logs_and_survives_a_fault_the_model_cannot_play(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    event = FaultEvent(1.0, "a-elevator-1", "door_open_while_moving", True)
+    event = FaultEvent(1.0, "a-elevator-1", "fire_alarm", True)
     assert not apply_event(event, {"a-elevator-1": ElevatorModel()})
     assert any(
-        r.levelno == logging.ERROR and "door_open_while_moving" in r.getMessage()
+        r.levelno == logging.ERROR and "fire_alarm" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_misbehaviour_steps_come_due_with_their_delay() -> None:
+    sc = SimScenario.model_validate(
+        {"steps": [
+            {"at": "1s", "device": "a-pumps", "fault": "slow", "delay": "500ms", "duration": 2},
+            {"at": "2s", "device": "a-pumps", "fault": "modbus_busy"},
+            {"at": "3s", "device": "a-pumps", "fault": "slow"},
+        ]}
+    )
+    runner = ScenarioRunner(sc, {"a-pumps"})
+    assert runner.due(10.0) == [
+        FaultEvent(1.0, "a-pumps", "slow", True, None, 0.5),
+        FaultEvent(2.0, "a-pumps", "modbus_busy", True),
+        FaultEvent(3.0, "a-pumps", "slow", False, None, 0.5),
+        FaultEvent(3.0, "a-pumps", "slow", True, None, 2.0),  # the default delay
+    ]

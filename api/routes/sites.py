@@ -1,0 +1,170 @@
+"""GET /sites: each site with its buildings, and per building how many devices are online,
+offline or not yet heard from and how many alarms are open; names come from the site file
+the API was started with, ids from the database. GET /procedures and /procedures/{id}: the
+documented procedures as loaded. GET /roster: who is on call now per site and roster, as the
+rules service last computed it (table dispatch_on_call), with the shifts."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel
+
+from api.deps import Config, Conn, CurrentUser
+from api.errors import NotFound
+from api.routes.devices import ID_PATTERN
+
+router = APIRouter()
+
+
+class BuildingOut(BaseModel):
+    id: str
+    name: str
+    devices: int
+    online: int
+    offline: int
+    unknown: int
+    open_alarms: int
+
+
+class SiteOut(BaseModel):
+    id: str
+    name: str
+    buildings: list[BuildingOut]
+
+
+_BUILDINGS = """
+SELECT d.site_id, d.building, count(*),
+       count(*) FILTER (WHERE s.state = 'online'), count(*) FILTER (WHERE s.state = 'offline'),
+       count(*) FILTER (WHERE s.state IS NULL),
+       coalesce(sum((SELECT count(*) FROM alarms a
+                     WHERE a.device_id = d.id AND a.state <> 'normal')), 0)
+FROM devices d LEFT JOIN device_status s ON s.device_id = d.id
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+@router.get("/sites", response_model=list[SiteOut], tags=["sites"])
+async def list_sites(conn: Conn, user: CurrentUser, config: Config) -> list[SiteOut]:
+    names: dict[str, str] = {}
+    site_name: dict[str, str] = {}
+    if config.site is not None:
+        site_name[config.site.id] = config.site.config.name or config.site.id
+        names = {b.id: b.name or b.id for b in config.site.config.buildings}
+    cur = await conn.execute("SELECT id, name FROM sites ORDER BY id")
+    sites = {r[0]: SiteOut(id=r[0], name=site_name.get(r[0]) or r[1] or r[0], buildings=[])
+             for r in await cur.fetchall()}
+    cur = await conn.execute(_BUILDINGS)
+    for site, building, total, online, offline, unknown, alarms in await cur.fetchall():
+        if site in sites:
+            sites[site].buildings.append(BuildingOut(
+                id=building, name=names.get(building, building), devices=total, online=online,
+                offline=offline, unknown=unknown, open_alarms=alarms))
+    return list(sites.values())
+
+
+class ProcedureOut(BaseModel):
+    id: str
+    title: str
+    title_en: str
+    trade: str
+    priority: str
+    version: int
+    sla: dict[str, float]
+
+
+class ProcedureDetail(ProcedureOut):
+    body: dict[str, Any]
+
+
+def _procedure(row: tuple[Any, ...]) -> dict[str, Any]:
+    return {"id": row[0], "title": row[1], "title_en": row[2], "trade": row[3],
+            "priority": row[4], "version": row[5], "sla": row[6].get("sla", {}), "body": row[6]}
+
+
+@router.get("/procedures", response_model=list[ProcedureOut], tags=["procedures"])
+async def list_procedures(conn: Conn, user: CurrentUser) -> list[ProcedureOut]:
+    cur = await conn.execute(
+        "SELECT id, title, title_en, trade, priority, version, body FROM procedures ORDER BY id")
+    return [ProcedureOut.model_validate(_procedure(r)) for r in await cur.fetchall()]
+
+
+@router.get("/procedures/{procedure_id}", response_model=ProcedureDetail,
+            responses={404: {}}, tags=["procedures"])
+async def get_procedure(
+    conn: Conn, user: CurrentUser,
+    procedure_id: Annotated[str, Path(pattern=r"^[a-z0-9_]{1,64}$")],
+) -> ProcedureDetail:
+    cur = await conn.execute(
+        "SELECT id, title, title_en, trade, priority, version, body FROM procedures"
+        " WHERE id = %s", (procedure_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("procedure", procedure_id)
+    return ProcedureDetail.model_validate(_procedure(row))
+
+
+class OnCall(BaseModel):
+    rank: int
+    username: str
+    display_name: str
+    mobile: str
+    shift: str
+    since: datetime | None
+    until: datetime | None
+
+
+class Shift(BaseModel):
+    name: str
+    days: list[int]
+    start: time
+    end: time
+    on_call: list[str]
+
+
+class RosterOut(BaseModel):
+    site: str
+    roster: str
+    timezone: str
+    on_call: list[OnCall]
+    shifts: list[Shift]
+    computed_at: datetime | None
+
+
+@router.get("/roster", response_model=list[RosterOut], tags=["roster"])
+async def roster(
+    conn: Conn, user: CurrentUser,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    name: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,64}$")] = None,
+) -> list[RosterOut]:
+    """Who is on call now for each trade or escalation role (primary first, then backups)."""
+    params = {"site": site, "name": name}
+    flt = (" WHERE (%(site)s::text IS NULL OR site_id = %(site)s)"
+           " AND (%(name)s::text IS NULL OR roster = %(name)s)")
+    cur = await conn.execute(
+        "SELECT site_id, roster, timezone FROM dispatch_rosters" + flt + " ORDER BY 1, 2", params)
+    out = {(r[0], r[1]): RosterOut(site=r[0], roster=r[1], timezone=r[2], on_call=[], shifts=[],
+                                   computed_at=None) for r in await cur.fetchall()}
+    cur = await conn.execute(
+        "SELECT o.site_id, o.roster, o.rank, o.username, coalesce(s.display_name, ''),"
+        " coalesce(s.mobile, ''), o.shift, o.since, o.until, o.computed_at"
+        " FROM dispatch_on_call o LEFT JOIN dispatch_staff s"
+        " ON s.site_id = o.site_id AND s.username = o.username"
+        + flt.replace("site_id", "o.site_id").replace("roster =", "o.roster =")
+        + " ORDER BY 1, 2, 3", params)
+    for site_id, name_, rank, username, display, mobile, shift, since, until, at in (
+            await cur.fetchall()):
+        if (entry := out.get((site_id, name_))) is not None:
+            entry.on_call.append(OnCall(rank=rank, username=username, display_name=display,
+                                        mobile=mobile, shift=shift, since=since, until=until))
+            entry.computed_at = at
+    cur = await conn.execute(
+        "SELECT site_id, roster, name, days, start_time, end_time, on_call FROM dispatch_shifts"
+        + flt + " ORDER BY 1, 2, seq", params)
+    for site_id, name_, shift_name, days, start, end, people in await cur.fetchall():
+        if (entry := out.get((site_id, name_))) is not None:
+            entry.shifts.append(Shift(name=shift_name, days=list(days), start=start, end=end,
+                                      on_call=list(people)))
+    return list(out.values())

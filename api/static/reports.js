@@ -1,0 +1,70 @@
+// Monthly PDCA review: MTTA, MTTR, SLA and PM compliance, work orders by trade and cause,
+// alarm-load yardsticks, as tables with bar charts; CSV export (fetched with the token, then
+// saved as a file).
+"use strict";
+const TZ = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const pct = (r) => (r === null || r === undefined ? "—" : `${(r * 100).toFixed(1)} %`);
+const dur = (s) => (s === null || s === undefined ? "—" : s < 3600 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(2)} h`);
+
+function query() {
+  return `site=${encodeURIComponent($("site").value)}&month=${$("month").value}&tz=${encodeURIComponent(TZ)}`;
+}
+
+function kpis(r) {
+  const w = r.work_orders;
+  const cells = [["MTTA alarms 报警确认", dur(r.alarms.mtta_s)], ["MTTA orders 接单", dur(w.mtta_s)],
+    ["MTTR 修复", dur(w.mttr_s)], ["SLA accept 接单", pct(w.sla_accept)], ["SLA arrive 到场", pct(w.sla_arrive)],
+    ["SLA resolve 完成", pct(w.sla_resolve)], ["PM compliance 保养", pct(r.pm.compliance)],
+    ["Work orders 工单", w.count], ["Alarms 报警", r.alarms.alarms]];
+  return el("table", { id: "kpis" }, el("tbody", {}, cells.map(([k, v]) =>
+    el("tr", {}, el("th", {}, k), el("td", { dataset: { kpi: k.split(" ")[0] } }, String(v))))));
+}
+
+function breakdown(title, rows, key) {
+  const max = Math.max(1, ...rows.map((x) => x.count));
+  return el("section", {}, el("h2", {}, title),
+    el("table", {}, el("thead", {}, el("tr", {}, ["", "count", "", "resolved", "MTTR", "SLA resolve"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.map((x) => el("tr", {}, el("td", {}, x[key] ?? "—"), el("td", {}, x.count),
+        el("td", {}, el("span", { className: "bar", style: `width:${(x.count / max) * 12}rem` })),
+        el("td", {}, x.resolved), el("td", {}, dur(x.mttr_s)), el("td", {}, pct(x.sla_resolve)))))));
+}
+
+function load(r) {
+  const l = r.alarm_load;
+  $("report").replaceChildren(
+    el("h2", {}, `${r.site} · ${r.month} (${r.timezone})`), kpis(r),
+    el("div", { className: "columns" }, breakdown("By trade 按工种", r.by_trade, "trade"),
+       breakdown("By cause 按原因", r.by_cause, "cause")),
+    el("section", {}, el("h2", {}, "Alarm load 报警负荷 (ISA-18.2)"),
+      el("table", {}, el("tbody", {},
+        [["annunciated", l.annunciated], ["per operator per 10 min (avg)", l.per_10_min_avg],
+         ["per 10 min (peak)", l.per_10_min_peak], ["floods (>10 in 10 min)", l.floods],
+         ["share of alarms in floods", pct(l.flood_share)], ["chattering points", l.chattering.length],
+         ["stale (active > 24 h)", l.stale]].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, String(v)))))),
+      el("h3", {}, "Top 10 bad actors"),
+      el("table", {}, el("tbody", {}, l.top_bad_actors.map((a) =>
+        el("tr", {}, el("td", {}, a.source), el("td", {}, a.alarm_type), el("td", {}, a.count)))))));
+}
+
+$("pick").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try { load(await api(`/reports/monthly?${query()}`)); showError(null); } catch (e) { showError(e); }
+});
+$("csv").addEventListener("click", async () => {
+  try {
+    const text = await api(`/reports/monthly.csv?${query()}`);
+    const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv" })),
+                           download: `report-${$("site").value}-${$("month").value}.csv` });
+    document.body.append(link); link.click(); link.remove();
+  } catch (e) { showError(e); }
+});
+
+window.Page = {
+  async start() {
+    const sites = await api("/sites");
+    $("site").replaceChildren(...sites.map((s) => el("option", { value: s.id }, s.name)));
+    const now = new Date();
+    $("month").value = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
+    if (sites.length) $("pick").requestSubmit();
+  },
+};

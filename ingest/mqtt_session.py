@@ -1,0 +1,332 @@
+"""Ingest's receiving MQTT client: a small asyncio implementation of the subscriber side of
+MQTT 5 and 3.1.1 (CONNECT, SUBSCRIBE, PUBLISH QoS 0/1, PUBACK, PINGREQ), built for volume.
+
+Why not ``facility.mqtt`` (paho)? paho reads each packet with several ``recv`` calls, parses
+it in Python and hands it over thread to loop one by one: about 16,000 messages/s on this
+machine with no work done at all. Here one ``data_received`` call parses every complete
+PUBLISH in the chunk into a list of ``Delivery`` tuples; the consumer takes the whole list
+at once (``take``), and acknowledges committed messages with one socket write (``ack``).
+
+Contract: a persistent session (MQTT 5 clean start off and a session expiry; 3.1.1 clean
+session off), so unacknowledged QoS 1 messages are redelivered after a crash or reconnect.
+MQTT 5 Receive Maximum bounds the messages in flight to us, hence our memory; reading is
+also paused above ``max_pending`` deliveries not yet taken. Acknowledgements carry the
+connection ``epoch`` they were received on and are sent only on that connection: after a
+reconnect the broker redelivers the rest, and ingest's idempotent writes store them once.
+Reconnects use capped, jittered exponential backoff; a dead broker is noticed by keepalive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import struct
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from facility.mqtt import MqttUrl
+
+log = logging.getLogger(__name__)
+_U16 = struct.Struct(">H")
+PINGREQ = b"\xc0\x00"
+DISCONNECT = b"\xe0\x00"
+_PUBACK_HEAD = b"\x40\x02"
+_SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class Delivery(NamedTuple):
+    """One received PUBLISH. ``pid`` is 0 for QoS 0; ``dup``: the broker says it may be a
+    redelivery; ``epoch``: the connection it came on."""
+
+    topic: bytes
+    payload: bytes
+    pid: int
+    dup: bool
+    retain: bool
+    epoch: int
+
+
+class ProtocolViolation(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, b = divmod(n, 128)
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(s: str) -> bytes:
+    b = s.encode()
+    return _U16.pack(len(b)) + b
+
+
+def connect_packet(client_id: str, *, v5: bool, keepalive_s: int, receive_maximum: int,
+                   clean: bool) -> bytes:
+    flags = 0x02 if clean else 0x00
+    body = _utf8("MQTT") + bytes([5 if v5 else 4, flags]) + _U16.pack(keepalive_s)
+    if v5:
+        props = (b"\x11" + struct.pack(">I", 0 if clean else _SESSION_EXPIRY_S)
+                 + b"\x21" + _U16.pack(receive_maximum))
+        body += _varint(len(props)) + props
+    body += _utf8(client_id)
+    return b"\x10" + _varint(len(body)) + body
+
+
+def subscribe_packet(pid: int, filters: Sequence[str], *, v5: bool) -> bytes:
+    body = _U16.pack(pid) + (b"\x00" if v5 else b"")
+    for f in filters:
+        body += _utf8(f) + b"\x01"  # QoS 1; v5: no-local off, retain-as-published off
+    return b"\x82" + _varint(len(body)) + body
+
+
+def puback_packets(pids: Sequence[int]) -> bytes:
+    return b"".join(_PUBACK_HEAD + _U16.pack(p) for p in pids)
+
+
+class PacketReader:
+    """Splits a byte stream into MQTT packets; PUBLISH packets become deliveries. Pure."""
+
+    def __init__(self, *, v5: bool) -> None:
+        self._v5 = v5
+        self._buf = bytearray()
+        self.epoch = 0
+
+    def feed(self, data: bytes, out: list[Delivery], control: list[tuple[int, bytes]]) -> None:
+        """Append complete PUBLISH packets to ``out``, other packets (type, body) to
+        ``control``; keeps an incomplete tail for the next call."""
+        buf = self._buf
+        buf += data
+        pos, end, v5, epoch = 0, len(buf), self._v5, self.epoch
+        while end - pos >= 2:
+            head = buf[pos]
+            length, shift, i, complete = 0, 0, pos + 1, False
+            while i < end:
+                b = buf[i]
+                i += 1
+                length |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    complete = True
+                    break
+                shift += 7
+                if shift > 21:
+                    raise ProtocolViolation("remaining length over 4 bytes")
+            if not complete or i + length > end:
+                break  # incomplete: wait for more bytes
+            body = bytes(buf[i:i + length])
+            pos = i + length
+            if head >> 4 == 3:
+                out.append(_publish(head, body, v5, epoch))
+            else:
+                control.append((head >> 4, body))
+        del buf[:pos]
+
+
+def _publish(head: int, body: bytes, v5: bool, epoch: int) -> Delivery:
+    qos = (head >> 1) & 3
+    tlen = _U16.unpack_from(body)[0]
+    p = 2 + tlen
+    topic = body[2:p]
+    pid = 0
+    if qos:
+        pid = _U16.unpack_from(body, p)[0]
+        p += 2
+    if v5:
+        plen, shift = 0, 0
+        while True:
+            b = body[p]
+            p += 1
+            plen |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+        p += plen
+    return Delivery(topic, body[p:], pid, bool(head & 0x08), bool(head & 0x01), epoch)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, session: MqttSession) -> None:
+        self._session = session
+        self.transport: asyncio.Transport | None = None
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._session._received(data)
+        except (ProtocolViolation, struct.error, IndexError) as exc:
+            log.warning("MQTT stream from the broker is malformed (%s): reconnecting", exc)
+            assert self.transport is not None
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+class MqttSession:
+    """Subscribe to ``filters`` (QoS 1) and keep the session up until ``run`` is cancelled."""
+
+    def __init__(
+        self, url: str, client_id: str, filters: Sequence[str], *, protocol: str = "5",
+        receive_maximum: int = 20_000, max_pending: int = 50_000, keepalive_s: int = 30,
+        backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
+    ) -> None:
+        self.url = MqttUrl.parse(url)
+        self.client_id = client_id
+        self._filters = list(filters)
+        self._v5 = protocol == "5"
+        self._receive_maximum = max(1, min(receive_maximum, 65535))
+        self._max_pending = max_pending
+        self._keepalive_s = keepalive_s
+        self._backoff = (backoff_initial_s, backoff_max_s)
+        self._reader = PacketReader(v5=self._v5)
+        self._pending: list[Delivery] = []
+        self._proto: _Protocol | None = None
+        self._paused = False
+        self._last_rx = 0.0
+        self.epoch = 0
+        self.arrived = asyncio.Event()
+        self.subscribed = asyncio.Event()
+        self.connections = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def take(self, limit: int | None = None) -> list[Delivery]:
+        """Deliveries received so far (up to ``limit``), oldest first."""
+        if limit is None or limit >= len(self._pending):
+            taken, self._pending = self._pending, []
+        else:
+            taken, self._pending = self._pending[:limit], self._pending[limit:]
+        if not self._pending:
+            self.arrived.clear()
+        if self._paused and len(self._pending) < self._max_pending // 2:
+            self._paused = False
+            if self._proto is not None and self._proto.transport is not None:
+                self._proto.transport.resume_reading()
+        return taken
+
+    def ack(self, deliveries: Sequence[Delivery]) -> int:
+        """PUBACK the QoS 1 deliveries of the current connection; the number sent."""
+        proto = self._proto
+        if proto is None or proto.transport is None or proto.transport.is_closing():
+            return 0
+        pids = [d.pid for d in deliveries if d.pid and d.epoch == self.epoch]
+        if pids:
+            proto.transport.write(puback_packets(pids))
+        return len(pids)
+
+    async def run(self) -> None:
+        """Connect, subscribe, receive; reconnect with backoff when the connection ends."""
+        loop = asyncio.get_running_loop()
+        delay = self._backoff[0]
+        down_since: float | None = None
+        while True:
+            try:
+                await self._connect()
+            except (OSError, TimeoutError, ConnectionError, ProtocolViolation) as exc:
+                if down_since is None:
+                    down_since = loop.time()
+                    log.warning("MQTT %s unreachable (%s); retrying", self.url, exc)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._backoff[1])
+                continue
+            if down_since is not None:
+                log.info("MQTT %s back after %.0f s", self.url, loop.time() - down_since)
+                down_since = None
+            delay = self._backoff[0]
+            cause = await self._serve()
+            self.subscribed.clear()
+            down_since = loop.time()
+            log.warning("MQTT connection to %s lost (%s); reconnecting", self.url,
+                        cause or "closed by the broker")
+
+    async def close(self) -> None:
+        proto, self._proto = self._proto, None
+        if proto is not None and proto.transport is not None:
+            proto.transport.write(DISCONNECT)
+            proto.transport.close()
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.epoch += 1
+        self._reader = PacketReader(v5=self._v5)
+        self._reader.epoch = self.epoch
+        self._connack: asyncio.Future[bytes] = loop.create_future()
+        self._suback: asyncio.Future[bytes] = loop.create_future()
+        async with asyncio.timeout(10):
+            _, proto = await loop.create_connection(
+                lambda: _Protocol(self), self.url.host, self.url.port)
+        self._proto = proto
+        self._paused = False
+        assert proto.transport is not None
+        try:
+            async with asyncio.timeout(10):
+                proto.transport.write(connect_packet(
+                    self.client_id, v5=self._v5, keepalive_s=self._keepalive_s,
+                    receive_maximum=self._receive_maximum, clean=False))
+                connack = await self._connack
+                code = connack[1] if len(connack) > 1 else 255
+                if code != 0:
+                    raise ProtocolViolation(f"broker refused the connection (code {code})")
+                proto.transport.write(subscribe_packet(1, self._filters, v5=self._v5))
+                suback = await self._suback
+        except BaseException:
+            proto.transport.close()
+            raise
+        codes = suback[3:] if self._v5 else suback[2:]
+        refused = [f for f, c in zip(self._filters, codes, strict=False) if c >= 0x80]
+        if refused:
+            log.warning("MQTT %s refused subscriptions %s", self.url, refused)
+        self.connections += 1
+        log.info("MQTT connected to %s as %s (session %s)", self.url, self.client_id,
+                 "resumed" if connack[0] & 1 else "new")
+        self.subscribed.set()
+
+    async def _serve(self) -> BaseException | None:
+        proto = self._proto
+        assert proto is not None and proto.transport is not None
+        loop = asyncio.get_running_loop()
+        self._last_rx = loop.time()
+        try:
+            while not proto.lost.done():
+                await asyncio.wait({proto.lost}, timeout=self._keepalive_s / 2)
+                if proto.lost.done():
+                    break
+                if loop.time() - self._last_rx > self._keepalive_s * 1.5:
+                    proto.transport.close()
+                    return TimeoutError("no reply to keepalive")
+                proto.transport.write(PINGREQ)
+            return proto.lost.result()  # type: ignore[no-any-return]
+        finally:
+            proto.transport.close()
+            self._proto = None
+
+    def _received(self, data: bytes) -> None:
+        control: list[tuple[int, bytes]] = []
+        before = len(self._pending)
+        self._reader.feed(data, self._pending, control)
+        self._last_rx = asyncio.get_running_loop().time()
+        if len(self._pending) > before:
+            self.arrived.set()
+            if len(self._pending) >= self._max_pending and self._proto is not None:
+                assert self._proto.transport is not None
+                self._proto.transport.pause_reading()
+                self._paused = True
+        for kind, body in control:
+            if kind == 2 and not self._connack.done():
+                self._connack.set_result(body)
+            elif kind == 9 and not self._suback.done():
+                self._suback.set_result(body)
+            elif kind == 14:
+                raise ProtocolViolation(f"broker sent DISCONNECT {body[:1].hex()}")

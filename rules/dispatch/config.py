@@ -1,0 +1,296 @@
+"""The dispatch file (e.g. sites/demo-dispatch.yaml) as validated models: staff, on-call
+rosters per trade or escalation role, notification channels, the escalation policy and the
+preventive-maintenance schedules. ``load_dispatch`` reads it with ``yaml.safe_load``, checks
+the cross references (people on shifts are staff, channels exist, every trade of the
+procedures has a roster, schedules name known checklists and select devices of the site) and
+refuses a mistake with the file and the path of the entry (``facility.config_errors``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pydantic
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+
+from facility.config_errors import ConfigError, from_validation, read_yaml
+from facility.procedures import Procedure
+from facility.site import Site
+from rules.dispatch.checklists import Checklist, load_checklists
+
+NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """'500ms', '20s', '5m', '2h', '7d' or a number of seconds -> seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration like 500ms, 20s, 5m, 2h, 7d")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+_EVERY = re.compile(r"^(\d+)(d|w|mo|y)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Staff(_Strict):
+    username: str = Field(pattern=NAME)
+    name: str = ""
+    mobile: str = Field(default="", pattern=r"^\+?[0-9]*$")
+    email: str = Field(default="", pattern=r"^$|^[^@\s]+@[^@\s]+$")
+    channels: tuple[str, ...] = ()
+
+
+def _days(v: object) -> object:
+    if v == "all":
+        return tuple(range(1, 8))
+    if isinstance(v, list | tuple):
+        return tuple(DAYS.get(d, d) if isinstance(d, str) else d for d in v)
+    return v
+
+
+class Shift(_Strict):
+    name: str = Field(min_length=1)
+    days: Annotated[tuple[Annotated[int, Field(ge=1, le=7)], ...],
+                    BeforeValidator(_days)] = tuple(range(1, 8))
+    start: time
+    end: time
+    on_call: tuple[str, ...] = Field(min_length=1)
+
+    @property
+    def overnight(self) -> bool:
+        return self.end <= self.start
+
+
+class Roster(_Strict):
+    shifts: tuple[Shift, ...] = ()
+    backup: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+
+class Retry(_Strict):
+    attempts: int = Field(default=5, ge=1, le=20)
+    initial_s: Seconds = Field(default=2.0, alias="initial", gt=0)
+    max_s: Seconds = Field(default=300.0, alias="max", gt=0)
+    timeout_s: Seconds = Field(default=10.0, alias="timeout", gt=0)
+
+
+class WebhookChannel(_Strict):
+    type: Literal["webhook", "wecom", "dingtalk"]
+    url: pydantic.AnyHttpUrl
+    secret: SecretStr | None = Field(default=None, description="DingTalk signing secret")
+    enabled: bool = True
+
+
+class EmailChannel(_Strict):
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str = Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")
+    to: tuple[str, ...] = Field(default=(), description="always told, besides the people")
+    starttls: bool = False
+    username: str = ""
+    password: SecretStr | None = None
+    enabled: bool = True
+
+
+class LogChannel(_Strict):
+    """Writes the notification to the service log: for the demo and development."""
+
+    type: Literal["log"]
+    enabled: bool = True
+
+
+Channel = Annotated[WebhookChannel | EmailChannel | LogChannel, Field(discriminator="type")]
+
+
+class Escalation(_Strict):
+    default_role: str = Field(default="engineering_supervisor", pattern=NAME,
+                              description="chain of a procedure that has none")
+    renotify_every_s: Seconds | None = Field(default=None, alias="renotify_every", gt=0,
+                                             description="default: the accept SLA")
+    supervisor_role: str = Field(default="engineering_supervisor", pattern=NAME,
+                                 description="told when arrive or resolve SLAs are missed")
+
+
+class Notify(_Strict):
+    always: tuple[str, ...] = Field(default=(), description="channels told of every event")
+    retry: Retry = Retry()
+
+
+class DeviceSelect(_Strict):
+    type: str | None = None
+    devices: tuple[str, ...] = ()
+    buildings: tuple[str, ...] = ()
+
+
+class RunHours(_Strict):
+    points: tuple[str, ...] = Field(min_length=1)
+    every_h: float = Field(alias="every", gt=0)
+
+
+class Schedule(_Strict):
+    id: str = Field(pattern=NAME)
+    checklist: str
+    select: DeviceSelect = Field(alias="devices")
+    every: str | None = Field(default=None, description="calendar period: 15d, 1w, 3mo, 1y")
+    start: date | None = None
+    lead_s: Seconds = Field(default=0.0, alias="lead", ge=0)
+    run_hours: RunHours | None = None
+    due_within_s: Seconds = Field(default=7 * 86400.0, alias="due_within", gt=0)
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: str | None) -> str | None:
+        if v is not None and not _EVERY.match(v):
+            raise ValueError(f"{v!r} is not a period like 1d, 15d, 1w, 1mo, 3mo, 6mo, 1y")
+        return v
+
+    def period(self) -> tuple[int, str]:
+        """(15, 'd'), (3, 'mo'), ...; only for calendar schedules."""
+        m = _EVERY.match(self.every or "")
+        assert m is not None
+        return int(m.group(1)), m.group(2)
+
+
+class Maintenance(_Strict):
+    checklists_dir: Path = Path("../maintenance")
+    check_every_s: Seconds = Field(default=60.0, alias="check_every", gt=0)
+    schedules: tuple[Schedule, ...] = ()
+
+
+class DispatchConfig(_Strict):
+    site: str
+    timezone: str = "Asia/Shanghai"
+    staff: tuple[Staff, ...] = ()
+    rosters: dict[str, Roster] = {}
+    channels: dict[str, Channel] = {}
+    escalation: Escalation = Escalation()
+    notify: Notify = Notify()
+    maintenance: Maintenance = Maintenance()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def person(self, username: str) -> Staff | None:
+        return next((s for s in self.staff if s.username == username), None)
+
+
+class Dispatch:
+    """The loaded dispatch file with its checklists."""
+
+    def __init__(self, config: DispatchConfig, checklists: dict[str, Checklist],
+                 path: Path) -> None:
+        self.config = config
+        self.checklists = checklists
+        self.path = path
+
+
+def load_dispatch(path: Path | str, site: Site, procedures: dict[str, Procedure]) -> Dispatch:
+    """Read and validate a dispatch file; ConfigError naming the file and entry."""
+    path = Path(path)
+    raw = read_yaml(path)
+    try:
+        config = DispatchConfig.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise from_validation(path, exc) from exc
+    checklists_dir = (path.parent / config.maintenance.checklists_dir).resolve()
+    checklists = load_checklists(checklists_dir) if config.maintenance.schedules else {}
+    problems = _cross_check(config, site, procedures, checklists)
+    if problems:
+        raise ConfigError(path, problems)
+    return Dispatch(config, checklists, path)
+
+
+def _cross_check(config: DispatchConfig, site: Site, procedures: dict[str, Procedure],
+                 checklists: dict[str, Checklist]) -> list[str]:
+    problems: list[str] = []
+    staff = {s.username for s in config.staff}
+    if len(staff) != len(config.staff):
+        problems.append("staff: a username is listed twice")
+    if config.site != site.id:
+        problems.append(f"site: {config.site} is not the site {site.id}")
+    for i, s in enumerate(config.staff):
+        problems += [f"staff[{i}].channels: no channel {c}"
+                     for c in s.channels if c not in config.channels]
+    for name, roster in config.rosters.items():
+        for j, shift in enumerate(roster.shifts):
+            problems += [f"rosters.{name}.shifts[{j}].on_call: {u} is not in staff"
+                         for u in shift.on_call if u not in staff]
+        problems += [f"rosters.{name}.backup: {u} is not in staff"
+                     for u in roster.backup if u not in staff]
+        problems += [f"rosters.{name}.channels: no channel {c}"
+                     for c in roster.channels if c not in config.channels]
+    problems += [f"notify.always: no channel {c}" for c in config.notify.always
+                 if c not in config.channels]
+    trades = sorted({p.trade for p in procedures.values()} | {c.trade for c in checklists.values()})
+    problems += [f"rosters: no roster for trade {t}" for t in trades if t not in config.rosters]
+    for i, sch in enumerate(config.maintenance.schedules):
+        problems += _check_schedule(f"maintenance.schedules[{i}]", sch, site, checklists)
+    ids = [s.id for s in config.maintenance.schedules]
+    if len(set(ids)) != len(ids):
+        problems.append("maintenance.schedules: an id is used twice")
+    return problems
+
+
+def _check_schedule(where: str, sch: Schedule, site: Site,
+                    checklists: dict[str, Checklist]) -> list[str]:
+    problems: list[str] = []
+    if sch.checklist not in checklists:
+        problems.append(f"{where}.checklist: no checklist {sch.checklist}")
+    if (sch.every is None) == (sch.run_hours is None):
+        problems.append(f"{where}: give either every (calendar) or run_hours")
+    if sch.every is not None and sch.start is None:
+        problems.append(f"{where}.start: a calendar schedule needs a start date")
+    devices = select_devices(sch.select, site)
+    if not devices:
+        problems.append(f"{where}.devices: selects no device of the site")
+    problems += [f"{where}.devices.devices: no device {d}" for d in sch.select.devices
+                 if d not in site.devices]
+    if sch.run_hours is not None:
+        for dev in devices:
+            names = {p.name for p in site.devices[dev].profile.points}
+            problems += [f"{where}.run_hours.points: {dev} has no point {p}"
+                         for p in sch.run_hours.points if p not in names]
+    return problems
+
+
+def select_devices(sel: DeviceSelect, site: Site) -> list[str]:
+    """Device ids matching a selection (all criteria given must hold), in site order."""
+    out = []
+    for dev_id, dev in site.devices.items():
+        if sel.type is not None and dev.type != sel.type:
+            continue
+        if sel.devices and dev_id not in sel.devices:
+            continue
+        if sel.buildings and dev.building not in sel.buildings:
+            continue
+        out.append(dev_id)
+    return out
+
+
+def default_path(site: Site) -> Path:
+    """sites/demo.yaml -> sites/demo-dispatch.yaml."""
+    return site.path.with_name(f"{site.path.stem}-dispatch.yaml")

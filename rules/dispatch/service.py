@@ -1,0 +1,164 @@
+"""The dispatcher: runs inside the rules service for one site.
+
+``load_for_site`` finds and validates the dispatch file (``--dispatch``, else
+``<site>-dispatch.yaml`` beside the site file; none: dispatch is off) at start-up.
+``Dispatcher.committed`` is the rules service's hook, called for each event it committed:
+a new work order wakes the SLA sweep, which adopts every new open order (opened by an alarm
+or at the service desk; scheduled ones are assigned as they open) in its own transaction:
+assignment to whoever is on call and the start of its SLA clock. So a dispatch failure can
+never roll back an alarm, and every origin takes one path. ``Dispatcher.run`` stores the
+staff and rosters, then drives four APScheduler interval jobs on the running loop until
+cancelled: the SLA sweep, notification delivery, preventive maintenance and the on-call
+snapshot. Every timer lives in
+PostgreSQL (``dispatch_timers``, ``pm_occurrences``, ``notification_deliveries``), so a
+restart resumes them; the jobs only decide when to look.
+``clock`` is injectable so that tests can move time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from psycopg_pool import AsyncConnectionPool
+
+from facility.messages import AlarmEvent
+from facility.procedures import Procedure
+from facility.site import Site
+from rules.dispatch import maintenance
+from rules.dispatch.config import Dispatch, DispatchConfig, default_path, load_dispatch
+from rules.dispatch.directory import missing_users, refresh_on_call, sync_directory
+from rules.dispatch.notify import Deliverer
+from rules.dispatch.orders import Context, sweep
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_for_site(site: Site, procedures: dict[str, Procedure],
+                  path: Path | None = None) -> Dispatch | None:
+    """The site's dispatch file, validated; None when there is none (dispatch off)."""
+    if path is None:
+        path = default_path(site)
+        if not path.exists():
+            log.info("no dispatch file %s: automatic assignment and escalation are off", path)
+            return None
+    return load_dispatch(path, site, procedures)
+
+
+class Dispatcher:
+    def __init__(
+        self, site: Site, dispatch: Dispatch, procedures: dict[str, Procedure],
+        database_url: str, *, publish: Callable[[AlarmEvent], None] | None = None,
+        clock: Clock = utc_now, sla_every_s: float = 1.0, deliver_every_s: float = 0.5,
+    ) -> None:
+        self.site = site
+        self.ctx = Context(site.id, dispatch, procedures)
+        self.database_url = database_url
+        self._publish = publish
+        self.clock = clock
+        self.sla_every_s = sla_every_s
+        self.deliver_every_s = deliver_every_s
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._deliverer: Deliverer | None = None
+        self._device_ids: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._sweep_lock = asyncio.Lock()  # the job and a wake-up never sweep at once
+        self._deliver_lock = asyncio.Lock()
+
+    @property
+    def config(self) -> DispatchConfig:
+        return self.ctx.dispatch.config
+
+    def committed(self, ev: AlarmEvent) -> None:
+        """Hook: the rules service committed (and is publishing) this event. A new work
+        order wakes the sweep at once, which assigns it and starts its SLA clock."""
+        if ev.event == "work_order.created":
+            self._wake.set()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Run the jobs until cancelled."""
+        async with (
+            AsyncConnectionPool(self.database_url, min_size=1, max_size=4, open=False,
+                                kwargs={"autocommit": True}) as pool,
+            httpx.AsyncClient() as client,
+        ):
+            self._pool = pool
+            self._deliverer = Deliverer(self.config, client)
+            await self._start(pool)
+            scheduler = AsyncIOScheduler(timezone=self.config.tz)
+            now = utc_now()
+            jobs: list[tuple[Callable[[], Any], float]] = [
+                (self.sweep_sla, self.sla_every_s), (self.deliver, self.deliver_every_s),
+                (self.maintain, self.config.maintenance.check_every_s),
+                (self.refresh_on_call, 60.0)]
+            for func, every_s in jobs:
+                scheduler.add_job(func, "interval", seconds=every_s, id=func.__name__,
+                                  next_run_time=now, max_instances=1, coalesce=True,
+                                  misfire_grace_time=max(30, int(every_s * 2)))
+            scheduler.start()
+            log.info("dispatch for site %s: %d staff, %d rosters, %d channels, "
+                     "%d maintenance schedules", self.site.id, len(self.config.staff),
+                     len(self.config.rosters), len(self.config.channels),
+                     len(self.config.maintenance.schedules))
+            if ready is not None:
+                ready.set()
+            try:
+                while True:  # woken by committed(): assign new orders without waiting
+                    await self._wake.wait()
+                    self._wake.clear()
+                    await self.sweep_sla()
+                    await self.deliver()
+            finally:
+                scheduler.shutdown(wait=False)
+
+    async def _start(self, pool: AsyncConnectionPool[Any]) -> None:
+        async with pool.connection() as conn:
+            await sync_directory(conn, self.site.id, self.config)
+            await maintenance.sync_schedules(conn, self.ctx)
+            missing = await missing_users(conn, self.config)
+            if missing:
+                log.warning("staff without an active login (they cannot accept orders on the "
+                            "technician page): %s", ", ".join(missing))
+            cur = await conn.execute("SELECT name, id FROM devices WHERE site_id = %s",
+                                     (self.site.id,))
+            self._device_ids = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+    def _emit(self, events: list[AlarmEvent]) -> None:
+        if self._publish is not None:
+            for ev in events:
+                self._publish(ev)
+
+    async def sweep_sla(self) -> None:
+        assert self._pool is not None
+        async with self._sweep_lock, self._pool.connection() as conn:
+            events = await sweep(conn, self.ctx, self.clock())
+        self._emit(events)
+        if events:
+            self._wake.set()  # their notifications are due now
+
+    async def deliver(self) -> None:
+        assert self._pool is not None and self._deliverer is not None
+        async with self._deliver_lock, self._pool.connection() as conn:
+            while await self._deliverer.deliver_due(conn, self.site.id, self.clock()) > 0:
+                pass
+
+    async def maintain(self) -> None:
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            self._emit(await maintenance.check(conn, self.ctx, self.site, self._device_ids,
+                                               self.clock()))
+
+    async def refresh_on_call(self) -> None:
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            await refresh_on_call(conn, self.site.id, self.config, self.clock())

@@ -1,0 +1,49 @@
+"""Replayed (historical) telemetry, evaluated for the record; no I/O.
+
+A gateway that was cut off from the broker replays its buffer with ``historical: true``.
+Those values must not re-fire real-time alarms (the fault may be long over), but the duty
+room should still see that it happened. ``History`` runs the same engine over the replayed
+values in a state of its own, with the messages' own timestamps as the clock, and reports
+each fault that both started and ended within the replay as a ``HistoricalAlarm``: recorded
+as an alarm already closed, never a work order. A fault still going on at the end of the
+replay is the live alarm's business (the live snapshot after reconnecting raises it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from facility.messages import Telemetry
+from rules.current import CurrentValues
+from rules.engine import ClearAlarm, Engine, EngineState, RaiseAlarm, RuleKey, TelemetryInput
+
+
+@dataclass(frozen=True, slots=True)
+class HistoricalAlarm:
+    raised: RaiseAlarm
+    cleared_at: datetime
+
+
+@dataclass(slots=True)
+class History:
+    """The replay's own engine state, values and open (not yet cleared) faults."""
+
+    engine: Engine
+    state: EngineState = field(default_factory=EngineState)
+    values: CurrentValues = field(default_factory=CurrentValues)
+    pending: dict[RuleKey, RaiseAlarm] = field(default_factory=dict)
+
+    def feed(self, device: str, msg: Telemetry) -> list[HistoricalAlarm]:
+        """Evaluate one replayed message at its own time; the faults it ends."""
+        values = self.values.update(device, msg)
+        self.state, actions = self.engine.evaluate(
+            self.state, TelemetryInput(device, values), msg.ts)
+        out: list[HistoricalAlarm] = []
+        for act in actions:
+            if isinstance(act, RaiseAlarm):
+                self.pending[(act.source, act.rule_id)] = act
+            elif isinstance(act, ClearAlarm):
+                raised = self.pending.pop((act.source, act.rule_id), None)
+                if raised is not None:
+                    out.append(HistoricalAlarm(raised, act.at))
+        return out

@@ -1,0 +1,152 @@
+"""The live stream GET /api/v1/stream over a real socket (uvicorn on a loopback port) and a
+real PostgreSQL: events recorded in the outbox arrive as SSE messages with ``id:`` = the
+outbox id, woken by NOTIFY; a client that reconnects with Last-Event-ID (or ?after=) gets
+exactly what it missed; idle streams get heartbeat comments; and event writers are
+serialised until commit (migration 0008), so ids become visible in increasing order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from api.app import create_app
+from facility import events
+from facility.embedded.ports import free_port
+from facility.messages import AlarmEvent
+from tests.integration.api_support import PASSWORD, seed_site
+
+TIMEOUT_S = 10
+
+
+@pytest.fixture
+async def base_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    site = seed_site(database_url, tmp_path)
+    app = create_app(database_url, site=site)
+    app.state.heartbeat_s = 0.3
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
+                                           log_config=None, timeout_graceful_shutdown=1))
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(TIMEOUT_S):
+        while not server.started:  # uvicorn has no event to wait on  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _token(client: httpx.AsyncClient) -> dict[str, str]:
+    resp = await client.post("/api/v1/auth/token",
+                             data={"username": "technician", "password": PASSWORD})
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
+async def _record(database_url: str, *names: str) -> list[int]:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        async with conn.transaction():
+            await events.record(conn, "tsite", [
+                AlarmEvent(ts=datetime.now(UTC), event=n, alarm_id=i + 1, device="a-elevator-1")
+                for i, n in enumerate(names)])
+        cur = await conn.execute("SELECT id FROM events ORDER BY id DESC LIMIT %s", (len(names),))
+        return sorted(int(r[0]) for r in await cur.fetchall())
+
+
+class Reader:
+    """Parses SSE messages from a streaming response."""
+
+    def __init__(self, resp: httpx.Response) -> None:
+        self.lines = resp.aiter_lines()
+
+    async def next(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"comments": []}
+        async with asyncio.timeout(TIMEOUT_S):
+            async for line in self.lines:
+                if line == "":
+                    if set(msg) - {"comments"}:
+                        return msg
+                    continue
+                if line.startswith(":"):
+                    msg["comments"].append(line)
+                    if len(msg) == 1:
+                        return msg
+                    continue
+                field, _, value = line.partition(": ")
+                msg[field] = json.loads(value) if field == "data" else value
+        raise AssertionError("stream ended")
+
+    async def event(self) -> dict[str, Any]:
+        while "comments" in (msg := await self.next()) and "id" not in msg:
+            pass
+        return msg
+
+
+async def test_events_arrive_live_and_resume_without_gaps(
+    base_url: str, database_url: str
+) -> None:
+    earlier = await _record(database_url, "alarm.raised")
+    async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT_S) as client:
+        headers = await _token(client)
+        async with client.stream("GET", "/api/v1/stream", headers=headers) as resp:
+            assert resp.status_code == 200
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            reader = Reader(resp)
+            ready = await reader.event()
+            assert ready["event"] == "ready" and ready["id"] == str(earlier[0])  # starts now
+            first = await _record(database_url, "alarm.acknowledged", "work_order.created")
+            got = [await reader.event(), await reader.event()]
+            assert [m["id"] for m in got] == [str(i) for i in first]
+            assert [m["event"] for m in got] == ["alarm.acknowledged", "work_order.created"]
+            assert got[0]["data"]["device"] == "a-elevator-1"
+            assert got[0]["data"]["id"] == first[0]
+        # Disconnected: two events happen; the page resumes from the last id it saw.
+        missed = await _record(database_url, "alarm.cleared", "work_order.accepted")
+        resume = {**headers, "Last-Event-ID": got[-1]["id"]}
+        async with client.stream("GET", "/api/v1/stream", headers=resume) as resp:
+            reader = Reader(resp)
+            assert (await reader.event())["event"] == "ready"
+            again = [await reader.event(), await reader.event()]
+            assert [int(m["id"]) for m in again] == missed
+        async with client.stream("GET", "/api/v1/stream?after=0", headers=headers) as resp:
+            reader = Reader(resp)
+            assert (await reader.event())["event"] == "ready"
+            everything = [int((await reader.event())["id"]) for _ in range(5)]
+            assert everything == earlier + first + missed
+
+
+async def test_idle_stream_sends_heartbeats(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT_S) as client:
+        headers = await _token(client)
+        async with client.stream("GET", "/api/v1/stream", headers=headers) as resp:
+            reader = Reader(resp)
+            assert (await reader.event())["event"] == "ready"
+            beat = await reader.next()
+            assert beat == {"comments": [": heartbeat"]}
+
+
+async def test_event_writers_are_serialised_until_commit(database_url: str) -> None:
+    """A second writer cannot take an id while the first has not committed, so a reader that
+    saw id N can never later find a smaller id appear."""
+    async with await psycopg.AsyncConnection.connect(database_url) as first, \
+            await psycopg.AsyncConnection.connect(database_url, autocommit=True) as second:
+        msg = AlarmEvent(ts=datetime.now(UTC), event="alarm.raised")
+        await events.record(first, "tsite", [msg])  # transaction open, not committed
+        await second.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            await events.record(second, "tsite", [msg])
+        await first.commit()
+        await events.record(second, "tsite", [msg])
+        cur = await second.execute("SELECT id FROM events ORDER BY id")
+        assert len(await cur.fetchall()) == 2
