@@ -141,7 +141,9 @@ def _children(site: object, scenario: Path | None, args: argparse.Namespace) -> 
     cli = [sys.executable, "-m", "facility.cli"]
     simulate = [*cli, "simulate"] + (["--scenario", str(scenario)] if scenario else [])
     children = [Child("simulate", simulate)]
-    children += [Child(f"gateway[{g.id}]", [*cli, "gateway", "--gateway", g.id])
+    state_dir = str(args.state_dir.resolve())  # each demo its own store-and-forward queues
+    children += [Child(f"gateway[{g.id}]", [*cli, "gateway", "--gateway", g.id,
+                                            "--state-dir", state_dir])
                  for g in site.config.gateways]
     procedures = Path(__file__).resolve().parent.parent / "procedures"
     children += [

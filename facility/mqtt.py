@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class MqttClient:
         self.subscribed = asyncio.Event()
         self._unacked_subscribes: set[int] = set()
         self._subacks_early: set[int] = set()
+        self._session_up = False  # paho's view, guarded by _lock (connected is the loop's)
         self._closing = False
         self._was_connected = False
         self._client = paho.Client(
@@ -121,6 +123,7 @@ class MqttClient:
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_socket_open = _no_delay
 
     async def __aenter__(self) -> MqttClient:
         await self.start()
@@ -162,8 +165,12 @@ class MqttClient:
 
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again after every reconnect."""
-        self._subscriptions[topic_filter] = qos
-        if self.connected.is_set():
+        # Under the lock with _on_connect: either its snapshot of the subscriptions holds this
+        # one, or the session is already up and it is sent here; never neither, never both.
+        with self._lock:
+            self._subscriptions[topic_filter] = qos
+            send_now = self._session_up
+        if send_now:
             self.subscribed.clear()
             self._send_subscribe(self._client, topic_filter, qos)
 
@@ -235,10 +242,11 @@ class MqttClient:
         self._call(self.subscribed.clear)
         with self._lock:
             self._unacked_subscribes.clear()
-        for topic_filter, qos in list(self._subscriptions.items()):
+            self._session_up = True
+            subscriptions = list(self._subscriptions.items())
+        for topic_filter, qos in subscriptions:
             self._send_subscribe(client, topic_filter, qos)
-        if not self._subscriptions:
-            self._call(self.subscribed.set)
+        self._call(self._set_subscribed_if_idle)
         if self._was_connected:
             log.info("MQTT connection to %s restored", self.url)
         else:
@@ -246,7 +254,15 @@ class MqttClient:
         self._was_connected = True
         self._call(self.connected.set)
 
+    def _set_subscribed_if_idle(self) -> None:
+        with self._lock:
+            idle = not self._unacked_subscribes
+        if idle:
+            self.subscribed.set()
+
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        with self._lock:
+            self._session_up = False
         self._call(self.connected.clear)
         self._call(self.subscribed.clear)
         if not self._closing:
@@ -294,3 +310,13 @@ class MqttClient:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(fn)
+
+
+def _no_delay(_c: Any, _u: Any, sock: Any) -> None:
+    """Send each packet at once: with Nagle's algorithm, a PUBLISH written right after a
+    PUBACK waits for the broker's delayed ACK of it (about 40 ms on Linux)."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            log.debug("TCP_NODELAY not set: %s", exc)

@@ -134,8 +134,9 @@ async function boot() {
   $("login").hidden = true;
   $("board").hidden = false;
   $("sign-out").hidden = false;
-  setLive(false);
   const page = window.Page || {};
+  // Only a page that follows the stream can be disconnected from it (not the report).
+  if (page.onEvent) setLive(false);
   try { if (page.start) await page.start(me); } catch (e) { showError(e); }
   if (page.onEvent) follow(page.onEvent);
 }

@@ -16,7 +16,7 @@ function kpis(r) {
     ["MTTR 修复", dur(w.mttr_s)], ["SLA accept 接单", pct(w.sla_accept)], ["SLA arrive 到场", pct(w.sla_arrive)],
     ["SLA resolve 完成", pct(w.sla_resolve)], ["PM compliance 保养", pct(r.pm.compliance)],
     ["Work orders 工单", w.count], ["Alarms 报警", r.alarms.alarms]];
-  return el("table", { id: "kpis" }, el("tbody", {}, cells.map(([k, v]) =>
+  return el("table", { id: "kpis", className: "kv" }, el("tbody", {}, cells.map(([k, v]) =>
     el("tr", {}, el("th", {}, k), el("td", { dataset: { kpi: k.split(" ")[0] } }, String(v))))));
 }
 
@@ -36,7 +36,7 @@ function load(r) {
     el("div", { className: "columns" }, breakdown("By trade 按工种", r.by_trade, "trade"),
        breakdown("By cause 按原因", r.by_cause, "cause")),
     el("section", {}, el("h2", {}, "Alarm load 报警负荷 (ISA-18.2)"),
-      el("table", {}, el("tbody", {},
+      el("table", { className: "kv" }, el("tbody", {},
         [["annunciated", l.annunciated], ["per operator per 10 min (avg)", l.per_10_min_avg],
          ["per 10 min (peak)", l.per_10_min_peak], ["floods (>10 in 10 min)", l.floods],
          ["share of alarms in floods", pct(l.flood_share)], ["chattering points", l.chattering.length],

@@ -1,9 +1,11 @@
 // Technician's page (phone): my open work orders, overdue first, each a card with its SLA
 // countdown and the next action: accept, arrived on site, the procedure's steps to tick with
 // a note, resolve. Orders nobody has taken yet are listed below to accept. Live: any
-// work-order event reloads the lists; open cards stay open.
+// work-order event reloads the lists; open cards stay open and typed notes are kept.
 "use strict";
-const Tech = { me: null, orders: [], pool: [], details: new Map(), open: new Set() };
+// drafts: notes typed but not yet sent, by "order:step", so a live re-render keeps them.
+const Tech = { me: null, orders: [], pool: [], details: new Map(), open: new Set(),
+               drafts: new Map() };
 const NEXT = { open: ["accepted", "Accept 接单"], assigned: ["accepted", "Accept 接单"],
                accepted: ["on_site", "Arrived 到场"], on_site: ["resolved", "Resolve 完成"] };
 
@@ -17,6 +19,7 @@ async function move(id, to, note = "") {
 async function tick(id, seq, noteInput) {
   try {
     await api(`/work-orders/${id}/steps/${seq}`, { method: "POST", json: { note: noteInput.value } });
+    Tech.drafts.delete(`${id}:${seq}`);
     showError(null); await load();
   } catch (e) { showError(e); }
 }
@@ -24,8 +27,11 @@ async function tick(id, seq, noteInput) {
 function steps(w, detail) {
   const editable = w.state === "on_site" || w.state === "accepted";
   return el("ol", { className: "steps" }, detail.steps.map((s) => {
-    const note = el("input", { className: "note", placeholder: "备注 Note", value: s.note || "",
-                               disabled: !!s.done_at || !editable, maxLength: 2000 });
+    const key = `${w.id}:${s.seq}`;
+    const note = el("input", { className: "note", placeholder: "备注 Note",
+                               value: Tech.drafts.get(key) ?? (s.note || ""),
+                               disabled: !!s.done_at || !editable, maxLength: 2000,
+                               oninput: () => Tech.drafts.set(key, note.value) });
     const box = el("input", { type: "checkbox", checked: !!s.done_at, disabled: !!s.done_at || !editable,
                               onchange: () => tick(w.id, s.seq, note) });
     box.setAttribute("aria-label", `Step ${s.seq}`);
@@ -34,7 +40,8 @@ function steps(w, detail) {
         el("span", { className: "action" }, `${s.seq}. ${s.action}`), el("br"),
         el("span", { className: "meta" }, s.action_en),
         s.required ? null : el("span", { className: "optional" }, " (optional 可选)"),
-        s.done_at ? el("span", { className: "meta" }, ` ✓ ${s.done_by} ${clock(s.done_at)}`) : null)),
+        s.done_at ? el("span", { className: "meta" }, ` ✓ ${s.done_by} ${clock(s.done_at)}`) : null,
+        s.done_at && s.note ? el("span", { className: "done-note" }, `备注 ${s.note}`) : null)),
       s.done_at ? null : note);
   }));
 }

@@ -24,30 +24,25 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from api.service import serve_api
 from facility.embedded.ports import free_port
-from tests.integration.api_support import PASSWORD, ROOT, run_sql, seed_entrapment, seed_site
+from tests.integration.api_support import PASSWORD, run_sql, seed_entrapment, seed_site
+from tests.integration.browser_support import (
+    ENTRAPMENT_TITLE,
+    PHONE,
+    WALL_SCREEN,
+    launch_chromium,
+    needs_chromium,
+    screenshot,
+    sign_in,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-    "--autoplay-policy=no-user-gesture-required",
-]
-WALL_SCREEN: ViewportSize = {"width": 1920, "height": 1080}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-ARTIFACTS = ROOT / "test-artifacts"
 START_TIMEOUT_S = 10
 UI_TIMEOUT_MS = 8_000
-ENTRAPMENT_TITLE = "电梯困人处理流程"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium);"
-    " .ci/run does so in CI",
-)
+pytestmark = needs_chromium
 
 
 @dataclass(slots=True)
@@ -77,12 +72,8 @@ async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launch_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture
@@ -104,25 +95,10 @@ async def phone(browser: Browser) -> AsyncIterator[Page]:
         await context.close()
 
 
-async def _sign_in(page: Page, url: str, username: str, password: str) -> None:
-    await page.goto(url)
-    form = page.locator("#login")
-    await expect(form).to_be_visible()
-    await form.get_by_label("Username").fill(username)
-    await form.get_by_label("Password").fill(password)
-    await form.get_by_role("button", name="Sign in").click()
-
-
-async def _screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    # The unacknowledged critical badge blinks: stop it so every shot shows it.
-    await page.screenshot(path=ARTIFACTS / name, animations="disabled", full_page=True)
-
-
 async def test_operator_sees_an_entrapment_live_and_acknowledges_it(
     served: Served, page: Page
 ) -> None:
-    await _sign_in(page, served.url, "operator", PASSWORD)
+    await sign_in(page, served.url, "operator", PASSWORD)
     await expect(page.locator("#board")).to_be_visible()
     await expect(page.locator("#who")).to_have_text("operator (operator)")
     await expect(page.locator("body")).to_have_attribute("data-live", "yes")
@@ -148,7 +124,7 @@ async def test_operator_sees_an_entrapment_live_and_acknowledges_it(
     await expect(order.locator("td.sla")).to_have_text(re.compile(r"^accept \d+:\d\d$"))
     await expect(page.locator('#buildings [data-device="a-elevator-1"]')).to_have_attribute(
         "data-state", "alarm")
-    await _screenshot(page, "duty_room_board.png")
+    await screenshot(page, "duty_room_board.png")
 
     await alarm.get_by_role("button", name=re.compile("Acknowledge")).click()
     await expect(alarm.locator("td.state")).to_have_text("ack", timeout=UI_TIMEOUT_MS)
@@ -159,25 +135,25 @@ async def test_operator_sees_an_entrapment_live_and_acknowledges_it(
     assert run_sql(served.database_url, "SELECT state, acked_by FROM alarms WHERE id = %s",
                    (alarm_id,)) == [("ack", "operator")]
     assert await page.evaluate("window.__sameDocument") is True
-    await _screenshot(page, "duty_room_board_acknowledged.png")
+    await screenshot(page, "duty_room_board_acknowledged.png")
 
     served.server.cancel()  # the API goes away: the board says so
     with contextlib.suppress(asyncio.CancelledError):
         await served.server
     await expect(page.locator("#stream-banner")).to_be_visible(timeout=UI_TIMEOUT_MS)
-    await _screenshot(page, "duty_room_disconnected.png")
+    await screenshot(page, "duty_room_disconnected.png")
 
 
 async def test_technician_works_the_order_on_a_phone(served: Served, phone: Page) -> None:
     _alarm_id, wo_id = await seed_entrapment(served.database_url)
     run_sql(served.database_url, "UPDATE work_orders SET state = 'assigned',"
             " assignee = 'technician' WHERE id = %s", (wo_id,))
-    await _sign_in(phone, f"{served.url}/tech", "technician", PASSWORD)
+    await sign_in(phone, f"{served.url}/tech", "technician", PASSWORD)
     card = phone.locator(f'#mine article[data-work-order-id="{wo_id}"]')
     await expect(card).to_be_visible(timeout=UI_TIMEOUT_MS)
     await expect(card).to_contain_text(ENTRAPMENT_TITLE)
     await expect(card.locator(".sla")).to_have_text(re.compile(r"^accept "))
-    await _screenshot(phone, "technician_assigned.png")
+    await screenshot(phone, "technician_assigned.png")
 
     await card.get_by_role("button", name=re.compile("Accept")).click()
     await expect(card).to_have_attribute("data-state", "accepted", timeout=UI_TIMEOUT_MS)
@@ -198,7 +174,7 @@ async def test_technician_works_the_order_on_a_phone(served: Served, phone: Page
         await step.get_by_role("checkbox").check()
         await expect(step).to_have_class(re.compile("done"), timeout=UI_TIMEOUT_MS)
     await expect(resolve).to_be_enabled()
-    await _screenshot(phone, "technician_page.png")
+    await screenshot(phone, "technician_page.png")
     await resolve.click()
     await expect(card).to_have_count(0, timeout=UI_TIMEOUT_MS)  # no longer open
     await expect(phone.locator("#board-error")).to_have_text("")
@@ -222,12 +198,12 @@ async def run_steps(database_url: str, wo_id: int) -> list[tuple[int, bool]]:
 
 
 async def test_wrong_password_is_reported_on_the_page(served: Served, page: Page) -> None:
-    await _sign_in(page, served.url, "operator", "not the password")
+    await sign_in(page, served.url, "operator", "not the password")
     await expect(page.locator("#login-error")).to_have_text("incorrect username or password")
     await expect(page.locator("#login")).to_be_visible()
     await expect(page.locator("#board")).to_be_hidden()
     assert await page.evaluate("sessionStorage.getItem('token')") is None
-    await _screenshot(page, "duty_room_login_error.png")
+    await screenshot(page, "duty_room_login_error.png")
 
     await page.locator("#login").get_by_label("Password").fill(PASSWORD)
     await page.locator("#login").get_by_role("button", name="Sign in").click()
