@@ -14,6 +14,7 @@ import logging
 import re
 import socket
 import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,7 +93,14 @@ class MqttClient:
         self._persistent = persistent
         self._manual_ack = manual_ack
         self._keepalive_s = keepalive_s
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+        # Received messages: paho's thread appends, the event loop pops. A slot is taken per
+        # message, so when the consumer is queue_size behind, paho's thread waits (the broker
+        # holds the backlog); the loop is woken once per burst, not once per message.
+        self._queue_size = queue_size
+        self._inbox: deque[Message] = deque()
+        self._slots = threading.BoundedSemaphore(queue_size)
+        self._wake_pending = False  # guarded by _lock
+        self._has_messages = asyncio.Event()
         self._subscriptions: dict[str, int] = {}
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._acked_early: set[int] = set()
@@ -140,7 +148,7 @@ class MqttClient:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             if self._persistent:
                 props.SessionExpiryInterval = 7 * 24 * 3600
-            props.ReceiveMaximum = min(self._queue.maxsize, 65535)
+            props.ReceiveMaximum = min(self._queue_size, 65535)
         self._client.connect_async(
             self.url.host, self.url.port, keepalive=self._keepalive_s,
             clean_start=not self._persistent if self._v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
@@ -228,7 +236,13 @@ class MqttClient:
 
     async def messages(self) -> AsyncIterator[Message]:
         while True:
-            yield await self._queue.get()
+            while self._inbox:
+                message = self._inbox.popleft()
+                self._slots.release()
+                yield message
+            self._has_messages.clear()
+            if not self._inbox:
+                await self._has_messages.wait()
 
     def ack(self, mid: int, qos: int) -> None:
         self._client.ack(mid, qos)
@@ -271,14 +285,21 @@ class MqttClient:
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid,
                     self if self._manual_ack else None)
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        fut = asyncio.run_coroutine_threadsafe(self._queue.put(m), loop)
-        try:
-            fut.result(timeout=3600)
-        except Exception:  # loop closed while waiting: the message stays unacknowledged
-            log.debug("dropped delivery of %s at shutdown", msg.topic)
+        while not self._slots.acquire(timeout=0.5):
+            if self._closing:  # not handed over: unacknowledged, the broker redelivers it
+                log.debug("dropped delivery of %s at shutdown", msg.topic)
+                return
+        with self._lock:
+            self._inbox.append(m)
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            self._call(self._wake_consumer)
+
+    def _wake_consumer(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+        self._has_messages.set()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any = None, _p: Any = None) -> None:
         # paho calls this holding its out-message mutex: resolve on the event loop's thread,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import operator as op
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -68,7 +69,10 @@ def _strict(fn: Callable[..., Any]) -> Callable[..., Any]:
     """An operator that yields unknown when any operand is unknown."""
 
     def wrapped(*args: Any) -> Any:
-        return UNKNOWN if any(a is UNKNOWN for a in args) else fn(*args)
+        for a in args:
+            if a is UNKNOWN:
+                return UNKNOWN
+        return fn(*args)
 
     return wrapped
 
@@ -77,12 +81,18 @@ def _truth(v: Any) -> bool | _Unknown:
     return UNKNOWN if v is UNKNOWN else bool(v)
 
 
-class _Evaluator(SimpleEval):  # type: ignore[misc]
-    """simpleeval with Kleene logic for and/or/not/if and unknown-propagating operators."""
+_STRICT_OPERATORS: Final = {k: _strict(v) for k, v in _OPERATORS.items()}
+_PLAIN_FUNCTIONS: Final = {"abs": _strict(abs), "min": _strict(min), "max": _strict(max)}
 
-    def __init__(self, names: Mapping[str, Any], functions: Mapping[str, Any]) -> None:
-        ops = {k: _strict(v) for k, v in _OPERATORS.items()}
-        super().__init__(operators=ops, functions=dict(functions), names=dict(names))
+
+class _Evaluator(SimpleEval):  # type: ignore[misc]
+    """simpleeval with Kleene logic for and/or/not/if and unknown-propagating operators.
+    Building one costs more than evaluating a condition: one per thread is reused, its
+    ``names`` and ``functions`` set for each evaluation (see ``_evaluator``)."""
+
+    def __init__(self) -> None:
+        super().__init__(operators=_STRICT_OPERATORS, functions=dict(_PLAIN_FUNCTIONS),
+                         names={})
 
     def _eval_unaryop(self, node: ast.UnaryOp) -> Any:
         if isinstance(node.op, ast.Not):
@@ -121,6 +131,17 @@ class _Evaluator(SimpleEval):  # type: ignore[misc]
         return self._eval(node.body) if test else self._eval(node.orelse)
 
 
+_local = threading.local()
+
+
+def _evaluator() -> _Evaluator:
+    """This thread's evaluator (an evaluation never starts another, so one is enough)."""
+    ev: _Evaluator | None = getattr(_local, "evaluator", None)
+    if ev is None:
+        ev = _local.evaluator = _Evaluator()
+    return ev
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What a condition sees: good point values and each point's tags."""
@@ -147,7 +168,7 @@ def _tag_functions(ctx: Context) -> dict[str, Callable[..., Any]]:
 
     return {
         "any_tag": any_tag, "all_tag": all_tag, "count_tag": count_tag,
-        "abs": _strict(abs), "min": _strict(min), "max": _strict(max),
+        **_PLAIN_FUNCTIONS,
     }
 
 
@@ -180,12 +201,17 @@ class Condition:
 
     def evaluate(self, ctx: Context) -> bool | None:
         """True, False, or None when the outcome depends on a missing or bad point."""
-        names = {n: ctx.values.get(n, UNKNOWN) for n in self.names}
+        values = ctx.values
+        ev = _evaluator()
+        ev.names = {n: values.get(n, UNKNOWN) for n in self.names}
+        ev.functions = _tag_functions(ctx) if self.tags else _PLAIN_FUNCTIONS
         try:
-            result = _Evaluator(names, _tag_functions(ctx)).eval(self.text, self.tree)
+            result = ev.eval(self.text, self.tree)
         except (InvalidExpression, TypeError, ArithmeticError) as exc:
             # a type clash (a string point compared with a number) or a division by zero
             raise ConditionError(self.text, f"cannot evaluate: {exc}") from exc
+        finally:
+            ev.names = {}  # hold no values between evaluations
         return None if result is UNKNOWN else bool(result)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pydantic
 
 from facility import events as outbox
 from facility import topics
@@ -28,6 +29,7 @@ from facility.alarm_store import unshelve_expired
 from facility.db import migrate
 from facility.db.registry import load_ids, sync_site
 from facility.messages import (
+    MAX_PAYLOAD_BYTES,
     AlarmEvent,
     DeviceStatus,
     GatewayStatus,
@@ -159,7 +161,7 @@ class RulesService:
                 self._values.forget(device.id)
             return DeviceStatusInput(device.id, ds.state == "online")
         if topic.kind is TopicKind.TELEMETRY:
-            tm = parse(Telemetry, msg.payload)
+            tm = _telemetry(msg.payload)
             if tm.historical:
                 return _Replayed(device.id, tm)
             values, changed = self._values.merge(device.id, tm)
@@ -301,6 +303,17 @@ class RulesService:
                     self.conn.info.dsn, autocommit=True)
             except psycopg.Error as exc:
                 log.warning("database reconnect failed: %s", exc)
+
+
+def _telemetry(payload: bytes) -> Telemetry:
+    """Parse telemetry with pydantic's JSON parser (half the cost of ``parse``, on every
+    message); anything it refuses goes through ``parse``, which says why."""
+    if len(payload) <= MAX_PAYLOAD_BYTES:
+        try:
+            return Telemetry.model_validate_json(payload)
+        except pydantic.ValidationError:
+            pass
+    return parse(Telemetry, payload)
 
 
 def _sync_registry(database_url: str, site: Site) -> dict[str, int]:

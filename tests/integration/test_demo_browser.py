@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +40,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_chromium]
 
 # Long enough after start-up for the board to be open and the devices online first; the
 # fault lasts past the end of the test so the alarm stays active while it is acknowledged.
-SCENARIO = [{"at": "20s", "device": "a-elevator-2", "fault": "entrapment", "duration": "5m"}]
+SCENARIO: list[dict[str, Any]] = [
+    {"at": "20s", "device": "a-elevator-2", "fault": "entrapment", "duration": "5m"},
+]
 UI_TIMEOUT_MS = 8_000
 ONLINE_TIMEOUT_MS = 60_000
 FAULT_TIMEOUT_MS = 90_000

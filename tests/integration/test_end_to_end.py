@@ -18,7 +18,7 @@ from tests.integration.demo_support import PASSWORD, eventually, run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-SCENARIO = [
+SCENARIO: list[dict[str, Any]] = [
     {"at": "8s", "device": "a-elevator-2", "fault": "entrapment", "duration": "40s"},
     {"at": "8s", "device": "a-firepanel", "fault": "fire_alarm", "zone": 3, "duration": "25s"},
 ]
