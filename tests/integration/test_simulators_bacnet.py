@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import yaml
 from bacpypes3.app import Application
-from bacpypes3.local.device import DeviceObject
-from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address
 
 from facility.embedded.ports import free_port
 from facility.scenario import Scenario
 from facility.site import Site, load_site
 from simulators.runner import run_simulators
+from tests.integration.sim_support import bacnet_client as sim_client
+from tests.integration.sim_support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTANCE = 4711
@@ -64,19 +64,8 @@ def panel_address(site: Site) -> Address:
 
 @pytest.fixture
 async def bacnet_client() -> AsyncIterator[Application]:
-    port = free_port(socket.SOCK_DGRAM)
-    device = DeviceObject(
-        objectIdentifier=("device", 999001), objectName="test-client", vendorIdentifier=999
-    )
-    network = NetworkPortObject(
-        f"127.0.0.1:{port}",
-        objectIdentifier=("network-port", 1),
-        objectName="NetworkPort-1",
-        networkNumberQuality="unknown",
-    )
-    app = Application.from_object_list([device, network])
-    yield app
-    app.close()
+    async with sim_client() as app:
+        yield app
 
 
 async def start(site: Site, scenario: Scenario | None) -> asyncio.Task[None]:
@@ -104,15 +93,6 @@ async def read(app: Application, address: Address, objid: str, prop: str = "pres
 
 async def is_(app: Application, address: Address, objid: str, value: str) -> bool:
     return str(await read(app, address, objid)) == value
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
-    """Poll the simulator until check() holds; TimeoutError if it never does."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def test_objects_follow_the_profile(

@@ -8,8 +8,8 @@ import asyncio
 import shutil
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from facility.scenario import Scenario
 from facility.site import Site, load_site
 from simulators.errors import UnknownDevices
 from simulators.runner import run_simulators
+from tests.integration.sim_support import client, eventually, f32, simulators
 
 ROOT = Path(__file__).resolve().parents[2]
 # The pump set's points, laid out in every word order the profiles allow.
@@ -105,50 +106,8 @@ def make_site(tmp_path: Path) -> Site:
     return load_site(path)
 
 
-@asynccontextmanager
-async def simulators(site: Site, scenario: Scenario | None = None) -> AsyncIterator[None]:
-    ready = asyncio.Event()
-    task = asyncio.create_task(run_simulators(site, scenario, ready=ready, tick_s=0.05))
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if task.done():
-        task.result()  # raises what stopped it
-    assert ready.is_set(), "simulators did not become ready"
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-
-
-@asynccontextmanager
-async def client(site: Site, device: str) -> AsyncIterator[AsyncModbusTcpClient]:
-    address = site.devices[device].config.address
-    c = AsyncModbusTcpClient("127.0.0.1", port=address.port, timeout=2, retries=0)
-    assert await c.connect()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
-    """Poll the simulator until check() holds; TimeoutError if it never does."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.05)
-
-
 async def not_(check: Awaitable[bool]) -> bool:
     return not await check
-
-
-def f32(hi: int, lo: int) -> float:
-    return float(struct.unpack(">f", struct.pack(">HH", hi, lo))[0])
 
 
 async def test_profile_layout_decodes_independently(tmp_path: Path) -> None:
