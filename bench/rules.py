@@ -120,7 +120,7 @@ def estate_inputs(site: Site, seconds: float) -> list[TelemetryInput]:
     while t < seconds:
         estate.step(t)
         for dev, model in models.items():
-            msg = Telemetry(ts=datetime.now(UTC), seq=0, session="s", points=model.points())
+            msg = Telemetry(ts=datetime.now(UTC), seq=0, session="s", points=dict(model.points()))
             vals, changed = values.merge(dev, msg)
             inputs.append(TelemetryInput(dev, vals, False, changed))
         t += 0.5
@@ -201,7 +201,7 @@ async def probe_latency(site: Site, mqtt_url: str) -> list[float]:
         for seq in range(PROBES * 2):
             lost = seq % 2 == 0
             msg = Telemetry(ts=datetime.now(UTC), seq=seq, session="p",
-                            points=NO_POWER if lost else POWER)
+                            points=dict(NO_POWER if lost else POWER))
             start = time.perf_counter()
             await pub.publish(topic, encode(msg), qos=1, timeout_s=10)
             want = ("alarm.raised", "alarm.repeat") if lost else ("alarm.cleared",)

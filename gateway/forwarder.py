@@ -17,8 +17,10 @@ memory. ``close`` spools whatever is unacknowledged, so a restart resumes the qu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -49,6 +51,9 @@ class Forwarder:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-buffer")
         self._live: dict[asyncio.Future[None], tuple[Outgoing, float]] = {}
         self._pending: list[Outgoing] = []
+        # senders waiting for a free slot in the in-flight window, woken one per PUBACK (one
+        # future each: waiting on the set of live futures cost O(window) per waiter per ack)
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._backlog = store.count > 0
         self._has_backlog = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -72,8 +77,7 @@ class Forwarder:
                 self._publish_live(message)
                 return
             self._counters.publish_waits += 1
-            await asyncio.wait(set(self._live), timeout=WATCH_INTERVAL_S,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await self._wait_for_slot()
             self._check_pubacks()
         self._spool(message)
 
@@ -99,6 +103,34 @@ class Forwarder:
 
     # live path
 
+    async def _wait_for_slot(self) -> None:
+        """Until a PUBACK frees a slot (or the watch interval passes: the caller re-checks)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(WATCH_INTERVAL_S):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def _wake_waiter(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all_waiters(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
     def _publish_live(self, message: Outgoing) -> None:
         fut = self._mqtt.publish_nowait(message.topic, message.payload, qos=1,
                                         retain=message.retain)
@@ -107,6 +139,8 @@ class Forwarder:
 
     def _acked(self, fut: asyncio.Future[None]) -> None:
         entry = self._live.pop(fut, None)
+        if entry is not None:
+            self._wake_waiter()
         if fut.cancelled():
             return
         exc = fut.exception()
@@ -133,6 +167,7 @@ class Forwarder:
 
     def _divert_live(self) -> None:
         live, self._live = self._live, {}
+        self._wake_all_waiters()  # they re-check and spool behind the diverted messages
         if live:
             log.debug("spooling %d unacknowledged messages", len(live))
             self._pending[:0] = [msg for msg, _t in live.values()]
