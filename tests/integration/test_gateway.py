@@ -36,7 +36,6 @@ ELEVATOR = {
 async def inbox(mqtt_url: str, mqtt_protocol: str, site_id: str) -> AsyncIterator[Inbox]:
     client = MqttClient(mqtt_url, f"sub-{site_id}", protocol=mqtt_protocol)
     await client.start()
-    # connected first: a subscribe() racing the first CONNACK may never be sent (MqttClient)
     await client.wait_connected(5)
     await client.subscribe(f"facility/v1/{site_id}/#")
     await client.wait_subscribed(5)

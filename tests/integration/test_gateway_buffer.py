@@ -54,7 +54,6 @@ async def subscriber(private_broker: Broker, site_id: str) -> AsyncIterator[Inbo
     """A persistent session: what the broker takes while we reconnect is kept for us."""
     client = MqttClient(private_broker.url, f"sub-{site_id}", persistent=True, protocol="5")
     await client.start()
-    # connected first: a subscribe() racing the first CONNACK may never be sent (MqttClient)
     await client.wait_connected(5)
     await client.subscribe(f"facility/v1/{site_id}/+/+/telemetry")
     await client.wait_subscribed(5)
