@@ -4,20 +4,16 @@
 polls, failures by class, protocol requests (total and of each device's last poll), poll
 time, overruns (skipped ticks), Modbus busy retries, messages published, queued, replayed
 and dropped, queue depth and messages in flight, per-device polls, failures and overruns.
-``MetricsServer`` is a tiny asyncio HTTP/1.1 server answering ``GET /metrics`` (anything
-else: 404) with one response per connection; it binds 127.0.0.1 unless told otherwise."""
+``MetricsServer`` (facility.metrics_http) serves it on a local port."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from facility.metrics_http import MetricsServer
 from gateway.counters import GatewayCounters
 
-log = logging.getLogger(__name__)
-READ_TIMEOUT_S = 5.0
+__all__ = ["Gauges", "MetricsServer", "render"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,40 +74,3 @@ def render(gateway_id: str, c: GatewayCounters, g: Gauges) -> str:
     metric("gateway_device_overruns_total", "counter", "Skipped ticks per device.",
            [(f',device="{d}"', s.overruns) for d, s in per_device])
     return "\n".join(lines) + "\n"
-
-
-class MetricsServer:
-    def __init__(self, body: Callable[[], str], port: int, host: str = "127.0.0.1") -> None:
-        self._body = body
-        self._host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self._host, self.port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("metrics on http://%s:%d/metrics", self._host, self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(READ_TIMEOUT_S):
-                request = await reader.readuntil(b"\r\n\r\n")
-            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
-            if request.startswith(b"GET ") and path.split(b"?")[0] == b"/metrics":
-                status, body = "200 OK", self._body().encode()
-            else:
-                status, body = "404 Not Found", b"not found\n"
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8"
-                f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()

@@ -1,17 +1,15 @@
-"""Ingest's counters in the Prometheus text exposition format (version 0.0.4), and a tiny
-asyncio HTTP server answering ``GET /metrics`` on a local port. ``render`` is pure."""
+"""Ingest's counters in the Prometheus text exposition format (version 0.0.4), served on a
+local port by facility.metrics_http. ``render`` is pure."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
 
+from facility.metrics_http import CONTENT_TYPE, MetricsServer
 from ingest.counters import Counters, Histogram
 
-log = logging.getLogger(__name__)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["CONTENT_TYPE", "render", "serve_metrics"]
 
 _COUNTERS = (
     ("messages_in", "ingest_messages_received_total", "MQTT messages received"),
@@ -72,32 +70,11 @@ def _escape(v: str) -> str:
 async def serve_metrics(host: str, port: int, body: Callable[[], str],
                         started: asyncio.Event | None = None) -> None:
     """Serve ``GET /metrics`` until cancelled; anything else is 404."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(5):
-                request = await reader.readuntil(b"\r\n\r\n")
-            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
-            if request.startswith(b"GET ") and path.split(b"?")[0] == b"/metrics":
-                status, ctype, data = "200 OK", CONTENT_TYPE, body().encode()
-            else:
-                status, ctype, data = "404 Not Found", "text/plain", b"not found\n"
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
-                         + data)
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ConnectionError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    server = await asyncio.start_server(handle, host, port)
-    log.info("ingest metrics on http://%s:%d/metrics", host,
-             server.sockets[0].getsockname()[1])
+    server = MetricsServer(body, port, host)
+    await server.start()
     if started is not None:
         started.set()
-    async with server:
-        await server.serve_forever()
+    try:
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await server.close()
