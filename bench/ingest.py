@@ -46,10 +46,10 @@ from facility.db.migrate import migrate  # noqa: E402
 from facility.embedded.broker import Broker  # noqa: E402
 from facility.embedded.ports import free_port  # noqa: E402
 from facility.embedded.postgres import PostgresServer  # noqa: E402
+from facility.mqtt_session import Delivery  # noqa: E402
 from facility.site import Site, load_site  # noqa: E402
 from ingest.batch import Assembler, Batch  # noqa: E402
 from ingest.batch_writer import BatchWriter  # noqa: E402
-from ingest.mqtt_session import Delivery  # noqa: E402
 from ingest.rows import Catalog  # noqa: E402
 
 SITE, GATEWAY = "bench", "gw-bench"

@@ -191,6 +191,7 @@ async def probe_latency(site: Site, mqtt_url: str) -> list[float]:
     """Toggle the probe's power; the time from publish to the alarm event, in ms."""
     topic = topics.device_topic(TopicKind.TELEMETRY, SITE_ID, "gw-probe", "probe")
     latencies: list[float] = []
+    session = f"p{time.monotonic_ns()}"  # each run a gateway session of its own (seq from 0)
     async with MqttClient(mqtt_url, "bench-probe-pub") as pub, \
             MqttClient(mqtt_url, "bench-probe-sub") as sub:
         await pub.wait_connected(10)
@@ -200,7 +201,7 @@ async def probe_latency(site: Site, mqtt_url: str) -> list[float]:
         events = sub.messages()
         for seq in range(PROBES * 2):
             lost = seq % 2 == 0
-            msg = Telemetry(ts=datetime.now(UTC), seq=seq, session="p",
+            msg = Telemetry(ts=datetime.now(UTC), seq=seq, session=session,
                             points=dict(NO_POWER if lost else POWER))
             start = time.perf_counter()
             await pub.publish(topic, encode(msg), qos=1, timeout_s=10)

@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from facility.mqtt_session import Delivery
 from ingest.fast_path import COPY_HEADER, COPY_TRAILER, FastDecoder, encode_row, micros
-from ingest.mqtt_session import Delivery
 from ingest.rows import (
     BirthNote,
     Catalog,

@@ -31,9 +31,9 @@ from psycopg import errors
 
 from facility import events
 from facility.messages import AlarmEvent
+from facility.mqtt_session import Delivery
 from ingest.batch import DAY_US, MINUTE_US, Batch
 from ingest.fast_path import from_micros
-from ingest.mqtt_session import Delivery
 from ingest.rows import DeadLetter, DeadLetterKind, DeviceStatusRow, dead_letter
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,12 @@ from datetime import datetime
 
 from facility import topics
 from facility.messages import utcnow
+from facility.mqtt_session import Delivery, MqttSession
 from facility.topics import TopicKind
 from ingest.batch import Assembler, Batch
 from ingest.batch_writer import BatchWriter, DatabaseUnavailable, WriteResult
 from ingest.counters import Counters, WarningLimiter
 from ingest.fast_path import micros
-from ingest.mqtt_session import Delivery, MqttSession
 
 log = logging.getLogger(__name__)
 # Telemetry, the volume, is shared among the instances of a share group. Status and birth

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import psycopg
 
 from facility.db import migrate, registry
+from facility.mqtt_session import Delivery, MqttSession
 from facility.site import Site
 from ingest.batch import Assembler, Batch
 from ingest.batch_writer import BatchWriter
 from ingest.consumer import Consumer, subscriptions
 from ingest.counters import Counters
 from ingest.metrics import render, serve_metrics
-from ingest.mqtt_session import Delivery, MqttSession
 from ingest.rows import Catalog
 from ingest.sequences import SequenceTracker
 from ingest.storage import Layout, Maintenance, StorageSettings, prepare_layout

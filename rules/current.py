@@ -4,7 +4,8 @@
 reported bad or stale is forgotten, so a condition reading it becomes unknown; a device that
 goes offline is forgotten entirely). ``GatewaySessions`` drops a stale death: an offline
 status whose session is not the gateway's current one (the will of an old connection that
-arrives after the gateway has reconnected)."""
+arrives after the gateway has reconnected). ``SequenceGuard`` spots live telemetry that is
+not newer than what a device already reported (``seq`` increases per gateway session)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,18 @@ class GatewaySessions:
             return True
         current = self._sessions.get(gateway)
         return current is None or current == status.session
+
+
+class SequenceGuard:
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[str, int]] = {}
+
+    def check(self, device: str, msg: Telemetry) -> int | None:
+        """None for a message to evaluate (remembered as the device's latest); the last seq
+        for a duplicate or out-of-order one (same session, seq not above the last). A new
+        session (the gateway restarted) starts afresh."""
+        last = self._last.get(device)
+        if last is not None and last[0] == msg.session and msg.seq <= last[1]:
+            return last[1]
+        self._last[device] = (msg.session, msg.seq)
+        return None

@@ -7,7 +7,14 @@ rule state, subscribes, and until cancelled feeds every message and a tick every
 (alarms, work orders, rule state) and then publishing the lifecycle events on
 facility/v1/{site}/alarms with QoS 1. If the transaction fails, the engine state is not
 advanced, so the next tick or message tries again. A malformed message is logged and kept
-in ``dead_letters``; it never stops the service."""
+in ``dead_letters``; it never stops the service. Live telemetry older than what a device
+already reported (same gateway session, seq not above the last) is a duplicate or out of
+order: counted in ``stale``, logged, not evaluated.
+
+Messages are received with ``facility.mqtt_session`` (a persistent session, ``rules-{site}``)
+and acknowledged only after they were handled, so a message the broker handed over before a
+crash is redelivered to the restarted service; alarm events are published with
+``facility.mqtt`` (paho)."""
 
 from __future__ import annotations
 
@@ -38,12 +45,13 @@ from facility.messages import (
     encode,
     parse,
 )
-from facility.mqtt import Message, MqttClient
+from facility.mqtt import MqttClient
+from facility.mqtt_session import Delivery, MqttSession
 from facility.procedures import Procedure, load_procedures, upsert_procedures
 from facility.site import Site
-from facility.topics import TopicError, TopicKind
+from facility.topics import Topic, TopicError, TopicKind
 from rules.alarms import clear_alarm, group, raise_alarm, record_historical, ungroup
-from rules.current import CurrentValues, GatewaySessions
+from rules.current import CurrentValues, GatewaySessions, SequenceGuard
 from rules.definitions import site_rules
 from rules.dispatch.service import Dispatcher, load_for_site
 from rules.engine import (
@@ -68,6 +76,8 @@ log = logging.getLogger(__name__)
 CONSUMER = "rules"
 HOUSEKEEPING_S = 2.0
 YIELD_S = 0.005  # the consumer lets the event loop run other work at least this often
+TAKE = 1_000  # deliveries taken (and acknowledged) at a time
+TOPIC_CACHE = 100_000  # parsed topics remembered (a site's topics are a fixed set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +105,22 @@ class RulesService:
         self._publish = publish
         self._values = CurrentValues()
         self._sessions = GatewaySessions()
+        self._order = SequenceGuard()
+        self._topics: dict[str, Topic] = {}
         self._history = History(engine)
         self._dirty: set[str] = set()  # devices whose last step failed: evaluate every rule
         self._lock = asyncio.Lock()
         self._rule_procedures = {r.id: r.procedure for r in engine.rules if r.procedure}
         self.dead_letters = 0
         self.messages = 0
+        self.stale = 0
 
-    async def handle(self, msg: Message) -> None:
+    async def handle(self, topic: str, payload: bytes) -> None:
         self.messages += 1
         try:
-            inp = self._input(msg)
+            inp = self._input(topic, payload)
         except (MessageError, TopicError) as exc:
-            await self._dead_letter(msg, getattr(exc, "reason", str(exc)))
+            await self._dead_letter(topic, payload, getattr(exc, "reason", str(exc)))
             return
         if isinstance(inp, _Replayed):
             await self._record_history(inp)
@@ -139,14 +152,23 @@ class RulesService:
         for ev in [*events, *opened]:
             self._publish(ev)
 
-    def _input(self, msg: Message) -> Input | _Replayed | None:
+    def _topic(self, name: str) -> Topic:
+        """A parsed topic of this site (cached: parsing is a tenth of the work per message)."""
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = topics.parse(name)
+            if topic.site != self.site.id:
+                raise TopicError(name, f"site {topic.site} is not {self.site.id}")
+            if len(self._topics) < TOPIC_CACHE:
+                self._topics[name] = topic
+        return topic
+
+    def _input(self, name: str, payload: bytes) -> Input | _Replayed | None:
         """The engine input of a message; MessageError / TopicError for a bad one."""
-        topic = topics.parse(msg.topic)
-        if topic.site != self.site.id:
-            raise TopicError(msg.topic, f"site {topic.site} is not {self.site.id}")
+        topic = self._topic(name)
         if topic.kind is TopicKind.GATEWAY_STATUS:
             assert topic.gateway is not None
-            gs = parse(GatewayStatus, msg.payload)
+            gs = parse(GatewayStatus, payload)
             if not self._sessions.accept(topic.gateway, gs):
                 log.info("ignored stale death of gateway %s (session %s)", topic.gateway,
                          gs.session)
@@ -157,14 +179,20 @@ class RulesService:
             raise MessageError(f"device {topic.device} is not a device of gateway "
                                f"{topic.gateway} at site {self.site.id}")
         if topic.kind is TopicKind.DEVICE_STATUS:
-            ds = parse(DeviceStatus, msg.payload)
+            ds = parse(DeviceStatus, payload)
             if ds.state == "offline":
                 self._values.forget(device.id)
             return DeviceStatusInput(device.id, ds.state == "online")
         if topic.kind is TopicKind.TELEMETRY:
-            tm = _telemetry(msg.payload)
+            tm = _telemetry(payload)
             if tm.historical:
                 return _Replayed(device.id, tm)
+            last = self._order.check(device.id, tm)
+            if last is not None:
+                self.stale += 1
+                log.info("ignored telemetry of %s: seq %d of session %s is not after %d "
+                         "(duplicate or out of order)", device.id, tm.seq, tm.session, last)
+                return None
             values, changed = self._values.merge(device.id, tm)
             if device.id in self._dirty:
                 self._dirty.discard(device.id)
@@ -284,13 +312,13 @@ class RulesService:
         for ev in events:
             self._publish(ev)
 
-    async def _dead_letter(self, msg: Message, reason: str) -> None:
+    async def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.dead_letters += 1
-        log.warning("refused message on %s: %s", msg.topic, reason)
+        log.warning("refused message on %s: %s", topic, reason)
         try:
             await self.conn.execute(
                 "INSERT INTO dead_letters (consumer, topic, payload, reason)"
-                " VALUES (%s, %s, %s, %s)", (CONSUMER, msg.topic, msg.payload, reason),
+                " VALUES (%s, %s, %s, %s)", (CONSUMER, topic, payload, reason),
             )
         except psycopg.Error:
             log.exception("could not store a dead letter")
@@ -327,10 +355,11 @@ async def run_rules(
     site: Site, database_url: str, mqtt_url: str, *, procedures_dir: Path,
     mqtt_protocol: str = "5", share_group: str = "", ready: asyncio.Event | None = None,
     tick_s: float = 0.5, dispatch_path: Path | None = None,
-    on_service: Callable[[RulesService], None] | None = None,
+    on_service: Callable[[RulesService], None] | None = None, client_id: str | None = None,
 ) -> None:
     """Run the rules service for one site until cancelled (``on_service`` is handed the
-    service once built, e.g. for a benchmark to read its counters)."""
+    service once built, e.g. for a benchmark to read its counters). ``client_id`` names the
+    receiving session (default ``rules-{site}``, plus the share group and host name)."""
     await asyncio.to_thread(migrate.check, database_url)
     procedures = load_procedures(procedures_dir)
     dispatch = load_for_site(site, procedures, dispatch_path)  # ConfigError at start-up
@@ -342,8 +371,14 @@ async def run_rules(
         state = await load_state(conn, sources, [r.id for r in engine.rules])
         log.info("rules for site %s: %d rules, %d procedures, %d saved rule states",
                  site.id, len(engine.rules), len(procedures), len(state.rules))
-        client_id = f"rules-{site.id}-{uuid.uuid4().hex[:8]}"
-        async with MqttClient(mqtt_url, client_id, protocol=mqtt_protocol) as client:
+        share = share_group if mqtt_protocol == "5" else ""
+        session = MqttSession(
+            mqtt_url, client_id or client_id_for(site.id, share),
+            [topics.subscription(kind, site.id, share or None) for kind in
+             (TopicKind.TELEMETRY, TopicKind.DEVICE_STATUS, TopicKind.GATEWAY_STATUS)],
+            protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20)
+        publisher_id = f"rules-{site.id}-pub-{uuid.uuid4().hex[:8]}"
+        async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol) as client:
             alarms_topic = topics.alarms(site.id)
 
             def send(ev: AlarmEvent) -> None:
@@ -361,35 +396,64 @@ async def run_rules(
             svc = RulesService(site, engine, procedures, state, conn, device_ids, publish)
             if on_service is not None:
                 on_service(svc)
-            share = share_group if mqtt_protocol == "5" else ""
             await client.wait_connected(timeout_s=30)
-            for kind in (TopicKind.TELEMETRY, TopicKind.DEVICE_STATUS, TopicKind.GATEWAY_STATUS):
-                await client.subscribe(topics.subscription(kind, site.id, share or None), qos=1)
-            await client.wait_subscribed(timeout_s=30)
-            if ready is not None:
-                ready.set()
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(_consume(client, svc), name=f"rules[{site.id}].consume")
-                tg.create_task(_ticks(svc, tick_s), name=f"rules[{site.id}].tick")
-                if dispatcher is not None:
-                    tg.create_task(dispatcher.run(), name=f"rules[{site.id}].dispatch")
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(session.run(), name=f"rules[{site.id}].mqtt")
+                    tg.create_task(_signal_ready(session, ready), name=f"rules[{site.id}].ready")
+                    tg.create_task(_consume(session, svc), name=f"rules[{site.id}].consume")
+                    tg.create_task(_ticks(svc, tick_s), name=f"rules[{site.id}].tick")
+                    if dispatcher is not None:
+                        tg.create_task(dispatcher.run(), name=f"rules[{site.id}].dispatch")
+            finally:
+                await session.close()
 
 
-async def _consume(client: MqttClient, svc: RulesService) -> None:
+def client_id_for(site_id: str, share_group: str = "") -> str:
+    """``rules-{site}``: one persistent session per site; each process of a share group
+    needs its own, so it adds the group and the host name."""
+    if not share_group:
+        return f"rules-{site_id}"
+    import socket
+
+    return f"rules-{site_id}-{share_group}-{socket.gethostname()}"
+
+
+async def _signal_ready(session: MqttSession, ready: asyncio.Event | None) -> None:
+    await session.subscribed.wait()
+    log.info("rules subscribed to %s as %s", session.url, session.client_id)
+    if ready is not None:
+        ready.set()
+
+
+async def _consume(session: MqttSession, svc: RulesService) -> None:
     # A message that changes no rule state never suspends ``handle``: without a yield, a
     # backlog is worked off in one go while the tick, dispatch and the MQTT client's
     # hand-overs (PUBACKs) wait (measured: the event loop blocked up to 0.5 s at 80k
-    # points/s). Yield at least every YIELD_S.
+    # points/s). Yield at least every YIELD_S. Deliveries are acknowledged once handled.
     loop = asyncio.get_running_loop()
-    yield_at = loop.time() + YIELD_S
-    async for msg in client.messages():
+    while True:
+        await session.arrived.wait()
+        batch = session.take(TAKE)
+        yield_at = loop.time() + YIELD_S
+        done = 0
         try:
-            await svc.handle(msg)
-        except Exception:  # one message never stops the service
-            log.exception("handling a message on %s failed", msg.topic)
-        if loop.time() >= yield_at:
-            await asyncio.sleep(0)
-            yield_at = loop.time() + YIELD_S
+            for delivery in batch:
+                await _handle(svc, delivery)
+                done += 1
+                if loop.time() >= yield_at:
+                    await asyncio.sleep(0)
+                    yield_at = loop.time() + YIELD_S
+        finally:  # a message not handled (cancelled) is redelivered to the next session
+            session.ack(batch[:done])
+
+
+async def _handle(svc: RulesService, delivery: Delivery) -> None:
+    topic = delivery.topic.decode(errors="replace")  # not UTF-8: refused by the topic check
+    try:
+        await svc.handle(topic, delivery.payload)
+    except Exception:  # one message never stops the service
+        log.exception("handling a message on %s failed", topic)
 
 
 async def _ticks(svc: RulesService, tick_s: float) -> None:

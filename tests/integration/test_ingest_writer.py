@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 
 from facility.db import registry
+from facility.mqtt_session import Delivery
 from ingest.batch import Assembler, Batch
 from ingest.batch_writer import BatchWriter
-from ingest.mqtt_session import Delivery
 from ingest.rows import Catalog, DeadLetterKind, Decoded, TelemetryRow
 from tests.integration.ingest_support import BASE, at, telemetry, topic, ts, write_site
 

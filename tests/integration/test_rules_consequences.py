@@ -136,8 +136,8 @@ async def test_two_rules_instances_seeing_the_same_messages_make_one_alarm(
     site = building_site(tmp_path, site_id)
     lift = f"{site_id}-lift1"
     async with publisher(mqtt_url, mqtt_protocol) as pub, \
-            rules_running(site, database_url, mqtt_url, mqtt_protocol), \
-            rules_running(site, database_url, mqtt_url, mqtt_protocol):
+            rules_running(site, database_url, mqtt_url, mqtt_protocol, f"rules-{site_id}-1"), \
+            rules_running(site, database_url, mqtt_url, mqtt_protocol, f"rules-{site_id}-2"):
         send = Sender(pub, site)
         await asyncio.gather(*(send.telemetry(lift, TRAPPED) for _ in range(10)))
         await eventually(database_url, "SELECT id FROM work_orders",

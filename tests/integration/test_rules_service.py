@@ -51,12 +51,12 @@ def make_site(tmp_path: Path, site_id: str, on_delay_s: float = 0.5) -> Site:
 
 
 @contextlib.asynccontextmanager
-async def rules_running(site: Site, database_url: str, mqtt_url: str,
-                        mqtt_protocol: str) -> AsyncIterator[asyncio.Task[None]]:
+async def rules_running(site: Site, database_url: str, mqtt_url: str, mqtt_protocol: str,
+                        client_id: str | None = None) -> AsyncIterator[asyncio.Task[None]]:
     ready = asyncio.Event()
     task = asyncio.create_task(run_rules(
         site, database_url, mqtt_url, procedures_dir=PROCEDURES, mqtt_protocol=mqtt_protocol,
-        ready=ready, tick_s=0.1))
+        ready=ready, tick_s=0.1, client_id=client_id))
     try:
         async with asyncio.timeout(20):
             waiter = asyncio.create_task(ready.wait())
@@ -307,3 +307,29 @@ async def test_a_site_override_of_an_unknown_rule_is_refused(
     with pytest.raises(ConfigError, match=r"rules\.entrapmant"):
         await run_rules(load_site(site.path), database_url, mqtt_url,
                         procedures_dir=PROCEDURES, mqtt_protocol=mqtt_protocol)
+
+
+async def test_an_older_message_arriving_late_does_not_undo_a_newer_one(
+    tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A redelivered or reordered message (same gateway session, lower seq) saying the car is
+    free must not cancel the entrapment the newer message reported; a repeat is ignored too."""
+    site = make_site(tmp_path, site_id)
+    lift = f"{site_id}-lift"
+    topic = topics.device_topic(TopicKind.TELEMETRY, site_id, "gw-a", lift)
+
+    def message(seq: int, points: dict[str, Any]) -> bytes:
+        return encode(Telemetry(ts=datetime.now(UTC), seq=seq, session="s1", points=points))
+
+    caplog.set_level("INFO", logger="rules.service")
+    async with publisher(mqtt_url, mqtt_protocol) as pub, \
+            rules_running(site, database_url, mqtt_url, mqtt_protocol):
+        await pub.publish(topic, message(10, TRAPPED), qos=1, timeout_s=5)
+        await pub.publish(topic, message(9, FREE), qos=1, timeout_s=5)  # older, late
+        await pub.publish(topic, message(10, FREE), qos=1, timeout_s=5)  # same seq again
+        rows = await eventually(database_url, "SELECT alarm_type, active FROM alarms")
+        assert rows == [("entrapment", True)]
+    ignored = [r.getMessage() for r in caplog.records if "ignored telemetry" in r.getMessage()]
+    assert len(ignored) == 2 and all(lift in m for m in ignored), ignored
+    assert "seq 9 of session s1 is not after 10" in ignored[0]

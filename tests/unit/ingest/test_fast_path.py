@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from facility.mqtt_session import Delivery
 from ingest.batch import Assembler, Batch
 from ingest.fast_path import (
     COPY_HEADER,
@@ -22,7 +23,6 @@ from ingest.fast_path import (
     from_micros,
     micros,
 )
-from ingest.mqtt_session import Delivery
 from ingest.rows import Catalog, decode
 from ingest.sequences import SequenceTracker
 from tests.unit.ingest.test_rows import CATALOG, NOW, TELEMETRY, TS, TS_DT

@@ -1,5 +1,6 @@
-"""Ingest's receiving MQTT client: a small asyncio implementation of the subscriber side of
-MQTT 5 and 3.1.1 (CONNECT, SUBSCRIBE, PUBLISH QoS 0/1, PUBACK, PINGREQ), built for volume.
+"""The receiving MQTT client of ingest and rules: a small asyncio implementation of the
+subscriber side of MQTT 5 and 3.1.1 (CONNECT, SUBSCRIBE, PUBLISH QoS 0/1, PUBACK, PINGREQ),
+built for volume and for latency under volume (publishing stays with ``facility.mqtt``).
 
 Why not ``facility.mqtt`` (paho)? paho reads each packet with several ``recv`` calls, parses
 it in Python and hands it over thread to loop one by one: about 16,000 messages/s on this
@@ -12,7 +13,8 @@ session off), so unacknowledged QoS 1 messages are redelivered after a crash or 
 MQTT 5 Receive Maximum bounds the messages in flight to us, hence our memory; reading is
 also paused above ``max_pending`` deliveries not yet taken. Acknowledgements carry the
 connection ``epoch`` they were received on and are sent only on that connection: after a
-reconnect the broker redelivers the rest, and ingest's idempotent writes store them once.
+reconnect the broker redelivers the rest (ingest's idempotent writes store them once; rules
+see a repeat of a value they already hold, which changes nothing).
 Reconnects use capped, jittered exponential backoff; a dead broker is noticed by keepalive."""
 
 from __future__ import annotations

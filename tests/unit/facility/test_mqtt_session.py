@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from ingest.mqtt_session import (
+from facility.mqtt_session import (
     Delivery,
     PacketReader,
     ProtocolViolation,
