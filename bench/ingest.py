@@ -46,7 +46,7 @@ from facility.db.migrate import migrate  # noqa: E402
 from facility.embedded.broker import Broker  # noqa: E402
 from facility.embedded.ports import free_port  # noqa: E402
 from facility.embedded.postgres import PostgresServer  # noqa: E402
-from facility.mqtt_session import Delivery  # noqa: E402
+from facility.mqtt_session import Delivery, varint  # noqa: E402
 from facility.site import Site, load_site  # noqa: E402
 from ingest.batch import Assembler, Batch  # noqa: E402
 from ingest.batch_writer import BatchWriter  # noqa: E402
@@ -97,21 +97,12 @@ def build_messages(n: int, offset_s: int) -> list[tuple[bytes, bytes]]:
 
 # --- a cheap QoS 1 publisher: MQTT 3.1.1 over a raw socket -------------------------------
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, b = divmod(n, 128)
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def publish(port: int, msgs: Sequence[tuple[bytes, bytes]]) -> float:
     """Publish with up to WINDOW unacknowledged; seconds until the last PUBACK."""
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     body = b"\x00\x04MQTT\x04\x02\x00\x3c" + struct.pack(">H", 9) + b"bench-pub"
-    s.sendall(b"\x10" + _varint(len(body)) + body)
+    s.sendall(b"\x10" + varint(len(body)) + body)
     assert s.recv(4)[:1] == b"\x20"
     t0 = time.perf_counter()
     sent = acked = 0
@@ -122,7 +113,7 @@ def publish(port: int, msgs: Sequence[tuple[bytes, bytes]]) -> float:
             t, p = msgs[sent]
             sent += 1
             b = struct.pack(">H", len(t)) + t + struct.pack(">H", sent % 65535 + 1) + p
-            chunk.append(b"\x32" + _varint(len(b)) + b)
+            chunk.append(b"\x32" + varint(len(b)) + b)
         if chunk:
             s.sendall(b"".join(chunk))
         pending += s.recv(1 << 16)

@@ -54,7 +54,8 @@ class ProtocolViolation(Exception):
         super().__init__(reason)
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """MQTT variable byte integer (remaining length, property length)."""
     out = bytearray()
     while True:
         n, b = divmod(n, 128)
@@ -75,16 +76,16 @@ def connect_packet(client_id: str, *, v5: bool, keepalive_s: int, receive_maximu
     if v5:
         props = (b"\x11" + struct.pack(">I", 0 if clean else _SESSION_EXPIRY_S)
                  + b"\x21" + _U16.pack(receive_maximum))
-        body += _varint(len(props)) + props
+        body += varint(len(props)) + props
     body += _utf8(client_id)
-    return b"\x10" + _varint(len(body)) + body
+    return b"\x10" + varint(len(body)) + body
 
 
 def subscribe_packet(pid: int, filters: Sequence[str], *, v5: bool) -> bytes:
     body = _U16.pack(pid) + (b"\x00" if v5 else b"")
     for f in filters:
         body += _utf8(f) + b"\x01"  # QoS 1; v5: no-local off, retain-as-published off
-    return b"\x82" + _varint(len(body)) + body
+    return b"\x82" + varint(len(body)) + body
 
 
 def puback_packets(pids: Sequence[int]) -> bytes:

@@ -11,10 +11,10 @@ from facility.mqtt_session import (
     Delivery,
     PacketReader,
     ProtocolViolation,
-    _varint,
     connect_packet,
     puback_packets,
     subscribe_packet,
+    varint,
 )
 
 
@@ -24,10 +24,10 @@ def publish(topic: bytes, payload: bytes, *, qos: int = 1, pid: int = 7, dup: bo
     if qos:
         body += struct.pack(">H", pid)
     if props is not None:
-        body += _varint(len(props)) + props
+        body += varint(len(props)) + props
     body += payload
     head = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-    return bytes([head]) + _varint(len(body)) + body
+    return bytes([head]) + varint(len(body)) + body
 
 
 def test_packets_split_at_every_byte_are_reassembled_in_order() -> None:
