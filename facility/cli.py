@@ -105,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dispatch", type=Path,
                    help="rosters, channels and maintenance schedules (default: "
                         "<site file>-dispatch.yaml beside the site file, if it exists)")
-    p.add_argument("--share-group", default="",
-                   help="MQTT 5 shared-subscription group (default: none; rule state is "
-                        "per device, so one rules process per site until partitioning lands)")
+    p.add_argument("--gateways", type=lambda v: [g for g in v.split(",") if g],
+                   help="evaluate only these gateways' devices, comma-separated (default: "
+                        "all); run one process per part of a site to scale out")
+    p.add_argument("--no-dispatch", action="store_true",
+                   help="leave rosters, SLA timers, notifications and maintenance to another "
+                        "rules process of the site (exactly one should run them)")
 
     p = sub.add_parser("api", help="serve the API and the web pages")
     _common(p, mqtt=False)
@@ -230,7 +233,8 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         return run_service(run_rules(
             site, settings.require_database(), settings.mqtt_url,
             procedures_dir=args.procedures, mqtt_protocol=settings.mqtt_protocol,
-            share_group=args.share_group, dispatch_path=args.dispatch))
+            gateways=args.gateways, dispatch_path=args.dispatch,
+            dispatch=not args.no_dispatch))
     if args.command == "api":
         from api.service import run_api
 

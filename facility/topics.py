@@ -70,13 +70,15 @@ def alarms(site: str) -> str:
     return str(Topic(TopicKind.ALARMS, site))
 
 
-def subscription(kind: TopicKind, site: str = "+", share_group: str | None = None) -> str:
-    """A topic filter for one kind of message, optionally as an MQTT 5 shared subscription."""
+def subscription(kind: TopicKind, site: str = "+", share_group: str | None = None,
+                 gateway: str = "+") -> str:
+    """A topic filter for one kind of message (of every gateway, or of one), optionally as
+    an MQTT 5 shared subscription."""
     filters = {
-        TopicKind.GATEWAY_STATUS: f"{PREFIX}/{site}/+/status",
+        TopicKind.GATEWAY_STATUS: f"{PREFIX}/{site}/{gateway}/status",
         TopicKind.ALARMS: f"{PREFIX}/{site}/alarms",
     }
-    f = filters.get(kind, f"{PREFIX}/{site}/+/+/{kind.value}")
+    f = filters.get(kind, f"{PREFIX}/{site}/{gateway}/+/{kind.value}")
     return f"$share/{share_group}/{f}" if share_group else f
 
 

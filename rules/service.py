@@ -11,17 +11,18 @@ in ``dead_letters``; it never stops the service. Live telemetry older than what 
 already reported (same gateway session, seq not above the last) is a duplicate or out of
 order: counted in ``stale``, logged, not evaluated.
 
-Messages are received with ``facility.mqtt_session`` (a persistent session, ``rules-{site}``)
-and acknowledged only after they were handled, so a message the broker handed over before a
-crash is redelivered to the restarted service; alarm events are published with
-``facility.mqtt`` (paho)."""
+Messages are received with ``facility.mqtt_session`` (a persistent session, ``rules-{site}``;
+a process that takes a part of the site's gateways, ``rules.partition``, names its session
+after them and keeps to their devices) and acknowledged only after they were handled, so a
+message the broker handed over before a crash is redelivered to the restarted service; alarm
+events are published with ``facility.mqtt`` (paho)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +70,7 @@ from rules.engine import (
     UngroupAlarms,
 )
 from rules.history import History
+from rules.partition import partition_of
 from rules.state_store import load_state, save_rule_state
 from rules.work_orders import open_for_alarm
 
@@ -94,7 +96,7 @@ class RulesService:
     def __init__(
         self, site: Site, engine: Engine, procedures: dict[str, Procedure], state: EngineState,
         conn: psycopg.AsyncConnection[Any], device_ids: dict[str, int],
-        publish: Any,
+        publish: Any, sources: Sequence[str] | None = None,
     ) -> None:
         self.site = site
         self.engine = engine
@@ -111,6 +113,8 @@ class RulesService:
         self._dirty: set[str] = set()  # devices whose last step failed: evaluate every rule
         self._lock = asyncio.Lock()
         self._rule_procedures = {r.id: r.procedure for r in engine.rules if r.procedure}
+        # the alarm sources this process owns (None: the whole site)
+        self._sources = None if sources is None else list(sources)
         self.dead_letters = 0
         self.messages = 0
         self.stale = 0
@@ -281,8 +285,9 @@ class RulesService:
             "SELECT id, device_id, source, alarm_type, rule_id, message FROM alarms"
             " WHERE site_id = %s AND active AND state <> 'normal' AND NOT suppressed"
             " AND NOT out_of_service AND NOT historical AND work_order_id IS NULL"
-            " AND rule_id = ANY(%s) ORDER BY id FOR UPDATE SKIP LOCKED",
-            (self.site.id, list(self._rule_procedures)))
+            " AND rule_id = ANY(%s) AND (%s::text[] IS NULL OR source = ANY(%s))"
+            " ORDER BY id FOR UPDATE SKIP LOCKED",
+            (self.site.id, list(self._rule_procedures), self._sources, self._sources))
         events: list[AlarmEvent] = []
         for alarm_id, device_id, source, fault, rule_id, text in await cur.fetchall():
             log.info("alarm %s/%s (id %d) annunciates again: opening its work order",
@@ -353,29 +358,30 @@ def _sync_registry(database_url: str, site: Site) -> dict[str, int]:
 
 async def run_rules(
     site: Site, database_url: str, mqtt_url: str, *, procedures_dir: Path,
-    mqtt_protocol: str = "5", share_group: str = "", ready: asyncio.Event | None = None,
-    tick_s: float = 0.5, dispatch_path: Path | None = None,
+    mqtt_protocol: str = "5", gateways: Collection[str] | None = None,
+    ready: asyncio.Event | None = None, tick_s: float = 0.5,
+    dispatch_path: Path | None = None, dispatch: bool = True,
     on_service: Callable[[RulesService], None] | None = None, client_id: str | None = None,
 ) -> None:
-    """Run the rules service for one site until cancelled (``on_service`` is handed the
-    service once built, e.g. for a benchmark to read its counters). ``client_id`` names the
-    receiving session (default ``rules-{site}``, plus the share group and host name)."""
+    """Run the rules service for one site (or the part of it behind ``gateways``) until
+    cancelled. ``dispatch=False`` leaves rosters, SLA timers, notifications and maintenance
+    to another rules process of the site (exactly one should run them). ``on_service`` is
+    handed the service once built, e.g. for a benchmark to read its counters; ``client_id``
+    overrides the receiving session's name."""
+    part = partition_of(site, gateways)  # ConfigError at start-up
     await asyncio.to_thread(migrate.check, database_url)
     procedures = load_procedures(procedures_dir)
-    dispatch = load_for_site(site, procedures, dispatch_path)  # ConfigError at start-up
+    plan = load_for_site(site, procedures, dispatch_path) if dispatch else None
     engine = Engine.for_site(site_rules(site, procedures), site)
     device_ids = await asyncio.to_thread(_sync_registry, database_url, site)
-    sources = [*site.devices, *(g.id for g in site.config.gateways)]
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await upsert_procedures(conn, procedures)
-        state = await load_state(conn, sources, [r.id for r in engine.rules])
-        log.info("rules for site %s: %d rules, %d procedures, %d saved rule states",
-                 site.id, len(engine.rules), len(procedures), len(state.rules))
-        share = share_group if mqtt_protocol == "5" else ""
+        state = await load_state(conn, part.sources, [r.id for r in engine.rules])
+        log.info("rules for site %s, %s: %d rules, %d procedures, %d saved rule states, "
+                 "dispatch %s", site.id, part.describe(), len(engine.rules), len(procedures),
+                 len(state.rules), "on" if plan is not None else "off")
         session = MqttSession(
-            mqtt_url, client_id or client_id_for(site.id, share),
-            [topics.subscription(kind, site.id, share or None) for kind in
-             (TopicKind.TELEMETRY, TopicKind.DEVICE_STATUS, TopicKind.GATEWAY_STATUS)],
+            mqtt_url, client_id or part.client_id(), part.subscriptions(),
             protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20)
         publisher_id = f"rules-{site.id}-pub-{uuid.uuid4().hex[:8]}"
         async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol) as client:
@@ -385,15 +391,16 @@ async def run_rules(
                 fut = client.publish_nowait(alarms_topic, encode(ev), qos=1)
                 fut.add_done_callback(_log_publish_failure)
 
-            dispatcher = None if dispatch is None else Dispatcher(
-                site, dispatch, procedures, database_url, publish=send)
+            dispatcher = None if plan is None else Dispatcher(
+                site, plan, procedures, database_url, publish=send)
 
             def publish(ev: AlarmEvent) -> None:  # after commit
                 send(ev)
                 if dispatcher is not None:
                     dispatcher.committed(ev)  # dispatch hook: assign new orders at once
 
-            svc = RulesService(site, engine, procedures, state, conn, device_ids, publish)
+            svc = RulesService(site, engine, procedures, state, conn, device_ids, publish,
+                               None if part.whole_site else part.sources)
             if on_service is not None:
                 on_service(svc)
             await client.wait_connected(timeout_s=30)
@@ -407,16 +414,6 @@ async def run_rules(
                         tg.create_task(dispatcher.run(), name=f"rules[{site.id}].dispatch")
             finally:
                 await session.close()
-
-
-def client_id_for(site_id: str, share_group: str = "") -> str:
-    """``rules-{site}``: one persistent session per site; each process of a share group
-    needs its own, so it adds the group and the host name."""
-    if not share_group:
-        return f"rules-{site_id}"
-    import socket
-
-    return f"rules-{site_id}-{share_group}-{socket.gethostname()}"
 
 
 async def _signal_ready(session: MqttSession, ready: asyncio.Event | None) -> None:

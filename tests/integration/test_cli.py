@@ -67,6 +67,14 @@ def test_unknown_gateway_is_refused() -> None:
     assert "gateway gw-z is not defined" in out.stderr
 
 
+def test_rules_for_an_unknown_gateway_are_refused() -> None:
+    out = _facility("rules", "--site", "sites/demo.yaml", "--gateways", "gw-a,gw-z",
+                    "--database-url", "postgresql://facility@127.0.0.1:1/x")
+    assert out.returncode == 2, out.stderr
+    assert "--gateways: no gateway gw-z at site demo (defined: gw-a, gw-b)" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_unreachable_database_is_a_clear_error() -> None:
     out = _facility("api", "--database-url", "postgresql://facility@127.0.0.1:1/x",
                     "--port", "1")
