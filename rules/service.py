@@ -20,6 +20,8 @@ events are published with ``facility.mqtt`` (paho)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -78,8 +80,15 @@ log = logging.getLogger(__name__)
 CONSUMER = "rules"
 HOUSEKEEPING_S = 2.0
 YIELD_S = 0.005  # the consumer lets the event loop run other work at least this often
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0  # backoff while the database is unreachable
 TAKE = 1_000  # deliveries taken (and acknowledged) at a time
 TOPIC_CACHE = 100_000  # parsed topics remembered (a site's topics are a fixed set)
+
+
+class _Outcome(enum.Enum):
+    DONE = "done"
+    FAILED = "failed"  # the actions were refused: logged, state not advanced
+    UNAVAILABLE = "unavailable"  # the database is unreachable: retry the same input
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +105,7 @@ class RulesService:
     def __init__(
         self, site: Site, engine: Engine, procedures: dict[str, Procedure], state: EngineState,
         conn: psycopg.AsyncConnection[Any], device_ids: dict[str, int],
-        publish: Any, sources: Sequence[str] | None = None,
+        publish: Any, sources: Sequence[str] | None = None, database_url: str = "",
     ) -> None:
         self.site = site
         self.engine = engine
@@ -115,6 +124,9 @@ class RulesService:
         self._rule_procedures = {r.id: r.procedure for r in engine.rules if r.procedure}
         # the alarm sources this process owns (None: the whole site)
         self._sources = None if sources is None else list(sources)
+        # psycopg's conn.info.dsn has no password: reconnect with the URL we were given
+        self._database_url = database_url or conn.info.dsn
+        self._db_down_since: float | None = None
         self.dead_letters = 0
         self.messages = 0
         self.stale = 0
@@ -130,10 +142,20 @@ class RulesService:
             await self._record_history(inp)
         elif inp is not None:
             async with self._lock:
-                device = getattr(inp, "device", None)
-                ok = await self._step(lambda now: self.engine.evaluate(self.state, inp, now))
-                if not ok and device is not None:
-                    self._dirty.add(device)
+                await self._step_held(inp, lambda now: self.engine.evaluate(self.state, inp, now))
+
+    async def _step_held(self, inp: Input, run: Any) -> None:
+        """Step on a message; while the database is unreachable, hold it (and, since the
+        consumer waits, every message after it, unacknowledged) and retry with backoff, so
+        no accepted message is lost. Any other failure is logged and the device's rules are
+        all evaluated on its next message."""
+        delay = RETRY_MIN_S
+        while (outcome := await self._step(run)) is _Outcome.UNAVAILABLE:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        device = getattr(inp, "device", None)
+        if outcome is _Outcome.FAILED and device is not None:
+            self._dirty.add(device)
 
     async def tick(self) -> None:
         async with self._lock:
@@ -149,9 +171,11 @@ class RulesService:
                 async with self.conn.transaction():
                     opened = await self._reconcile(now)
                     await outbox.record(self.conn, self.site.id, opened)
-            except psycopg.Error:
-                log.exception("alarm housekeeping failed; will retry")
-                await self._reconnect_if_broken()
+            except psycopg.Error as exc:
+                if isinstance(exc, psycopg.OperationalError) or self.conn.broken:
+                    await self._database_lost(exc)
+                else:
+                    log.exception("alarm housekeeping failed; will retry")
                 return
         for ev in [*events, *opened]:
             self._publish(ev)
@@ -204,23 +228,36 @@ class RulesService:
             return TelemetryInput(device.id, values, changed=changed)
         return None  # births carry nothing the rules need yet
 
-    async def _step(self, run: Any) -> bool:
-        """Run the engine and apply its actions; False (state not advanced) on failure."""
+    async def _step(self, run: Any) -> _Outcome:
+        """Run the engine and apply its actions; on failure the state is not advanced."""
         now = datetime.now(UTC)
         new_state, actions = run(now)
         if not actions:
             self.state = new_state
-            return True
+            return _Outcome.DONE
         try:
             events = await self._apply(actions)
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, psycopg.OperationalError) or self.conn.broken or self.conn.closed:
+                await self._database_lost(exc)
+                return _Outcome.UNAVAILABLE
             log.exception("applying %d rule actions failed; will retry", len(actions))
-            await self._reconnect_if_broken()
-            return False
+            return _Outcome.FAILED
+        if self._db_down_since is not None:
+            log.info("database back after %.1f s; rules resume",
+                     asyncio.get_running_loop().time() - self._db_down_since)
+            self._db_down_since = None
         self.state = new_state
         for ev in events:
             self._publish(ev)
-        return True
+        return _Outcome.DONE
+
+    async def _database_lost(self, exc: Exception) -> None:
+        if self._db_down_since is None:
+            self._db_down_since = asyncio.get_running_loop().time()
+            log.warning("database unreachable (%s): holding messages, unacknowledged, and "
+                        "retrying until it is back", str(exc).strip() or type(exc).__name__)
+        await self._reconnect_if_broken(quiet=True)
 
     async def _apply(self, actions: Sequence[Action]) -> list[AlarmEvent]:
         """Every action and its outbox events in one transaction (events recorded last)."""
@@ -329,14 +366,20 @@ class RulesService:
             log.exception("could not store a dead letter")
             await self._reconnect_if_broken()
 
-    async def _reconnect_if_broken(self) -> None:
+    async def _reconnect_if_broken(self, *, quiet: bool = False) -> None:
         if self.conn.closed or self.conn.broken:
-            log.warning("database connection lost; reconnecting")
+            if not quiet:
+                log.warning("database connection lost; reconnecting")
             try:
-                self.conn = await psycopg.AsyncConnection.connect(
-                    self.conn.info.dsn, autocommit=True)
-            except psycopg.Error as exc:
-                log.warning("database reconnect failed: %s", exc)
+                async with asyncio.timeout(10):
+                    conn = await psycopg.AsyncConnection.connect(
+                        self._database_url, autocommit=True)
+            except (psycopg.Error, TimeoutError) as exc:
+                (log.debug if quiet else log.warning)("database reconnect failed: %s", exc)
+                return
+            with contextlib.suppress(psycopg.Error):
+                await self.conn.close()
+            self.conn = conn
 
 
 def _telemetry(payload: bytes) -> Telemetry:
@@ -400,7 +443,7 @@ async def run_rules(
                     dispatcher.committed(ev)  # dispatch hook: assign new orders at once
 
             svc = RulesService(site, engine, procedures, state, conn, device_ids, publish,
-                               None if part.whole_site else part.sources)
+                               None if part.whole_site else part.sources, database_url)
             if on_service is not None:
                 on_service(svc)
             await client.wait_connected(timeout_s=30)

@@ -1,0 +1,84 @@
+"""The rules service while its database or its broker goes away, on the real servers: the
+test database stops accepting connections (and the service's connection is terminated), or
+a private mosquitto is stopped and started on the same port. Nothing accepted is lost: the
+alarm and its one work order appear once the database or the broker is back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from facility.embedded.broker import Broker
+from facility.embedded.ports import free_port
+from facility.embedded.postgres import PostgresServer
+from tests.integration.test_ingest_outage import count_logged, logged, set_database_reachable
+from tests.integration.test_rules_service import (
+    FREE,
+    TRAPPED,
+    Sender,
+    eventually,
+    make_site,
+    publisher,
+    query,
+    rules_running,
+)
+
+
+async def test_a_fault_reported_while_the_database_is_down_becomes_its_alarm_when_back(
+    tmp_path: Path, pg_server: PostgresServer, database_url: str, mqtt_url: str,
+    mqtt_protocol: str, site_id: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="rules")
+    site = make_site(tmp_path, site_id, on_delay_s=0.3)
+    lift = f"{site_id}-lift"
+    async with publisher(mqtt_url, mqtt_protocol) as pub, \
+            rules_running(site, database_url, mqtt_url, mqtt_protocol) as task:
+        send = Sender(pub, site)
+        await send.telemetry(lift, FREE)
+        set_database_reachable(pg_server, database_url, False)
+        try:
+            await send.telemetry(lift, TRAPPED)  # once: the gateway sends changes only
+            await logged(caplog, "database unreachable")
+            await asyncio.sleep(1.0)  # several retries while down; the service lives on
+            assert not task.done()
+        finally:
+            set_database_reachable(pg_server, database_url, True)
+        await eventually(database_url, "SELECT id FROM work_orders", timeout_s=20)
+        await logged(caplog, "database back after")
+    assert await query(database_url, "SELECT source, alarm_type, active FROM alarms") == [
+        (lift, "entrapment", True)]
+    assert len(await query(database_url, "SELECT id FROM work_orders")) == 1
+    assert count_logged(caplog, "database unreachable") == 1
+
+
+async def test_the_service_reconnects_after_a_broker_restart_and_raises_what_follows(
+    tmp_path: Path, database_url: str, mqtt_protocol: str, site_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker restarts (same port, persistent sessions kept in its store): the rules
+    service reconnects by itself, and a fault published after the restart is raised."""
+    caplog.set_level(logging.INFO, logger="facility.mqtt_session")
+    broker = Broker(tmp_path / "broker", free_port(), prefer="mosquitto")
+    broker.start()
+    try:
+        site = make_site(tmp_path, site_id, on_delay_s=0.3)
+        lift = f"{site_id}-lift"
+        async with rules_running(site, database_url, broker.url, mqtt_protocol) as task:
+            await asyncio.to_thread(broker.stop)
+            await logged(caplog, "MQTT connection to")
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(broker.start)
+            await logged(caplog, "back after", timeout_s=30)
+            async with publisher(broker.url, mqtt_protocol) as pub:
+                send = Sender(pub, site)
+                await eventually(database_url, "SELECT id FROM work_orders",
+                                 while_waiting=lambda: send.telemetry(lift, TRAPPED),
+                                 timeout_s=20)
+            assert not task.done()
+    finally:
+        broker.stop()
+    assert await query(database_url, "SELECT source, alarm_type FROM alarms") == [
+        (lift, "entrapment")]
