@@ -15,8 +15,8 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Acknowledger, Authoriser, Conn, CurrentUser
-from api.errors import NotFound
 from api.routes.devices import ID_PATTERN
+from api.rows import fetch_one, from_row
 from facility import alarm_store
 
 router = APIRouter(tags=["alarms"])
@@ -95,19 +95,11 @@ WHERE (%(states)s::text[] IS NULL OR a.state = ANY(%(states)s))
   AND (%(shelved)s::boolean IS NULL
        OR (a.shelved_until IS NOT NULL AND a.shelved_until > now()) = %(shelved)s)
 """
-_FIELDS = tuple(AlarmOut.model_fields)
-
-
-def _alarm(row: tuple[Any, ...]) -> AlarmOut:
-    return AlarmOut.model_validate(dict(zip(_FIELDS, row, strict=True)))
 
 
 async def _one(conn: psycopg.AsyncConnection[Any], alarm_id: int) -> AlarmOut:
-    cur = await conn.execute(_SELECT + " WHERE a.id = %s", (alarm_id,))
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound("alarm", alarm_id)
-    return _alarm(row)
+    return await fetch_one(conn, AlarmOut, _SELECT + " WHERE a.id = %s", (alarm_id,), "alarm",
+                           alarm_id)
 
 
 @router.get("/alarms", response_model=list[AlarmOut])
@@ -126,7 +118,7 @@ async def list_alarms(
     params = {"states": state, "active": active, "prios": priority, "site": site,
               "device": device, "type": type, "shelved": shelved, "limit": limit}
     cur = await conn.execute(_SELECT + _WHERE + _ORDER, params)
-    return [_alarm(row) for row in await cur.fetchall()]
+    return [from_row(AlarmOut, row) for row in await cur.fetchall()]
 
 
 @router.get("/alarms/{alarm_id}", response_model=AlarmDetail, responses={404: {}})

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from api.deps import Conn, CurrentUser
 from api.errors import NotFound
+from api.rows import from_row
 from api.values import JsonValue, quality_name, typed_value
 
 router = APIRouter(tags=["devices"])
@@ -111,8 +112,7 @@ async def _load(conn: psycopg.AsyncConnection[Any], **filters: str | None) -> li
             )
         cur = await conn.execute(_ALARMS_SQL, (list(values),))
         for dev_id, *alarm in await cur.fetchall():
-            alarms[dev_id].append(OpenAlarm.model_validate(
-                dict(zip(OpenAlarm.model_fields, alarm, strict=True))))
+            alarms[dev_id].append(from_row(OpenAlarm, alarm))
     return [
         DeviceOut(
             name=r[1], display_name=r[2], site=r[3], building=r[4], gateway=r[5], type=r[6],

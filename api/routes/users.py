@@ -14,7 +14,8 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Admin, Conn
-from api.errors import Conflict, NotFound
+from api.errors import Conflict
+from api.rows import fetch_one, from_row
 from facility.users import Role, hash_password
 
 router = APIRouter(tags=["users"])
@@ -54,22 +55,15 @@ class UserPatch(BaseModel):
 _SELECT = "SELECT username, display_name, role, trade, active, created_at FROM users"
 
 
-def _user(row: tuple[Any, ...]) -> UserOut:
-    return UserOut.model_validate(dict(zip(UserOut.model_fields, row, strict=True)))
-
-
 async def _one(conn: psycopg.AsyncConnection[Any], username: str) -> UserOut:
-    cur = await conn.execute(_SELECT + " WHERE username = %s", (username,))
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound("user", username)
-    return _user(row)
+    return await fetch_one(conn, UserOut, _SELECT + " WHERE username = %s", (username,), "user",
+                           username)
 
 
 @router.get("/users", response_model=list[UserOut])
 async def list_users(conn: Conn, user: Admin) -> list[UserOut]:
     cur = await conn.execute(_SELECT + " ORDER BY username")
-    return [_user(r) for r in await cur.fetchall()]
+    return [from_row(UserOut, r) for r in await cur.fetchall()]
 
 
 @router.post("/users", response_model=UserOut, status_code=201, responses={409: {}})

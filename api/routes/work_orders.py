@@ -16,6 +16,7 @@ from api.deps import Conn, CurrentUser, Fieldworker, Supervisor
 from api.errors import ApiError, NotFound
 from api.repair_requests import open_request
 from api.routes.devices import ID_PATTERN
+from api.rows import from_row
 from api.work_order_models import (
     SELECT,
     AssignIn,
@@ -63,14 +64,12 @@ async def _detail(conn: psycopg.AsyncConnection[Any], wo_id: int) -> WorkOrderDe
         "SELECT seq, role, action, action_en, time_limit_s, required, done_at, done_by, note"
         " FROM work_order_steps WHERE work_order_id = %s ORDER BY seq", (wo_id,),
     )
-    steps = [StepOut.model_validate(dict(zip(StepOut.model_fields, r, strict=True)))
-             for r in await cur.fetchall()]
+    steps = [from_row(StepOut, r) for r in await cur.fetchall()]
     cur = await conn.execute(
         "SELECT time, event, actor, from_state, to_state, detail FROM work_order_events"
         " WHERE work_order_id = %s ORDER BY time, id", (wo_id,),
     )
-    timeline = [EventOut.model_validate(dict(zip(EventOut.model_fields, r, strict=True)))
-                for r in await cur.fetchall()]
+    timeline = [from_row(EventOut, r) for r in await cur.fetchall()]
     return WorkOrderDetail.model_validate(
         {**order_fields(row, datetime.now(UTC)), "steps": steps, "events": timeline})
 

@@ -1,15 +1,26 @@
 """Shared by the browser tests: Debian's chromium (never a downloaded browser) launched by
 playwright's async API with the flags a container needs, the wall-screen and phone
-viewports, signing in on a page's login form, and screenshots saved to test-artifacts/."""
+viewports, signing in on a page's login form, the operator's acknowledgement on the board
+and the technician's arrive - tick steps - resolve on a phone, and screenshots saved to
+test-artifacts/."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -22,6 +33,7 @@ WALL_SCREEN: ViewportSize = {"width": 1920, "height": 1080}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 ARTIFACTS = ROOT / "test-artifacts"
 ENTRAPMENT_TITLE = "电梯困人处理流程"
+UI_TIMEOUT_MS = 8_000
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -47,6 +59,45 @@ async def sign_in(page: Page, url: str, username: str, password: str) -> None:
     await form.get_by_label("Username").fill(username)
     await form.get_by_label("Password").fill(password)
     await form.get_by_role("button", name="Sign in").click()
+
+
+async def new_phone(browser: Browser) -> BrowserContext:
+    return await browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True,
+                                     has_touch=True, device_scale_factor=2)
+
+
+async def acknowledge_on_board(board: Page, alarm: Locator) -> None:
+    """Acknowledge the alarm's row on the wall-screen board: it turns ``ack``, the audible
+    alert stops and no error shows."""
+    await alarm.get_by_role("button", name=re.compile("Acknowledge")).click()
+    await expect(alarm.locator("td.state")).to_have_text("ack", timeout=UI_TIMEOUT_MS)
+    await expect(alarm.get_by_role("button", name=re.compile("Acknowledge"))).to_have_count(0)
+    await expect(board.locator("body")).to_have_attribute("data-alerting", "no")
+    await expect(board.locator("#board-error")).to_have_text("")
+
+
+async def arrive_tick_and_resolve(phone: Page, card: Locator, required: Sequence[int],
+                                  note: str, shot: str) -> None:
+    """On the technician page, an accepted order's card: report arrival, tick the required
+    steps (the first with ``note``; Resolve stays disabled until all are ticked), screenshot
+    ``shot``, resolve; the card leaves the open orders and no error shows."""
+    await expect(card).to_have_attribute("data-state", "accepted", timeout=UI_TIMEOUT_MS)
+    await card.get_by_role("button", name=re.compile("Arrived")).click()
+    await expect(card).to_have_attribute("data-state", "on_site", timeout=UI_TIMEOUT_MS)
+    resolve = card.get_by_role("button", name=re.compile("Resolve"))
+    await expect(resolve).to_be_disabled()
+    assert required, "the procedure has no required step"
+    for seq in required:
+        step = card.locator(f'li[data-seq="{seq}"]')
+        if seq == required[0]:
+            await step.locator("input.note").fill(note)
+        await step.get_by_role("checkbox").check()
+        await expect(step).to_have_class(re.compile("done"), timeout=UI_TIMEOUT_MS)
+    await expect(resolve).to_be_enabled()
+    await screenshot(phone, shot)
+    await resolve.click()
+    await expect(card).to_have_count(0, timeout=UI_TIMEOUT_MS)  # no longer open
+    await expect(phone.locator("#board-error")).to_have_text("")
 
 
 async def screenshot(page: Page, name: str) -> None:

@@ -1,9 +1,8 @@
-"""Work orders, telemetry and the monthly report through the API against a real PostgreSQL:
+"""Work orders and the monthly report through the API against a real PostgreSQL:
 a repair request from the desk with its checklist; assign, accept, arrive, tick steps with
 notes, resolve, with the timeline and the outbox events; refusals (someone else's order,
 required steps left, a move the state machine forbids, assigning a non-technician); alarm
-shelving with a comment; telemetry buckets from raw rows and rollups; the report's figures
-and CSV."""
+shelving with a comment; the report's figures and CSV (telemetry: test_api_telemetry.py)."""
 
 from __future__ import annotations
 
@@ -122,37 +121,7 @@ async def test_shelve_needs_a_reason_and_expires(
     assert too_long.status_code == 422
 
 
-async def test_telemetry_buckets_and_the_monthly_report(
-    client: httpx.AsyncClient, database_url: str
-) -> None:
-    run_sql(database_url, "SELECT telemetry_ensure_partition('2025-03-10')")
-    run_sql(database_url,
-            "INSERT INTO telemetry (time, point_id, value)"
-            " SELECT '2025-03-10T08:00:00Z'::timestamptz + make_interval(secs => g * 10),"
-            " p.id, g FROM generate_series(0, 59) g, points p"
-            " JOIN devices d ON d.id = p.device_id"
-            " WHERE d.name = 'a-elevator-1' AND p.name = 'car_floor'")
-    run_sql(database_url, "SELECT telemetry_rollup('2025-03-10T08:00:00Z', '2025-03-10T09:00:00Z')")
-    tech = await login(client, "technician")
-    url = f"{API}/devices/a-elevator-1/telemetry"
-    window = {"point": "car_floor", "start": "2025-03-10T08:00:00Z"}
-    raw = (await client.get(url, headers=tech, params={**window,
-                                                       "end": "2025-03-10T08:05:00Z"})).json()
-    assert raw["bucket_s"] == 0 and [s["avg"] for s in raw["samples"]] == list(range(30))
-    hour = (await client.get(url, headers=tech, params={**window,
-                                                        "end": "2025-03-10T09:00:00Z"})).json()
-    assert hour["bucket_s"] == 30 and len(hour["samples"]) == 20
-    assert hour["samples"][0] == {"time": "2025-03-10T08:00:00Z", "avg": 1.0, "min": 0.0,
-                                  "max": 2.0, "count": 3}
-    day = (await client.get(url, headers=tech, params={**window,
-                                                       "end": "2025-03-11T08:00:00Z"})).json()
-    assert day["bucket_s"] == 300  # from the 1-minute rollup
-    assert [(s["min"], s["max"], s["count"]) for s in day["samples"]] == [(0.0, 29.0, 30),
-                                                                         (30.0, 59.0, 30)]
-    bad = await client.get(url, headers=tech, params={**window, "end": "2025-03-01T00:00:00Z"})
-    assert bad.status_code == 400
-    assert (await client.get(url, headers=tech, params={"point": "nope"})).status_code == 404
-
+async def test_the_monthly_report(client: httpx.AsyncClient, database_url: str) -> None:
     alarm, wo = await seed_entrapment(database_url)
     run_sql(database_url, "UPDATE alarms SET raised_at = '2025-03-10T08:00:00Z',"
             " acked_at = '2025-03-10T08:01:00Z' WHERE id = %s", (alarm,))

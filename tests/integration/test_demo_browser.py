@@ -27,10 +27,13 @@ from playwright.async_api import expect
 
 from tests.integration.browser_support import (
     ENTRAPMENT_TITLE,
-    PHONE,
+    UI_TIMEOUT_MS,
     WALL_SCREEN,
+    acknowledge_on_board,
+    arrive_tick_and_resolve,
     launch_chromium,
     needs_chromium,
+    new_phone,
     screenshot,
     sign_in,
 )
@@ -43,7 +46,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_chromium]
 SCENARIO: list[dict[str, Any]] = [
     {"at": "20s", "device": "a-elevator-2", "fault": "entrapment", "duration": "5m"},
 ]
-UI_TIMEOUT_MS = 8_000
 ONLINE_TIMEOUT_MS = 60_000
 FAULT_TIMEOUT_MS = 90_000
 NOTE = "7楼, 2人, 已安抚 two passengers, calm"
@@ -94,43 +96,23 @@ async def test_entrapment_live_on_the_board_then_resolved_on_a_phone(demo: str) 
         wo_id = int(await order.get_attribute("data-work-order-id") or "0")
         await screenshot(board, "demo_board_entrapment.png")
 
-        await alarm.get_by_role("button", name=re.compile("Acknowledge")).click()
-        await expect(alarm.locator("td.state")).to_have_text("ack", timeout=UI_TIMEOUT_MS)
-        await expect(board.locator("body")).to_have_attribute("data-alerting", "no")
-        await expect(board.locator("#board-error")).to_have_text("")
+        await acknowledge_on_board(board, alarm)
         assert await board.evaluate("window.__sameDocument") is True, "the board reloaded"
         await screenshot(board, "demo_board_acknowledged.png")
 
-        mobile = await browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True,
-                                           has_touch=True, device_scale_factor=2)
+        mobile = await new_phone(browser)
         phone = await mobile.new_page()
         await sign_in(phone, f"{demo}/tech", "technician", PASSWORD)
         offered = phone.locator(f'#pool article[data-work-order-id="{wo_id}"]')
         await expect(offered).to_contain_text(ENTRAPMENT_TITLE, timeout=UI_TIMEOUT_MS)
         await offered.get_by_role("button", name=re.compile("Accept")).click()
         card = phone.locator(f'#mine article[data-work-order-id="{wo_id}"]')
-        await expect(card).to_have_attribute("data-state", "accepted", timeout=UI_TIMEOUT_MS)
-        await card.get_by_role("button", name=re.compile("Arrived")).click()
-        await expect(card).to_have_attribute("data-state", "on_site", timeout=UI_TIMEOUT_MS)
-        resolve = card.get_by_role("button", name=re.compile("Resolve"))
-        await expect(resolve).to_be_disabled()
-
         operator = await _api(demo, "operator")
         try:
             steps = (await operator.get(f"/work-orders/{wo_id}")).json()["steps"]
             required = [s["seq"] for s in steps if s["required"]]
-            assert required, steps
-            for seq in required:
-                step = card.locator(f'li[data-seq="{seq}"]')
-                if seq == required[0]:
-                    await step.locator("input.note").fill(NOTE)
-                await step.get_by_role("checkbox").check()
-                await expect(step).to_have_class(re.compile("done"), timeout=UI_TIMEOUT_MS)
-            await expect(resolve).to_be_enabled()
-            await screenshot(phone, "demo_technician_steps.png")
-            await resolve.click()
-            await expect(card).to_have_count(0, timeout=UI_TIMEOUT_MS)
-            await expect(phone.locator("#board-error")).to_have_text("")
+            await arrive_tick_and_resolve(phone, card, required, NOTE,
+                                          "demo_technician_steps.png")
             await screenshot(phone, "demo_technician_resolved.png")
 
             done = (await operator.get(f"/work-orders/{wo_id}")).json()

@@ -31,16 +31,19 @@ from facility.embedded.ports import free_port
 from tests.integration.api_support import PASSWORD, run_sql, seed_entrapment, seed_site
 from tests.integration.browser_support import (
     ENTRAPMENT_TITLE,
-    PHONE,
+    UI_TIMEOUT_MS,
     WALL_SCREEN,
+    acknowledge_on_board,
+    arrive_tick_and_resolve,
     launch_chromium,
     needs_chromium,
+    new_phone,
     screenshot,
     sign_in,
 )
 
 START_TIMEOUT_S = 10
-UI_TIMEOUT_MS = 8_000
+NOTE = "7楼, 2人, 已安抚 two passengers, calm"
 
 pytestmark = needs_chromium
 
@@ -87,8 +90,7 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 @pytest.fixture
 async def phone(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True,
-                                        has_touch=True, device_scale_factor=2)
+    context = await new_phone(browser)
     try:
         yield await context.new_page()
     finally:
@@ -126,12 +128,8 @@ async def test_operator_sees_an_entrapment_live_and_acknowledges_it(
         "data-state", "alarm")
     await screenshot(page, "duty_room_board.png")
 
-    await alarm.get_by_role("button", name=re.compile("Acknowledge")).click()
-    await expect(alarm.locator("td.state")).to_have_text("ack", timeout=UI_TIMEOUT_MS)
-    await expect(alarm.get_by_role("button", name=re.compile("Acknowledge"))).to_have_count(0)
+    await acknowledge_on_board(page, alarm)
     await expect(page.locator("#alarm-count")).to_have_text("(0 unacknowledged)")
-    await expect(page.locator("body")).to_have_attribute("data-alerting", "no")
-    await expect(page.locator("#board-error")).to_have_text("")
     assert run_sql(served.database_url, "SELECT state, acked_by FROM alarms WHERE id = %s",
                    (alarm_id,)) == [("ack", "operator")]
     assert await page.evaluate("window.__sameDocument") is True
@@ -156,35 +154,15 @@ async def test_technician_works_the_order_on_a_phone(served: Served, phone: Page
     await screenshot(phone, "technician_assigned.png")
 
     await card.get_by_role("button", name=re.compile("Accept")).click()
-    await expect(card).to_have_attribute("data-state", "accepted", timeout=UI_TIMEOUT_MS)
-    await card.get_by_role("button", name=re.compile("Arrived")).click()
-    await expect(card).to_have_attribute("data-state", "on_site", timeout=UI_TIMEOUT_MS)
-    resolve = card.get_by_role("button", name=re.compile("Resolve"))
-    await expect(resolve).to_be_disabled()
-
-    rows = await run_steps(served.database_url, wo_id)
-    first = True
-    for seq, required in rows:
-        if not required:
-            continue
-        step = card.locator(f'li[data-seq="{seq}"]')
-        if first:
-            await step.locator("input.note").fill("7楼, 2人, 已安抚 two passengers, calm")
-            first = False
-        await step.get_by_role("checkbox").check()
-        await expect(step).to_have_class(re.compile("done"), timeout=UI_TIMEOUT_MS)
-    await expect(resolve).to_be_enabled()
-    await screenshot(phone, "technician_page.png")
-    await resolve.click()
-    await expect(card).to_have_count(0, timeout=UI_TIMEOUT_MS)  # no longer open
-    await expect(phone.locator("#board-error")).to_have_text("")
+    required = [seq for seq, needed in await run_steps(served.database_url, wo_id) if needed]
+    await arrive_tick_and_resolve(phone, card, required, NOTE, "technician_page.png")
 
     assert run_sql(served.database_url, "SELECT state, assignee FROM work_orders WHERE id = %s",
                    (wo_id,)) == [("resolved", "technician")]
     notes = run_sql(served.database_url, "SELECT done_by, note FROM work_order_steps"
                     " WHERE work_order_id = %s AND required ORDER BY seq", (wo_id,))
     assert all(by == "technician" for by, _ in notes)
-    assert notes[0][1] == "7楼, 2人, 已安抚 two passengers, calm"
+    assert notes[0][1] == NOTE
     events = [r[0] for r in run_sql(served.database_url, "SELECT event FROM work_order_events"
                                     " WHERE work_order_id = %s ORDER BY id", (wo_id,))]
     assert events[:3] == ["created", "accepted", "arrived"] and events[-1] == "resolved"

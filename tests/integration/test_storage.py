@@ -144,6 +144,8 @@ def test_bucket_choice_and_source() -> None:
     assert tq.choose_bucket(T0, T0 + timedelta(minutes=5)) == timedelta(seconds=1)
     assert tq.choose_bucket(T0, T0 + timedelta(hours=6)) == timedelta(minutes=1)
     assert tq.choose_bucket(T0, T0 + timedelta(days=30)) == timedelta(hours=3)
+    assert tq.choose_bucket(T0, T0 + timedelta(minutes=10), 300, timedelta(minutes=10)) == tq.RAW
+    assert tq.choose_bucket(T0, T0 + timedelta(days=400), 300) == timedelta(days=7)
     assert tq.source_for(timedelta(seconds=30)) == "telemetry"
     assert tq.source_for(timedelta(minutes=5)) == "telemetry_1m"
     assert tq.source_for(timedelta(hours=3)) == "telemetry_1h"
@@ -166,11 +168,19 @@ async def test_chart_queries_read_raw_rows_rollups_and_the_fresh_tail(
         assert (fine.source, fine.bucket) == ("telemetry", timedelta(seconds=10))
         assert len(fine.buckets) == 12
         long = await tq.bucketed(a, pid, T0, now, max_buckets=30, now=now)
+        # hourly rollups up to T0+1h, minute rollups to T0+1h50, raw rows: one bucket an hour
+        hourly = await tq.bucketed(a, pid, T0, now, bucket=timedelta(hours=1), now=now)
+        as_rows = await tq.bucketed(a, pid, T0, T0 + timedelta(minutes=10),
+                                    raw_span=timedelta(minutes=10))
     assert (long.source, long.bucket) == ("telemetry_1m", timedelta(minutes=5))
     assert len(long.buckets) == 24
     assert sum(b.count for b in long.buckets) == len(rows)  # rollups and tail, no overlap
     assert long.buckets[-1].last == rows[-1][1]
     assert long.buckets[0].min == 0.0 and long.buckets[0].max == 290.0
+    assert hourly.source == "telemetry_1h"
+    assert [(b.time, b.count, b.min, b.max, b.last) for b in hourly.buckets] == [
+        (T0, 360, 0.0, 3590.0, 3590.0), (T0 + timedelta(hours=1), 360, 3600.0, 7190.0, 7190.0)]
+    assert as_rows.bucket == tq.RAW and [b.count for b in as_rows.buckets] == [1] * 60
 
 
 def test_plain_postgresql_is_detected_and_logged(

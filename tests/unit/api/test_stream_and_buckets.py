@@ -1,5 +1,5 @@
-"""Pure parts of the live stream (SSE framing, where to resume) and of charting (bucket size
-from the span), and the report's month bounds and CSV."""
+"""Pure parts of the live stream (SSE framing, where to resume) and of charting (the bucket
+size the API's settings give for a span), and the report's month bounds and CSV."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from api.reports import month_bounds, to_csv
+from api.routes.telemetry import BUCKETS_S, MAX_POINTS, RAW_SPAN
 from api.stream import format_event, parse_cursor
-from api.telemetry import LADDER_S, MAX_POINTS, choose_bucket
+from facility.db.telemetry_query import align, choose_bucket
 
 
 def test_format_event_is_one_sse_message_with_the_outbox_id() -> None:
@@ -38,16 +39,25 @@ def test_parse_cursor(header: str | None, after: int | None, expected: int | Non
 
 @pytest.mark.parametrize(
     ("span", "bucket"),
-    [(timedelta(minutes=5), 0), (timedelta(minutes=10), 0), (timedelta(hours=1), 30),
-     (timedelta(days=1), 300), (timedelta(days=31), 10800), (timedelta(days=400), 86400)],
+    [(timedelta(minutes=5), 0), (timedelta(minutes=10), 0), (timedelta(minutes=11), 5),
+     (timedelta(hours=1), 30), (timedelta(days=1), 300), (timedelta(days=31), 10800),
+     (timedelta(days=300), 86400), (timedelta(days=400), 7 * 86400)],
 )
-def test_choose_bucket(span: timedelta, bucket: int) -> None:
+def test_the_api_chooses_raw_rows_then_at_most_max_points_buckets(
+    span: timedelta, bucket: int
+) -> None:
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    size = choose_bucket(start, start + span)
-    assert size == bucket
+    size = choose_bucket(start, start + span, MAX_POINTS, RAW_SPAN).total_seconds()
+    assert size == bucket and size in BUCKETS_S
     if size:
-        assert size in LADDER_S
-        assert span.total_seconds() / size <= MAX_POINTS or size == LADDER_S[-1]
+        assert span.total_seconds() / size <= MAX_POINTS
+
+
+def test_buckets_align_to_utc_midnight_and_weeks_to_monday() -> None:
+    t = datetime(2026, 3, 12, 13, 47, 5, tzinfo=UTC)  # a Thursday
+    assert align(t, timedelta(minutes=5)) == datetime(2026, 3, 12, 13, 45, tzinfo=UTC)
+    assert align(t, timedelta(hours=3)) == datetime(2026, 3, 12, 12, tzinfo=UTC)
+    assert align(t, timedelta(days=7)) == datetime(2026, 3, 9, tzinfo=UTC)  # Monday
 
 
 def test_month_bounds_in_a_time_zone() -> None:
