@@ -24,11 +24,11 @@ import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pydantic
@@ -77,6 +77,7 @@ from rules.state_store import load_state, save_rule_state
 from rules.work_orders import open_for_alarm
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CONSUMER = "rules"
 HOUSEKEEPING_S = 2.0
 YIELD_S = 0.005  # the consumer lets the event loop run other work at least this often
@@ -243,14 +244,17 @@ class RulesService:
                 return _Outcome.UNAVAILABLE
             log.exception("applying %d rule actions failed; will retry", len(actions))
             return _Outcome.FAILED
-        if self._db_down_since is not None:
-            log.info("database back after %.1f s; rules resume",
-                     asyncio.get_running_loop().time() - self._db_down_since)
-            self._db_down_since = None
+        self._database_back()
         self.state = new_state
         for ev in events:
             self._publish(ev)
         return _Outcome.DONE
+
+    def _database_back(self) -> None:
+        if self._db_down_since is not None:
+            log.info("database back after %.1f s; rules resume",
+                     asyncio.get_running_loop().time() - self._db_down_since)
+            self._db_down_since = None
 
     async def _database_lost(self, exc: Exception) -> None:
         if self._db_down_since is None:
@@ -340,15 +344,17 @@ class RulesService:
         if not items:
             return
         device_id = self.device_ids.get(rep.device)
-        events: list[AlarmEvent] = []
-        try:
+
+        async def write() -> list[AlarmEvent]:
+            events: list[AlarmEvent] = []
             async with self._lock, self.conn.transaction():
                 for item in items:
                     events += await record_historical(self.conn, self.site.id, device_id, item)
                 await outbox.record(self.conn, self.site.id, events)
-        except psycopg.Error:
-            log.exception("recording %d replayed alarms failed", len(items))
-            await self._reconnect_if_broken()
+            return events
+
+        events = await self._until_stored(write, f"recording {len(items)} replayed alarms")
+        if events is None:
             return
         log.info("recorded %d alarms of %s from replayed telemetry", len(items), rep.device)
         for ev in events:
@@ -357,14 +363,33 @@ class RulesService:
     async def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.dead_letters += 1
         log.warning("refused message on %s: %s", topic, reason)
-        try:
+
+        async def write() -> bool:
             await self.conn.execute(
                 "INSERT INTO dead_letters (consumer, topic, payload, reason)"
-                " VALUES (%s, %s, %s, %s)", (CONSUMER, topic, payload, reason),
-            )
-        except psycopg.Error:
-            log.exception("could not store a dead letter")
-            await self._reconnect_if_broken()
+                " VALUES (%s, %s, %s, %s)", (CONSUMER, topic, payload, reason))
+            return True
+
+        await self._until_stored(write, "storing a dead letter")
+
+    async def _until_stored(self, write: Callable[[], Awaitable[T]], what: str) -> T | None:
+        """``write()``, retried with backoff while the database is unreachable (the message
+        stays unacknowledged meanwhile); None, logged, if the database refuses it."""
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                result = await write()
+            except psycopg.Error as exc:
+                if isinstance(exc, psycopg.OperationalError) or self.conn.broken \
+                        or self.conn.closed:
+                    await self._database_lost(exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+                log.exception("%s failed", what)
+                return None
+            self._database_back()
+            return result
 
     async def _reconnect_if_broken(self, *, quiet: bool = False) -> None:
         if self.conn.closed or self.conn.broken:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from facility import topics
 from facility.embedded.broker import Broker
 from facility.embedded.ports import free_port
 from facility.embedded.postgres import PostgresServer
+from facility.topics import TopicKind
 from tests.integration.test_ingest_outage import count_logged, logged, set_database_reachable
 from tests.integration.test_rules_service import (
     FREE,
@@ -34,12 +36,14 @@ async def test_a_fault_reported_while_the_database_is_down_becomes_its_alarm_whe
     caplog.set_level(logging.INFO, logger="rules")
     site = make_site(tmp_path, site_id, on_delay_s=0.3)
     lift = f"{site_id}-lift"
+    topic = topics.device_topic(TopicKind.TELEMETRY, site_id, "gw-a", lift)
     async with publisher(mqtt_url, mqtt_protocol) as pub, \
             rules_running(site, database_url, mqtt_url, mqtt_protocol) as task:
         send = Sender(pub, site)
         await send.telemetry(lift, FREE)
         set_database_reachable(pg_server, database_url, False)
         try:
+            await pub.publish(topic, b'{"ts": "not a time"}', qos=1, timeout_s=5)
             await send.telemetry(lift, TRAPPED)  # once: the gateway sends changes only
             await logged(caplog, "database unreachable")
             await asyncio.sleep(1.0)  # several retries while down; the service lives on
@@ -51,6 +55,8 @@ async def test_a_fault_reported_while_the_database_is_down_becomes_its_alarm_whe
     assert await query(database_url, "SELECT source, alarm_type, active FROM alarms") == [
         (lift, "entrapment", True)]
     assert len(await query(database_url, "SELECT id FROM work_orders")) == 1
+    letters = await eventually(database_url, "SELECT consumer, topic FROM dead_letters")
+    assert letters == [("rules", topic)]  # refused, and kept, though it came while down
     assert count_logged(caplog, "database unreachable") == 1
 
 
