@@ -12,6 +12,10 @@ Faults (`set_fault`), each with a code in `fault_code` (see FAULT_CODES):
 - `stopped_outside_door_zone`: the same stop with an empty car (a leveling fault found on an
   empty run); service mode out of service.
 - `door_open_while_moving`: the door lock contact reads open whenever the car travels.
+- `controller_fault`: the drive (inverter) reports a fault, found by its check before a run:
+  a run in progress ends normally at its landing, then the car never starts again; it
+  opens its doors to let anybody aboard out and stays at the landing, doors closed, out of
+  service, until the fault is reset.
 Consequences from the rest of the building (`simulators.estate`):
 - `set_power(False)`: the car stops wherever it is; between floors with passengers that is an
   entrapment (the alarm button follows); doors that were open stay open.
@@ -63,6 +67,7 @@ class FaultCode(IntEnum):
     DOOR_OPEN_WHILE_MOVING = 2  # door lock circuit open while the car runs
     SAFETY_CIRCUIT = 3  # emergency stop by the safety chain (entrapment)
     OUTSIDE_DOOR_ZONE = 4  # car stopped outside the door zone (leveling fault)
+    DRIVE_FAULT = 5  # drive / inverter fault: the car does not start
 
 
 FAULT_CODES: dict[str, FaultCode] = {
@@ -70,8 +75,9 @@ FAULT_CODES: dict[str, FaultCode] = {
     "door_open_while_moving": FaultCode.DOOR_OPEN_WHILE_MOVING,
     "entrapment": FaultCode.SAFETY_CIRCUIT,
     "stopped_outside_door_zone": FaultCode.OUTSIDE_DOOR_ZONE,
+    "controller_fault": FaultCode.DRIVE_FAULT,
 }
-FAULTS = ("entrapment", "stopped_outside_door_zone", "door_open_while_moving")
+FAULTS = ("entrapment", "stopped_outside_door_zone", "door_open_while_moving", "controller_fault")
 _STOP_FAULTS = {"entrapment", "stopped_outside_door_zone"}
 
 
@@ -208,7 +214,7 @@ class ElevatorModel:
 
     @property
     def service_mode(self) -> ServiceMode:
-        if self.phase is Phase.STUCK or not self.powered:
+        if self.phase is Phase.STUCK or not self.powered or "controller_fault" in self.faults:
             return ServiceMode.OUT_OF_SERVICE
         if self.fire_recall:
             return ServiceMode.FIRE_SERVICE
@@ -237,6 +243,8 @@ class ElevatorModel:
             return  # everything stays where it is
         elif self.phase in _MOVING:
             self._move(t, dt)
+        elif "controller_fault" in self.faults and self.phase is Phase.IDLE:
+            self._park(t)
         elif self.fire_recall and self._recall(t):
             return
         elif t < self._phase_until:
@@ -250,6 +258,12 @@ class ElevatorModel:
             self._enter(Phase.IDLE, self._idle_time(t))
         elif self.phase is Phase.IDLE:
             self._start_trip()
+
+    def _park(self, t: float) -> None:
+        """The drive does not start: let anybody aboard out, then stay at this landing."""
+        if self.passengers:
+            self._evacuate = True
+            self._enter(Phase.OPENING, t + self.params.door_time_s)
 
     def _recall(self, t: float) -> bool:
         """Fire service at a landing; True when it has handled this step."""

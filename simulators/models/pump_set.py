@@ -2,15 +2,23 @@
 
 A VFD holds the outlet pressure near its setpoint; demand follows a slow cycle, the VFD
 frequency follows demand, the duty pump rotates every `rotation_s` and the standby pump
-assists at high demand; run-hour counters integrate running time; the break tank and the
-municipal inlet pressure stay near nominal. The outlet pressure is a first-order lag towards
-what the running pumps can hold (or the static head `static_mpa` when none runs), so it
-falls over seconds when the pumps stop, as taps drain the riser.
+assists at high demand; run-hour counters integrate running time; the municipal inlet
+pressure stays near nominal. The break tank's float valve refills it (`refill_mps`) faster
+than the pumps draw (`draw_mps` at full demand), so it stays full; the tank is compressed in
+time (a real one takes hours to drain) so that its faults show within minutes. The outlet
+pressure is a first-order lag towards what the running pumps can hold (or the static head
+`static_mpa` when none runs), so it falls over seconds when the pumps stop, as taps drain
+the riser.
 
 Faults: `water_outage` (inlet pressure lost, the tank drains and the pumps stop dry-run
-protected below `dry_run_level_m`), `pump_fault` (pump `zone`, default 1, trips and the
-other takes over) and `low_pressure` (the set cannot hold its setpoint). `set_power(False)`
-(the building's power outage) stops both pumps and the VFD until the supply returns."""
+protected below `dry_run_level_m`), `tank_level_low` (the float valve sticks and opens only
+once the level is down at `low_level_m`: the tank drains at the draw rate and then runs at
+that level, above the dry-run and water-outage levels), `pump_fault` (pump `zone`, default 1,
+trips and the other takes over), `low_pressure` (the set cannot hold its setpoint),
+`high_pressure` (the pressure control fails: the VFD runs at 50 Hz whatever the demand and
+the outlet rises to `high_ratio` times the setpoint) and `vfd_fault` (the VFD trips: both
+pumps it drives stop and the pressure falls). `set_power(False)` (the building's power
+outage) stops both pumps and the VFD until the supply returns."""
 
 from __future__ import annotations
 
@@ -20,7 +28,9 @@ import random
 from simulators.models import PointValue, UnsupportedFault
 
 DEMAND_PERIOD_S = 900.0
-FAULTS = ("water_outage", "pump_fault", "low_pressure")
+FAULTS = (
+    "water_outage", "tank_level_low", "pump_fault", "low_pressure", "high_pressure", "vfd_fault"
+)
 PUMPS = 2
 
 
@@ -37,6 +47,10 @@ class PumpSetModel:
         dry_run_level_m: float = 0.3,
         static_mpa: float = 0.05,
         pressure_tau_s: float = 4.0,
+        draw_mps: float = 0.03,
+        refill_mps: float = 0.05,
+        low_level_m: float = 0.8,
+        high_ratio: float = 1.35,
     ) -> None:
         self._rng = random.Random(seed)
         self.setpoint_mpa = setpoint_mpa
@@ -45,6 +59,10 @@ class PumpSetModel:
         self.dry_run_level_m = dry_run_level_m
         self.static_mpa = static_mpa
         self.pressure_tau_s = pressure_tau_s
+        self.draw_mps = draw_mps
+        self.refill_mps = refill_mps
+        self.low_level_m = low_level_m
+        self.high_ratio = high_ratio
         self.tank_level_m = tank_full_m
         self.outlet_mpa = setpoint_mpa
         self.run_s = [float(self._rng.randint(1000, 9000)) * 3600.0 for _ in range(PUMPS)]
@@ -60,7 +78,7 @@ class PumpSetModel:
         return 0.55 + 0.35 * math.sin(2 * math.pi * self._now / DEMAND_PERIOD_S + self._phase)
 
     def _running(self) -> tuple[bool, ...]:
-        if not self.powered:
+        if not self.powered or "vfd_fault" in self.faults:
             return (False,) * PUMPS
         if "water_outage" in self.faults and self.tank_level_m <= self.dry_run_level_m:
             return (False,) * PUMPS
@@ -77,6 +95,8 @@ class PumpSetModel:
             return self.static_mpa
         if "low_pressure" in self.faults:
             return self.setpoint_mpa * 0.5
+        if "high_pressure" in self.faults:
+            return self.setpoint_mpa * self.high_ratio
         return self.setpoint_mpa + 0.005 * self._noise
 
     def step(self, now: float) -> None:
@@ -88,20 +108,28 @@ class PumpSetModel:
         for i, on in enumerate(running):
             if on:
                 self.run_s[i] += dt
-        if "water_outage" in self.faults:
-            draw = 0.004 * self._demand() if any(running) else 0.0
-            self.tank_level_m = max(0.0, self.tank_level_m - draw * dt)
-        else:
-            self.tank_level_m = min(self.tank_full_m, self.tank_level_m + 0.01 * dt)
+        self._fill_tank(running, dt)
         target = self._target_pressure(running)
         self.outlet_mpa += (target - self.outlet_mpa) * (1 - math.exp(-dt / self.pressure_tau_s))
+
+    def _fill_tank(self, running: tuple[bool, ...], dt: float) -> None:
+        """What the pumps draw leaves the tank; what the float valve admits refills it."""
+        draw = self.draw_mps * self._demand() if any(running) else 0.0
+        if "water_outage" in self.faults:
+            inflow = 0.0
+        elif "tank_level_low" in self.faults and self.tank_level_m > self.low_level_m:
+            inflow = 0.0  # the stuck float valve stays shut until the level is this low
+        else:
+            inflow = self.refill_mps
+        level = self.tank_level_m + (inflow - draw) * dt
+        self.tank_level_m = min(self.tank_full_m, max(0.0, level))
 
     def points(self) -> dict[str, PointValue]:
         running = self._running()
         outage = "water_outage" in self.faults
         if not any(running):
             freq = 0.0
-        elif "low_pressure" in self.faults:
+        elif self.faults & {"low_pressure", "high_pressure"}:
             freq = 50.0
         else:
             freq = min(50.0, 30.0 + 20.0 * self._demand())
@@ -115,7 +143,7 @@ class PumpSetModel:
             "pump_2_running": running[1],
             "pump_1_fault": 1 in self.tripped,
             "pump_2_fault": 2 in self.tripped,
-            "vfd_fault": False,
+            "vfd_fault": "vfd_fault" in self.faults,
             "run_hours_1": int(self.run_s[0] // 3600),
             "run_hours_2": int(self.run_s[1] // 3600),
         }
