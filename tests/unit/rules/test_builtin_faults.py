@@ -74,6 +74,8 @@ def test_normal_operation_raises_nothing() -> None:
     ("a-elevator-1", "door_open_while_moving", None, "door_open_while_moving", "elevator_fault"),
     ("a-pumps", "pump_fault", 1, "pump_fault", "pump_set_fault"),
     ("a-pumps", "low_pressure", None, "low_pressure", "pump_set_fault"),
+    ("a-pumps", "high_pressure", None, "high_pressure", "pump_set_fault"),
+    ("a-elevator-1", "controller_fault", None, "elevator_fault", "elevator_fault"),
     ("a-firepanel", "fire_alarm", 3, "fire_alarm", "fire_alarm_signal"),
     ("a-firepanel", "fire_trouble", 2, "fire_trouble", "fire_system_fault"),
     ("a-firepanel", "fire_supervisory", 4, "fire_supervisory", "fire_system_fault"),
@@ -107,6 +109,22 @@ def test_water_outage_groups_the_low_tank_and_the_pressure_loss_that_follow() ->
     consequences = {a.alarm_type: a.suppressed_by for a in raised if a.suppressed_by}
     assert consequences == {"tank_level_low": ("a-pumps", "water_outage"),
                             "low_pressure": ("a-pumps", "water_outage")}
+
+
+def test_a_slow_refill_is_a_low_tank_alarm_and_no_water_outage() -> None:
+    raised, cleared, _ = simulate([("a-pumps", "tank_level_low", None)], fault_at_s=10,
+                                  end_at_s=400, run_s=600)
+    assert annunciated(raised) == {("a-pumps", "tank_level_low")}
+    assert raised[0].procedure == "pump_set_fault"
+    assert ("a-pumps", "tank_level_low") in {(c.source, c.alarm_type) for c in cleared}
+
+
+def test_a_vfd_trip_groups_the_pressure_loss_that_follows() -> None:
+    raised, _, _ = simulate([("a-pumps", "vfd_fault", None)], fault_at_s=10, end_at_s=200,
+                            run_s=150)
+    assert annunciated(raised) == {("a-pumps", "vfd_fault")}
+    assert {a.alarm_type: a.suppressed_by for a in raised if a.suppressed_by} == {
+        "low_pressure": ("a-pumps", "vfd_fault")}
 
 
 @pytest.mark.parametrize("seed", range(4))
