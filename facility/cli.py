@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the whole platform with its simulators")
     _common(p)
-    p.add_argument("--scenario", type=Path, help="scenario file of timed faults")
+    p.add_argument("--scenario", type=Path,
+                   help="scenario file: timed faults and protocol misbehaviour")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="dashboard and API port")
     p.add_argument("--state-dir", type=Path, default=Path(".facility"),
@@ -191,9 +192,9 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
     site = load_site(settings.site)
     if args.command == "simulate":
         from simulators.runner import run_simulators
-        from simulators.scenario_file import load_sim_scenario
+        from simulators.scenario import load_scenario
 
-        scenario = load_sim_scenario(args.scenario, site) if args.scenario else None
+        scenario = load_scenario(args.scenario, site) if args.scenario else None
         devices = set(args.devices) if args.devices else None
         return run_service(run_simulators(site, scenario, devices=devices))
     if args.command == "gateway":

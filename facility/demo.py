@@ -28,7 +28,6 @@ from facility.embedded.broker import Broker
 from facility.embedded.lifetime import die_with_parent, stop_process
 from facility.embedded.ports import free_port
 from facility.embedded.postgres import PostgresServer
-from facility.scenario import load_scenario
 from facility.settings import CommonSettings
 from facility.site import load_site
 
@@ -69,8 +68,10 @@ def run_demo(args: argparse.Namespace, settings: CommonSettings) -> int:
     site_path = settings.site.resolve()
     site = load_site(site_path)
     scenario_path = args.scenario.resolve() if args.scenario else None
-    if scenario_path:
-        load_scenario(scenario_path, site)  # refuse a bad scenario before starting anything
+    if scenario_path:  # refuse a bad scenario before starting anything
+        from simulators.scenario import load_scenario
+
+        load_scenario(scenario_path, site)
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}

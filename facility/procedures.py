@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from facility.config_errors import ConfigError, from_validation, read_yaml
-from facility.scenario import parse_duration
+from facility.durations import parse_duration
 
 Trade = Literal["elevator", "electrical", "plumbing", "fire", "general"]
 Priority = Literal["critical", "high", "medium", "low"]

@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from facility.durations import parse_duration
 from facility.profiles import ModbusTable
-from facility.scenario import parse_duration
 
 ExceptionCode = Literal[2, 4, 6]
 ILLEGAL_ADDRESS: ExceptionCode = 2

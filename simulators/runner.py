@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Protocol
 
-from facility.scenario import Scenario
 from facility.site import Device, Site
 from simulators.bacnet_server import BacnetDeviceServer
 from simulators.errors import ServerStartError, UnknownDevices
@@ -29,7 +28,7 @@ from simulators.estate import Estate
 from simulators.misbehaviour import MISBEHAVIOURS, WELL_BEHAVED, Behaviour, Overlay, effective
 from simulators.modbus_server import ModbusDeviceServer
 from simulators.models import DeviceModel, PointValue, build_model, seed_for
-from simulators.scenario_file import SimScenario
+from simulators.scenario import Scenario
 from simulators.scenario_runner import FaultEvent, ScenarioRunner, apply_event
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def select_devices(site: Site, devices: set[str] | None) -> list[Device]:
 
 async def run_simulators(
     site: Site,
-    scenario: SimScenario | Scenario | None = None,
+    scenario: Scenario | None = None,
     *,
     ready: asyncio.Event | None = None,
     devices: set[str] | None = None,
@@ -81,7 +80,7 @@ async def run_simulators(
     """Serve every (or each selected) device of the site until cancelled."""
     if time_scale <= 0:
         raise ValueError("time_scale must be positive")
-    sim = SimScenario.from_scenario(scenario)
+    sim = scenario if scenario is not None else Scenario()
     selected = select_devices(site, devices)
     models: dict[str, DeviceModel] = {
         d.id: build_model(d.type, seed=seed_for(d.id)) for d in selected
@@ -108,7 +107,7 @@ class FaultPlayer:
     """Plays due scenario events on the models (device faults) or the servers (protocol)."""
 
     def __init__(
-        self, estate: Estate, servers: Mapping[str, DeviceServer], scenario: SimScenario
+        self, estate: Estate, servers: Mapping[str, DeviceServer], scenario: Scenario
     ) -> None:
         self.estate = estate
         self.servers = servers

@@ -7,8 +7,8 @@ can be re-armed back to back. `apply_event` hands an event to the device's model
 "fault entrapment on a-elevator-2 started" / "... ended"; a fault the model cannot play is
 logged and skipped, never fatal. Steps naming devices that are not simulated here are
 dropped with one log line. Protocol misbehaviour steps (`slow`, `mute`, ...) come due the
-same way; the runner plays them on the device's server, not on its model. A scenario is a
-`SimScenario` (simulators.scenario_file) or a facility `Scenario`."""
+same way; the runner plays them on the device's server, not on its model. The scenario is a
+simulators.scenario `Scenario`."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from facility.scenario import Scenario
 from simulators.models import DeviceModel, UnsupportedFault
-from simulators.scenario_file import SimScenario
+from simulators.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +37,9 @@ class FaultEvent:
 
 
 class ScenarioRunner:
-    def __init__(
-        self, scenario: SimScenario | Scenario | None, devices: Collection[str]
-    ) -> None:
+    def __init__(self, scenario: Scenario | None, devices: Collection[str]) -> None:
         events: list[FaultEvent] = []
-        for step in SimScenario.from_scenario(scenario).steps:
+        for step in (scenario.steps if scenario is not None else ()):
             if step.device not in devices:
                 log.info(
                     "scenario step %s on %s skipped: not simulated here", step.fault, step.device

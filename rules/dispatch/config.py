@@ -17,24 +17,12 @@ import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 from facility.config_errors import ConfigError, from_validation, read_yaml
+from facility.durations import parse_duration
 from facility.procedures import Procedure
 from facility.site import Site
 from rules.dispatch.checklists import Checklist, load_checklists
 
 NAME = r"^[a-z0-9][a-z0-9_.-]*$"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: object) -> float:
-    """'500ms', '20s', '5m', '2h', '7d' or a number of seconds -> seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration like 500ms, 20s, 5m, 2h, 7d")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
-
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}

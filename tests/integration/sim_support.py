@@ -18,10 +18,9 @@ from bacpypes3.local.networkport import NetworkPortObject
 from pymodbus.client import AsyncModbusTcpClient
 
 from facility.embedded.ports import free_port
-from facility.scenario import Scenario
 from facility.site import Site, load_site
 from simulators.runner import run_simulators
-from simulators.scenario_file import SimScenario
+from simulators.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,13 +48,13 @@ def make_site(tmp_path: Path, buildings: dict[str, list[dict[str, Any]]]) -> Sit
     return load_site(path)
 
 
-def scenario(raw: dict[str, Any]) -> SimScenario:
-    return SimScenario.model_validate(raw)
+def scenario(raw: dict[str, Any]) -> Scenario:
+    return Scenario.model_validate(raw)
 
 
 @asynccontextmanager
 async def simulators(
-    site: Site, sc: SimScenario | Scenario | None = None, *, time_scale: float = 1.0
+    site: Site, sc: Scenario | None = None, *, time_scale: float = 1.0
 ) -> AsyncIterator[None]:
     ready = asyncio.Event()
     task = asyncio.create_task(

@@ -17,9 +17,9 @@ from bacpypes3.app import Application
 from bacpypes3.pdu import Address
 
 from facility.embedded.ports import free_port
-from facility.scenario import Scenario
 from facility.site import Site, load_site
 from simulators.runner import run_simulators
+from simulators.scenario import Scenario
 from tests.integration.sim_support import bacnet_client as sim_client
 from tests.integration.sim_support import eventually
 

@@ -17,10 +17,10 @@ import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
 from facility.embedded.ports import free_port
-from facility.scenario import Scenario
 from facility.site import Site, load_site
 from simulators.errors import UnknownDevices
 from simulators.runner import run_simulators
+from simulators.scenario import Scenario
 from tests.integration.sim_support import client, eventually, f32, simulators
 
 ROOT = Path(__file__).resolve().parents[2]

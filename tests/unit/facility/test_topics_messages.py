@@ -5,7 +5,7 @@ import json
 import pytest
 
 from facility import messages, topics
-from facility.scenario import parse_duration
+from facility.durations import parse_duration
 
 
 def test_device_topics_round_trip() -> None:
@@ -71,7 +71,8 @@ def test_bad_telemetry_is_refused_with_a_reason(payload: bytes, reason: str) -> 
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("20s", 20), ("10m", 600), ("1h", 3600),
-                                               (5, 5), ("250ms", 0.25)])
+                                               (5, 5), ("250ms", 0.25), ("7d", 604800),
+                                               ("1.5h", 5400)])
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 

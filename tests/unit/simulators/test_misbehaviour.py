@@ -1,16 +1,12 @@
-"""Protocol misbehaviour as data: what a server does with a request, step overlays, and the
-scenario file's `simulation:` mapping checked against the site."""
+"""Protocol misbehaviour as data: what a server does with a request, step overlays and bad
+values refused (the scenario file's `simulation:` mapping: test_scenario.py)."""
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
-import yaml
 
-from facility.config_errors import ConfigError
-from facility.site import load_site
 from simulators.misbehaviour import (
     WELL_BEHAVED,
     Action,
@@ -20,9 +16,6 @@ from simulators.misbehaviour import (
     decide,
     effective,
 )
-from simulators.scenario_file import SimScenario, load_sim_scenario
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def behaviour(**kw: object) -> Behaviour:
@@ -77,52 +70,3 @@ def test_bad_behaviour_values_are_refused() -> None:
         behaviour(exception_code=3)
     with pytest.raises(ValueError):
         behaviour(dealy="1s")
-
-
-def test_a_facility_scenario_is_a_sim_scenario() -> None:
-    sim = SimScenario.model_validate(
-        {"steps": [{"at": "20s", "device": "x", "fault": "entrapment", "duration": "3m"}]}
-    )
-    assert sim.steps[0].at_s == 20.0 and sim.steps[0].duration_s == 180.0
-    with pytest.raises(ValueError, match="unknown fault"):
-        SimScenario.model_validate({"steps": [{"at": 1, "device": "x", "fault": "meltdown"}]})
-    with pytest.raises(ValueError, match="delay applies"):
-        SimScenario.model_validate(
-            {"steps": [{"at": 1, "device": "x", "fault": "mute", "delay": "1s"}]}
-        )
-
-
-def test_scenario_checked_against_the_site(tmp_path: Path) -> None:
-    site = load_site(ROOT / "sites" / "demo.yaml")
-    path = tmp_path / "scenario.yaml"
-    path.write_text(yaml.safe_dump({
-        "simulation": {
-            "a-pumps": {"delay": "300ms", "exception_rate": 0.1},
-            "b-firepanel": {"segmentation": False, "max_apdu": 128, "exception_rate": 0.5},
-            "nowhere": {"mute": True},
-        },
-        "steps": [
-            {"at": "1s", "device": "b-firepanel", "fault": "modbus_busy"},
-            {"at": "1s", "device": "a-pumps", "fault": "entrapment"},
-            {"at": "1s", "device": "a-pumps", "fault": "slow", "delay": "1s"},
-        ],
-    }))
-    with pytest.raises(ConfigError) as info:
-        load_sim_scenario(path, site)
-    assert info.value.problems == [
-        "steps[0].fault: modbus_busy applies to Modbus devices only",
-        "steps[1].fault: entrapment does not apply to a pump_set",
-        "simulation.b-firepanel.exception_rate: does not apply to a bacnet device",
-        "simulation.nowhere: not a device of demo",
-    ]
-
-
-def test_the_demo_scenario_loads_with_both_loaders() -> None:
-    from facility.scenario import FAULT_DEVICE_TYPES, load_scenario
-
-    site = load_site(ROOT / "sites" / "demo.yaml")
-    sim = load_sim_scenario(ROOT / "scenarios" / "demo.yaml", site)
-    plain = load_scenario(ROOT / "scenarios" / "demo.yaml", site)
-    assert {s.fault for s in sim.steps} == set(FAULT_DEVICE_TYPES)  # every fault is shown
-    assert [s.fault for s in plain.steps][:2] == ["entrapment", "fire_alarm"]
-    assert max(s.at_s + (s.duration_s or 0) for s in sim.steps) <= 8 * 60

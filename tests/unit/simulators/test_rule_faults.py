@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from facility.scenario import FAULT_DEVICE_TYPES
 from simulators.models import build_model
 from simulators.models.elevator import ElevatorModel, FaultCode, Phase, ServiceMode
 from simulators.models.fire_panel import PANEL_ALARM, FirePanelModel
 from simulators.models.pump_set import PumpSetModel
+from simulators.scenario import FAULT_DEVICE_TYPES
 
 TICK_S = 0.2
 Points = dict[str, bool | int | float]

@@ -6,10 +6,9 @@ import logging
 
 import pytest
 
-from facility.scenario import Scenario
 from simulators.models.elevator import ElevatorModel
 from simulators.models.fire_panel import FirePanelModel
-from simulators.scenario_file import SimScenario
+from simulators.scenario import Scenario
 from simulators.scenario_runner import FaultEvent, ScenarioRunner, apply_event
 
 
@@ -76,7 +75,7 @@ def test_apply_event_logs_and_survives_a_fault_the_model_cannot_play(
 
 
 def test_misbehaviour_steps_come_due_with_their_delay() -> None:
-    sc = SimScenario.model_validate(
+    sc = Scenario.model_validate(
         {"steps": [
             {"at": "1s", "device": "a-pumps", "fault": "slow", "delay": "500ms", "duration": 2},
             {"at": "2s", "device": "a-pumps", "fault": "modbus_busy"},

@@ -1,5 +1,5 @@
-"""The simulators' scenario file: facility's scenario format (timed faults) plus protocol
-misbehaviour, as steps and as a per-device `simulation:` mapping; no I/O but reading YAML.
+"""Scenario files, the simulators' input: timed device faults, timed protocol misbehaviour
+and per-device misbehaviour for the whole run; no I/O but reading YAML.
 
     simulation:                       # for the whole run, per device
       a-pumps: {delay: 300ms}
@@ -7,11 +7,14 @@ misbehaviour, as steps and as a per-device `simulation:` mapping; no I/O but rea
       b-firepanel: {segmentation: false, max_apdu: 128, read_property_multiple: false}
     steps:
       - {at: 20s, device: a-elevator-2, fault: entrapment, duration: 3m}
+      - {at: 40s, device: b-firepanel, fault: fire_alarm, zone: 3, duration: 2m}
       - {at: 60s, device: a-pumps, fault: slow, delay: 2s, duration: 30s}
       - {at: 90s, device: a-switchgear, fault: modbus_busy, duration: 20s}
 
-Every file facility.scenario accepts is accepted here with the same meaning (`facility demo`
-validates with that loader, so its scenario must keep to the device faults)."""
+A step's `fault` is a device fault (`FAULT_DEVICE_TYPES`: played on the device's model, for
+the device types listed) or a misbehaviour (simulators.misbehaviour.MISBEHAVIOURS: played on
+the device's server). `load_scenario` is the one loader: `facility simulate` and `facility
+demo` both refuse a bad file with the file and the path of the entry (ConfigError)."""
 
 from __future__ import annotations
 
@@ -21,15 +24,35 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from facility.config_errors import ConfigError, from_validation, read_yaml
-from facility.scenario import FAULT_DEVICE_TYPES, Scenario, parse_duration
+from facility.durations import parse_duration
 from facility.site import Site
 from simulators.misbehaviour import BACNET_ONLY, MISBEHAVIOURS, MODBUS_ONLY, Behaviour
 
-DEFAULT_SLOW_DELAY_S = 2.0
+# Device fault -> the device types whose model plays it.
+FAULT_DEVICE_TYPES: dict[str, tuple[str, ...]] = {
+    "entrapment": ("elevator",),
+    "door_open_while_moving": ("elevator",),
+    "stopped_outside_door_zone": ("elevator",),
+    "controller_fault": ("elevator",),
+    "power_outage": ("switchgear",),
+    "water_outage": ("pump_set",),
+    "tank_level_low": ("pump_set",),
+    "pump_fault": ("pump_set",),
+    "low_pressure": ("pump_set",),
+    "high_pressure": ("pump_set",),
+    "vfd_fault": ("pump_set",),
+    "fire_alarm": ("fire_panel",),
+    "fire_trouble": ("fire_panel",),
+    "fire_supervisory": ("fire_panel",),
+    "comms_loss": ("elevator", "pump_set", "switchgear", "fire_panel"),
+}
 MODBUS_STEPS = ("drop_connections", "modbus_busy", "modbus_device_failure")
+DEFAULT_SLOW_DELAY_S = 2.0
 
 
-class SimStep(BaseModel):
+class ScenarioStep(BaseModel):
+    """One timed fault or misbehaviour of one device, from `at_s` for `duration_s` (or on)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     at_s: float = Field(alias="at", ge=0)
@@ -44,11 +67,16 @@ class SimStep(BaseModel):
     def _duration(cls, v: object) -> object:
         return None if v is None else parse_duration(v)
 
-    @model_validator(mode="after")
-    def _known_fault(self) -> SimStep:
-        if self.fault not in FAULT_DEVICE_TYPES and self.fault not in MISBEHAVIOURS:
+    @field_validator("fault")
+    @classmethod
+    def _known_fault(cls, v: str) -> str:
+        if v not in FAULT_DEVICE_TYPES and v not in MISBEHAVIOURS:
             known = sorted([*FAULT_DEVICE_TYPES, *MISBEHAVIOURS])
-            raise ValueError(f"unknown fault {self.fault!r}; known: {', '.join(known)}")
+            raise ValueError(f"unknown fault {v!r}; known: {', '.join(known)}")
+        return v
+
+    @model_validator(mode="after")
+    def _delay_for_slow_only(self) -> ScenarioStep:
         if self.delay_s is not None and self.fault != "slow":
             raise ValueError("delay applies to the slow fault only")
         return self
@@ -58,23 +86,15 @@ class SimStep(BaseModel):
         return DEFAULT_SLOW_DELAY_S if self.delay_s is None else self.delay_s
 
 
-class SimScenario(BaseModel):
+class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = ""
-    steps: tuple[SimStep, ...] = ()
+    steps: tuple[ScenarioStep, ...] = ()
     simulation: dict[str, Behaviour] = {}
 
-    @classmethod
-    def from_scenario(cls, scenario: Scenario | SimScenario | None) -> SimScenario:
-        if scenario is None:
-            return cls()
-        if isinstance(scenario, SimScenario):
-            return scenario
-        return cls.model_validate(scenario.model_dump(by_alias=True))
 
-
-def check_against_site(scenario: SimScenario, site: Site) -> list[str]:
+def check_against_site(scenario: Scenario, site: Site) -> list[str]:
     """Problems of a scenario with this site: unknown devices, faults of the wrong type,
     Modbus misbehaviour on a BACnet device and the other way round."""
     problems: list[str] = []
@@ -100,12 +120,12 @@ def check_against_site(scenario: SimScenario, site: Site) -> list[str]:
     return problems
 
 
-def load_sim_scenario(path: Path | str, site: Site | None = None) -> SimScenario:
-    """Load a scenario with misbehaviour; with a site, check it against the site."""
+def load_scenario(path: Path | str, site: Site | None = None) -> Scenario:
+    """Load a scenario file; with a site, check it against the site (ConfigError)."""
     path = Path(path)
     raw = read_yaml(path)
     try:
-        scenario = SimScenario.model_validate(raw)
+        scenario = Scenario.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise from_validation(path, exc) from exc
     if site is not None and (problems := check_against_site(scenario, site)):
