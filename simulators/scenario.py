@@ -34,6 +34,7 @@ FAULT_DEVICE_TYPES: dict[str, tuple[str, ...]] = {
     "door_open_while_moving": ("elevator",),
     "stopped_outside_door_zone": ("elevator",),
     "controller_fault": ("elevator",),
+    "overtravel": ("elevator",),
     "power_outage": ("switchgear",),
     "water_outage": ("pump_set",),
     "tank_level_low": ("pump_set",),

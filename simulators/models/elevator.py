@@ -12,6 +12,9 @@ Faults (`set_fault`), each with a code in `fault_code` (see FAULT_CODES):
 - `stopped_outside_door_zone`: the same stop with an empty car (a leveling fault found on an
   empty run); service mode out of service.
 - `door_open_while_moving`: the door lock contact reads open whenever the car travels.
+- `overtravel`: the car runs past a terminal landing (`overtravel_m` above the top one, or
+  below the bottom one if it was heading down) until the final limit switch stops it, on an
+  empty run; out of service until the fault is reset, then it levels back to the landing.
 - `controller_fault`: the drive (inverter) reports a fault, found by its check before a run:
   a run in progress ends normally at its landing, then the car never starts again; it
   opens its doors to let anybody aboard out and stays at the landing, doors closed, out of
@@ -68,6 +71,7 @@ class FaultCode(IntEnum):
     SAFETY_CIRCUIT = 3  # emergency stop by the safety chain (entrapment)
     OUTSIDE_DOOR_ZONE = 4  # car stopped outside the door zone (leveling fault)
     DRIVE_FAULT = 5  # drive / inverter fault: the car does not start
+    OVERTRAVEL = 6  # final limit switch: the car ran past a terminal landing
 
 
 FAULT_CODES: dict[str, FaultCode] = {
@@ -76,9 +80,11 @@ FAULT_CODES: dict[str, FaultCode] = {
     "entrapment": FaultCode.SAFETY_CIRCUIT,
     "stopped_outside_door_zone": FaultCode.OUTSIDE_DOOR_ZONE,
     "controller_fault": FaultCode.DRIVE_FAULT,
+    "overtravel": FaultCode.OVERTRAVEL,
 }
-FAULTS = ("entrapment", "stopped_outside_door_zone", "door_open_while_moving", "controller_fault")
-_STOP_FAULTS = {"entrapment", "stopped_outside_door_zone"}
+FAULTS = ("entrapment", "stopped_outside_door_zone", "door_open_while_moving", "controller_fault",
+          "overtravel")
+_STOP_FAULTS = {"entrapment", "stopped_outside_door_zone", "overtravel"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,7 @@ class ElevatorParams:
     idle_max_s: float = 20.0
     alarm_delay_s: float = 5.0
     stuck_offset_m: float = 0.8  # how far past a landing a fault stops the car
+    overtravel_m: float = 0.4  # how far past a terminal landing the final limit stops it
     door_zone_m: float = 0.1
     capacity: int = 13
     kg_per_passenger: int = 75
@@ -316,11 +323,13 @@ class ElevatorModel:
             if cause == "entrapment":
                 self.passengers = max(self.passengers, self._rng.randint(1, 3))
             return
-        if cause != "power" and (self.phase is not Phase.TRAVEL or self.in_door_zone):
+        if cause == "overtravel":
+            self._place_past_terminal()
+        elif cause != "power" and (self.phase is not Phase.TRAVEL or self.in_door_zone):
             self._place_outside_door_zone()
         if cause == "entrapment":
             self.passengers = max(self.passengers, self._rng.randint(1, 3))
-        elif cause == "stopped_outside_door_zone":
+        elif cause in ("stopped_outside_door_zone", "overtravel"):
             self.passengers = 0
         self.phase = Phase.STUCK
         self._stuck_since = None
@@ -337,6 +346,14 @@ class ElevatorModel:
             up = not up
         self._travel_dir = Direction.UP if up else Direction.DOWN
         self.position_m = landing + (p.stuck_offset_m if up else -p.stuck_offset_m)
+
+    def _place_past_terminal(self) -> None:
+        """Put the car overtravel_m beyond the terminal landing it was heading for."""
+        p = self.params
+        top_m = (p.floors - 1) * p.floor_height_m
+        down = self.phase is Phase.TRAVEL and self._travel_dir == Direction.DOWN
+        self._travel_dir = Direction.DOWN if down else Direction.UP
+        self.position_m = -p.overtravel_m if down else top_m + p.overtravel_m
 
     def _clear_stop(self, cause: str) -> None:
         self._stop_causes.discard(cause)

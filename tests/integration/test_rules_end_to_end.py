@@ -68,7 +68,7 @@ BUILDINGS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "power": ("gw-main", [modbus("p-gear", "switchgear"), modbus("p-lift-1", "elevator"),
                           modbus("p-lift-2", "elevator"), modbus("p-pumps", "pump_set")]),
     "lifts": ("gw-main", [modbus(f"l-{n}", "elevator") for n in ("trap", "door", "level",
-                                                                  "ctrl")]),
+                                                                  "ctrl", "over")]),
     # the names of the two draining tanks matter: demand (and so the draw) is seeded by the
     # device id; test_the_tanks_drain_in_time checks these drain within the test
     "water": ("gw-main", [modbus(f"w-{n}", "pump_set") for n in ("inlet", "tank", "trip", "low",
@@ -88,6 +88,7 @@ STEPS: list[dict[str, Any]] = [
     {"at": "15s", "device": "l-door", "fault": "door_open_while_moving"},
     {"at": "15s", "device": "l-level", "fault": "stopped_outside_door_zone"},
     {"at": "15s", "device": "l-ctrl", "fault": "controller_fault"},
+    {"at": "15s", "device": "l-over", "fault": "overtravel"},
     {"at": "15s", "device": "w-trip", "fault": "pump_fault", "zone": 1},
     {"at": "15s", "device": "w-low", "fault": "low_pressure"},
     {"at": "15s", "device": "w-high", "fault": "high_pressure"},
@@ -112,6 +113,8 @@ EXPECTED: list[Expect] = [
     Expect("l-door", "door_open_while_moving", "critical", "elevator_fault"),
     Expect("l-level", "stopped_outside_door_zone", "high", "elevator_fault"),
     Expect("l-ctrl", "elevator_fault", "high", "elevator_fault"),
+    Expect("l-over", "overtravel", "critical", "elevator_fault"),
+    Expect("l-over", "stopped_outside_door_zone", "high", None, parent=("l-over", "overtravel")),
     Expect("w-inlet", "water_outage", "high", "water_outage"),
     Expect("w-inlet", "tank_level_low", "medium", None, parent=WATER_OUTAGE),
     Expect("w-inlet", "low_pressure", "high", None, parent=WATER_OUTAGE),  # pumps stop dry

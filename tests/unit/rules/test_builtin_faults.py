@@ -76,6 +76,7 @@ def test_normal_operation_raises_nothing() -> None:
     ("a-pumps", "low_pressure", None, "low_pressure", "pump_set_fault"),
     ("a-pumps", "high_pressure", None, "high_pressure", "pump_set_fault"),
     ("a-elevator-1", "controller_fault", None, "elevator_fault", "elevator_fault"),
+    ("a-elevator-1", "overtravel", None, "overtravel", "elevator_fault"),
     ("a-firepanel", "fire_alarm", 3, "fire_alarm", "fire_alarm_signal"),
     ("a-firepanel", "fire_trouble", 2, "fire_trouble", "fire_system_fault"),
     ("a-firepanel", "fire_supervisory", 4, "fire_supervisory", "fire_system_fault"),
@@ -117,6 +118,14 @@ def test_a_slow_refill_is_a_low_tank_alarm_and_no_water_outage() -> None:
     assert annunciated(raised) == {("a-pumps", "tank_level_low")}
     assert raised[0].procedure == "pump_set_fault"
     assert ("a-pumps", "tank_level_low") in {(c.source, c.alarm_type) for c in cleared}
+
+
+def test_overtravel_groups_the_stop_outside_the_door_zone_it_causes() -> None:
+    raised, _, _ = simulate([("a-elevator-1", "overtravel", None)], fault_at_s=10,
+                            end_at_s=200, run_s=100)
+    assert annunciated(raised) == {("a-elevator-1", "overtravel")}
+    assert {a.alarm_type: a.suppressed_by for a in raised if a.suppressed_by} == {
+        "stopped_outside_door_zone": ("a-elevator-1", "overtravel")}
 
 
 def test_a_vfd_trip_groups_the_pressure_loss_that_follows() -> None:

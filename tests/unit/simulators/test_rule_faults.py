@@ -1,7 +1,7 @@
 """The faults that let every built-in rule be played from a scenario, on a simulated clock:
-the elevator's controller (drive) fault, the pump set's high pressure, VFD trip and low break
-tank, two fire zones in alarm at once; and the fault list itself (every fault a scenario may
-name is one some model plays, for every device type the list allows)."""
+the elevator's controller (drive) fault and overtravel, the pump set's high pressure, VFD
+trip and low break tank, two fire zones in alarm at once; and the fault list itself (every
+fault a scenario may name is one some model plays, for every device type the list allows)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,27 @@ def test_controller_fault_ends_the_run_lets_people_out_and_parks_the_car() -> No
     after = run(model, t + 300.2, t + 400)
     assert model.run_count > runs and any(p["moving"] for p in after)
     assert all(p["fault_code"] == 0 and p["service_mode"] == ServiceMode.NORMAL for p in after)
+
+
+@pytest.mark.parametrize("seed", [3, 11, 29])
+def test_overtravel_stops_the_car_past_a_terminal_landing_until_reset(seed: int) -> None:
+    model, t = travelling_with_passengers(seed=seed)
+    heading_down = model._travel_dir == 2
+    model.set_fault("overtravel", True)
+    during = run(model, t + TICK_S, t + 60)
+    top = model.params.floors
+    assert int(FaultCode.OVERTRAVEL) == 6  # the code table in docs/simulators.md
+    for p in during:  # stopped beyond the terminal landing, empty, out of service
+        assert p["fault_code"] == FaultCode.OVERTRAVEL and not p["moving"]
+        assert not p["door_zone"] and p["door_closed"] and p["passengers"] == 0
+        assert p["service_mode"] == ServiceMode.OUT_OF_SERVICE
+        assert p["car_floor"] == (1 if heading_down else top)
+    assert model.position_m < 0 if heading_down else model.position_m > (top - 1) * 3.0
+    model.set_fault("overtravel", False)
+    after = run(model, t + 60.2, t + 120)
+    back = next(i for i, p in enumerate(after) if not p["door_closed"])  # levels, opens
+    assert after[back]["door_zone"] and after[back]["car_floor"] == (1 if heading_down else top)
+    assert all(p["fault_code"] == 0 for p in after)
 
 
 def test_controller_fault_at_a_landing_keeps_the_car_there_even_on_fire_recall() -> None:
