@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from facility.embedded.broker import Broker  # noqa: E402
-from facility.embedded.lifetime import die_with_parent  # noqa: E402
+from facility.embedded.lifetime import die_with_parent, stop_process  # noqa: E402
 from facility.embedded.ports import free_port  # noqa: E402
 from facility.profiles import ModbusProfile  # noqa: E402
 from facility.site import ModbusAddress, Site, load_site  # noqa: E402
@@ -80,13 +79,7 @@ def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, "child", timeout_s=20)
 
 
 def cpu_s(pid: int) -> float:

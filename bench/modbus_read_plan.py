@@ -25,7 +25,6 @@ import asyncio
 import logging
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from facility.embedded.lifetime import die_with_parent
+from facility.embedded.lifetime import die_with_parent, stop_process
 from facility.embedded.ports import free_port, wait_tcp
 from facility.profiles import ModbusProfile
 from facility.site import Device, ModbusAddress, Site, load_site
@@ -111,13 +110,7 @@ def simulators(site: Site, work: Path) -> Iterator[None]:
                 raise SystemExit(f"simulator {d.id} not listening; see {log_path}")
         yield
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, "simulator", timeout_s=10)
 
 
 def address_of(device: Device) -> ModbusAddress:

@@ -1,14 +1,18 @@
 """Configuration files: reading YAML safely, and errors that name the file and the path of
 the offending entry. Turns pydantic validation errors into one readable message per
 problem, e.g.
-``sites/demo.yaml: buildings[0].devices[2].address.port: Input should be a valid integer``."""
+``sites/demo.yaml: buildings[0].devices[2].address.port: Input should be a valid integer``.
+``load_model`` is the usual whole: read a file and validate it as one pydantic model."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import pydantic
 import yaml
+
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 class ConfigError(Exception):
@@ -44,3 +48,13 @@ def read_yaml(path: Path) -> object:
         raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
     except OSError as exc:
         raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from exc
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Read a YAML file and validate it as ``model``; ConfigError naming the file and the
+    entry of each problem."""
+    raw = read_yaml(path)
+    try:
+        return model.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise from_validation(path, exc) from exc

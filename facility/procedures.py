@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psycopg
-import pydantic
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from facility.config_errors import ConfigError, from_validation, read_yaml
+from facility.config_errors import ConfigError, load_model
 from facility.durations import parse_duration
 
 Trade = Literal["elevator", "electrical", "plumbing", "fire", "general"]
@@ -79,11 +78,7 @@ class Procedure(_Strict):
 
 def load_procedure(path: Path) -> Procedure:
     """Read and validate one procedure file; its id must match the file name."""
-    raw = read_yaml(path)
-    try:
-        proc = Procedure.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise from_validation(path, exc) from exc
+    proc = load_model(path, Procedure)
     if proc.id != path.stem:
         raise ConfigError(path, [f"id: {proc.id} does not match the file name {path.name}"])
     return proc

@@ -9,10 +9,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from facility.config_errors import ConfigError, from_validation, read_yaml
+from facility.config_errors import ConfigError, load_model
 from facility.procedures import Priority, Procedure
 from facility.site import DeviceType, RuleOverride, Site
 from rules.expression import Condition, ConditionError
@@ -111,11 +110,7 @@ def builtin_path() -> Path:
 def load_rules(path: Path | None = None) -> tuple[RuleDef, ...]:
     """The rules of a rule file (the built-in one by default)."""
     path = path or builtin_path()
-    raw = read_yaml(path)
-    try:
-        return RuleFile.model_validate(raw).rules
-    except pydantic.ValidationError as exc:
-        raise from_validation(path, exc) from exc
+    return load_model(path, RuleFile).rules
 
 
 def apply_overrides(

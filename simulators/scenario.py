@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from facility.config_errors import ConfigError, from_validation, read_yaml
+from facility.config_errors import ConfigError, load_model
 from facility.durations import parse_duration
 from facility.site import Site
 from simulators.misbehaviour import BACNET_ONLY, MISBEHAVIOURS, MODBUS_ONLY, Behaviour
@@ -124,11 +123,7 @@ def check_against_site(scenario: Scenario, site: Site) -> list[str]:
 def load_scenario(path: Path | str, site: Site | None = None) -> Scenario:
     """Load a scenario file; with a site, check it against the site (ConfigError)."""
     path = Path(path)
-    raw = read_yaml(path)
-    try:
-        scenario = Scenario.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise from_validation(path, exc) from exc
+    scenario = load_model(path, Scenario)
     if site is not None and (problems := check_against_site(scenario, site)):
         raise ConfigError(path, problems)
     return scenario

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from facility.config_errors import ConfigError, from_validation, read_yaml
+from facility.config_errors import ConfigError, load_model
 from facility.procedures import Priority, Trade
 
 
@@ -35,10 +34,7 @@ class Checklist(_Strict):
 
 
 def load_checklist(path: Path) -> Checklist:
-    try:
-        checklist = Checklist.model_validate(read_yaml(path))
-    except pydantic.ValidationError as exc:
-        raise from_validation(path, exc) from exc
+    checklist = load_model(path, Checklist)
     if checklist.id != path.stem:
         raise ConfigError(path, [f"id: {checklist.id} does not match the file name {path.name}"])
     return checklist

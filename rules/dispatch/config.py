@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
-from facility.config_errors import ConfigError, from_validation, read_yaml
+from facility.config_errors import ConfigError, load_model
 from facility.durations import parse_duration
 from facility.procedures import Procedure
 from facility.site import Site
@@ -199,11 +199,7 @@ class Dispatch:
 def load_dispatch(path: Path | str, site: Site, procedures: dict[str, Procedure]) -> Dispatch:
     """Read and validate a dispatch file; ConfigError naming the file and entry."""
     path = Path(path)
-    raw = read_yaml(path)
-    try:
-        config = DispatchConfig.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise from_validation(path, exc) from exc
+    config = load_model(path, DispatchConfig)
     checklists_dir = (path.parent / config.maintenance.checklists_dir).resolve()
     checklists = load_checklists(checklists_dir) if config.maintenance.schedules else {}
     problems = _cross_check(config, site, procedures, checklists)

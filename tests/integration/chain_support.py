@@ -25,6 +25,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from facility.embedded.lifetime import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "facility.cli"]
 
@@ -69,15 +71,8 @@ class Chain:
         proc.wait(10)
 
     def stop_all(self) -> None:
-        for service in reversed(list(self.services.values())):
-            proc = service.proc
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        for name, service in reversed(list(self.services.items())):
+            stop_process(service.proc, name, sig=signal.SIGINT)
 
     def print_logs(self, lines: int = 60) -> None:
         for service in self.services.values():
