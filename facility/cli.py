@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gateways", type=lambda v: [g for g in v.split(",") if g],
                    help="evaluate only these gateways' devices, comma-separated (default: "
                         "all); run one process per part of a site to scale out")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: any port)")
     p.add_argument("--no-dispatch", action="store_true",
                    help="leave rosters, SLA timers, notifications and maintenance to another "
                         "rules process of the site (exactly one should run them)")
@@ -235,7 +237,7 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
             site, settings.require_database(), settings.mqtt_url,
             procedures_dir=args.procedures, mqtt_protocol=settings.mqtt_protocol,
             gateways=args.gateways, dispatch_path=args.dispatch,
-            dispatch=not args.no_dispatch))
+            dispatch=not args.no_dispatch, metrics_port=args.metrics_port))
     if args.command == "api":
         from api.service import run_api
 

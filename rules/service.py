@@ -24,6 +24,7 @@ import contextlib
 import enum
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ from facility.messages import (
     encode,
     parse,
 )
+from facility.metrics_http import MetricsServer
 from facility.mqtt import MqttClient
 from facility.mqtt_session import Delivery, MqttSession
 from facility.procedures import Procedure, load_procedures, upsert_procedures
@@ -72,6 +74,7 @@ from rules.engine import (
     UngroupAlarms,
 )
 from rules.history import History
+from rules.metrics import RulesCounters, render
 from rules.partition import partition_of
 from rules.state_store import load_state, save_rule_state
 from rules.work_orders import open_for_alarm
@@ -131,6 +134,11 @@ class RulesService:
         self.dead_letters = 0
         self.messages = 0
         self.stale = 0
+
+    @property
+    def database_up(self) -> bool:
+        """False while messages are held because the database is unreachable."""
+        return self._db_down_since is None
 
     async def handle(self, topic: str, payload: bytes) -> None:
         self.messages += 1
@@ -430,12 +438,15 @@ async def run_rules(
     ready: asyncio.Event | None = None, tick_s: float = 0.5,
     dispatch_path: Path | None = None, dispatch: bool = True,
     on_service: Callable[[RulesService], None] | None = None, client_id: str | None = None,
+    metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
+    metrics_started: Callable[[int], None] | None = None,
 ) -> None:
     """Run the rules service for one site (or the part of it behind ``gateways``) until
     cancelled. ``dispatch=False`` leaves rosters, SLA timers, notifications and maintenance
     to another rules process of the site (exactly one should run them). ``on_service`` is
     handed the service once built, e.g. for a benchmark to read its counters; ``client_id``
-    overrides the receiving session's name."""
+    overrides the receiving session's name. With ``metrics_port`` (0: any free port, handed
+    to ``metrics_started``) Prometheus text is served on http://metrics_host:port/metrics."""
     part = partition_of(site, gateways)  # ConfigError at start-up
     await asyncio.to_thread(migrate.check, database_url)
     procedures = load_procedures(procedures_dir)
@@ -454,8 +465,10 @@ async def run_rules(
         publisher_id = f"rules-{site.id}-pub-{uuid.uuid4().hex[:8]}"
         async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol) as client:
             alarms_topic = topics.alarms(site.id)
+            events: Counter[str] = Counter()
 
             def send(ev: AlarmEvent) -> None:
+                events[ev.event] += 1
                 fut = client.publish_nowait(alarms_topic, encode(ev), qos=1)
                 fut.add_done_callback(_log_publish_failure)
 
@@ -472,6 +485,16 @@ async def run_rules(
             if on_service is not None:
                 on_service(svc)
             await client.wait_connected(timeout_s=30)
+            metrics = None
+            if metrics_port is not None:
+                labels = {"site": site.id, "client_id": session.client_id}
+                metrics = MetricsServer(lambda: render(RulesCounters(
+                    messages=svc.messages, stale=svc.stale, dead_letters=svc.dead_letters,
+                    events=events, database_up=svc.database_up, pending=session.pending,
+                    rule_states=len(svc.state.rules)), labels), metrics_port, metrics_host)
+                await metrics.start()
+                if metrics_started is not None:
+                    metrics_started(metrics.port)
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(session.run(), name=f"rules[{site.id}].mqtt")
@@ -482,6 +505,8 @@ async def run_rules(
                         tg.create_task(dispatcher.run(), name=f"rules[{site.id}].dispatch")
             finally:
                 await session.close()
+                if metrics is not None:
+                    await metrics.close()
 
 
 async def _signal_ready(session: MqttSession, ready: asyncio.Event | None) -> None:
