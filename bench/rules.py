@@ -56,7 +56,8 @@ from facility.topics import TopicKind
 from rules.current import CurrentValues
 from rules.definitions import site_rules
 from rules.engine import Engine, EngineState, TelemetryInput
-from rules.service import RulesService, run_rules
+from rules.handling import RulesService
+from rules.service import run_rules
 from simulators.estate import Estate
 from simulators.models import build_model, seed_for
 

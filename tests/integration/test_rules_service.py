@@ -322,7 +322,7 @@ async def test_an_older_message_arriving_late_does_not_undo_a_newer_one(
     def message(seq: int, points: dict[str, Any]) -> bytes:
         return encode(Telemetry(ts=datetime.now(UTC), seq=seq, session="s1", points=points))
 
-    caplog.set_level("INFO", logger="rules.service")
+    caplog.set_level("INFO", logger="rules")
     async with publisher(mqtt_url, mqtt_protocol) as pub, \
             rules_running(site, database_url, mqtt_url, mqtt_protocol):
         await pub.publish(topic, message(10, TRAPPED), qos=1, timeout_s=5)
