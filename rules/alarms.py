@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from facility.alarm_store import add_event, message
 from facility.messages import AlarmEvent
-from rules.engine import ClearAlarm, GroupAlarms, RaiseAlarm, UngroupAlarms
+from rules.engine import ClearAlarm, GroupAlarms, RaiseAlarm, UngroupAlarms, UpdateAlarm
 from rules.history import HistoricalAlarm
 
 ACTOR = "rules"
@@ -121,6 +121,32 @@ async def raise_alarm(
                   detail={**detail, **dict(act.detail),
                           "annunciate": alarm.annunciated(act.at)})
     return alarm, [msg]
+
+
+async def update_alarm(
+    conn: psycopg.AsyncConnection[Any], act: UpdateAlarm
+) -> list[AlarmEvent]:
+    """New message and detail on the open, active alarm (the points it names changed); its
+    state, repeat count and annunciation stay as they are. Nothing when there is none."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE alarms SET message = %s, detail = %s WHERE source = %s"
+            " AND alarm_type = %s AND state <> 'normal' AND active"
+            " RETURNING id, state, priority, suppressed, out_of_service, shelved_until",
+            (act.message, Jsonb(dict(act.detail)), act.source, act.alarm_type))
+        row = await cur.fetchone()
+        if row is None:
+            return []
+        alarm_id, state, priority, suppressed, oos, shelved_until = row
+        detail: dict[str, Any] = {"rule": act.rule_id, "message": act.message}
+        if "points" in act.detail:
+            detail["points"] = list(act.detail["points"])
+        await add_event(conn, alarm_id, "updated", ACTOR, act.at, detail)
+    shelved = shelved_until is not None and shelved_until > act.at
+    return [message("alarm.updated", act.at, alarm_id=alarm_id, source=act.source,
+                    alarm_type=act.alarm_type, state=state, priority=priority,
+                    detail={**detail, **dict(act.detail),
+                            "annunciate": not (suppressed or oos or shelved)})]
 
 
 async def clear_alarm(

@@ -118,6 +118,20 @@ class RaiseAlarm:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateAlarm:
+    """The points named by an active alarm's ``detail_tag`` changed while its condition held
+    (a second fire zone in alarm, the first one back to normal): new message and detail."""
+
+    source: str
+    device: str | None
+    rule_id: str
+    alarm_type: str
+    message: str
+    detail: Mapping[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ClearAlarm:
     source: str
     device: str | None
@@ -153,7 +167,8 @@ class UngroupAlarms:
     at: datetime
 
 
-Action: TypeAlias = (RaiseAlarm | ClearAlarm | SaveRuleState | GroupAlarms | UngroupAlarms)
+Action: TypeAlias = (RaiseAlarm | UpdateAlarm | ClearAlarm | SaveRuleState | GroupAlarms
+                     | UngroupAlarms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,16 +298,40 @@ class Engine:
                 continue
             changed = cond != st.condition
             first_false = st.condition is None and not cond and not st.active
+            named: list[Action] = []
             if changed:
                 detail = _detail(rule, ctx) if cond else st.detail
                 st = replace(st, condition=cond, since=now, detail=detail)
+            elif cond and rule.defn.detail_tag:
+                st, named = self._named_points(key, rule, st, ctx, now)
             st, acts = self._fire(key, rule, st, now, _Lookup(state, updates))
+            if acts:  # raised now, with the points as they are: no separate update
+                acts = [*(a for a in named if not isinstance(a, SaveRuleState)), *acts]
+            else:
+                acts = named
             if changed and not acts and not first_false:
                 acts = [SaveRuleState(source, rule.defn.id, st, now)]
             if acts or changed:
                 updates[key] = st
                 actions += acts
         return _merged(state, updates), actions
+
+    def _named_points(
+        self, key: RuleKey, rule: _Rule, st: RuleState, ctx: Context, now: datetime,
+    ) -> tuple[RuleState, list[Action]]:
+        """While the condition holds, follow the points its ``detail_tag`` names: an alarm
+        already raised is updated; one still in its on-delay will be raised with them."""
+        detail = _detail(rule, ctx)
+        if detail.get("points") == st.detail.get("points"):
+            return st, []
+        st = replace(st, detail=detail)
+        acts: list[Action] = [SaveRuleState(key[0], rule.defn.id, st, now)]
+        if st.active:
+            d = rule.defn
+            device = None if d.input == "gateway_status" else key[0]
+            acts.insert(0, UpdateAlarm(key[0], device, d.id, d.alarm_type, _message(d, detail),
+                                       {**detail, "message_en": d.message_en}, now))
+        return st, acts
 
     def _fire(
         self, key: RuleKey, rule: _Rule, st: RuleState, now: datetime, lookup: _Lookup,
@@ -306,11 +345,9 @@ class Engine:
         if st.condition and held_s >= d.on_delay_s:
             st = replace(st, active=True, grouped=st.grouped or self._groups.is_parent(d.id))
             gateway = source if device is None else self._devices[source].gateway
-            points = st.detail.get("points", [])
-            message = d.message + (f" ({', '.join(points)})" if points else "")
             acts: list[Action] = [
                 RaiseAlarm(source, device, gateway, d.id, d.alarm_type, d.priority, d.procedure,
-                           message, {**st.detail, "message_en": d.message_en}, now,
+                           _message(d, st.detail), {**st.detail, "message_en": d.message_en}, now,
                            self._groups.parent_of(source, d.id, lookup)),
                 SaveRuleState(source, d.id, st, now),
             ]
@@ -350,6 +387,11 @@ class _Lookup:
     def active(self, key: RuleKey) -> bool:
         st = self._updates.get(key)
         return (st if st is not None else self._state.get(key)).active
+
+
+def _message(d: RuleDef, detail: Mapping[str, Any]) -> str:
+    points = detail.get("points", [])
+    return d.message + (f" ({', '.join(points)})" if points else "")
 
 
 def _detail(rule: _Rule, ctx: Context) -> dict[str, Any]:

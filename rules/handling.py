@@ -39,7 +39,14 @@ from facility.messages import (
 from facility.procedures import Procedure
 from facility.site import Site
 from facility.topics import Topic, TopicError, TopicKind
-from rules.alarms import clear_alarm, group, raise_alarm, record_historical, ungroup
+from rules.alarms import (
+    clear_alarm,
+    group,
+    raise_alarm,
+    record_historical,
+    ungroup,
+    update_alarm,
+)
 from rules.current import CurrentValues, GatewaySessions, SequenceGuard
 from rules.engine import (
     Action,
@@ -54,6 +61,7 @@ from rules.engine import (
     SaveRuleState,
     TelemetryInput,
     UngroupAlarms,
+    UpdateAlarm,
 )
 from rules.history import History
 from rules.state_store import save_rule_state
@@ -255,6 +263,9 @@ class RulesService:
             for act in actions:
                 if isinstance(act, RaiseAlarm):
                     events += await self._raise(act)
+                elif isinstance(act, UpdateAlarm):
+                    events += await update_alarm(self.conn, act)
+                    log.info("alarm %s/%s updated: %s", act.source, act.alarm_type, act.message)
                 elif isinstance(act, ClearAlarm):
                     events += await clear_alarm(self.conn, act)
                     log.info("alarm %s/%s cleared", act.source, act.alarm_type)

@@ -227,6 +227,38 @@ async def test_fire_alarm_in_zone_3_opens_the_fire_alarm_signal_work_order(
     assert len(steps) == 7 and "消防控制室" in steps[0][0]
 
 
+
+async def test_a_second_zone_in_alarm_updates_the_open_fire_alarm(
+    tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str,
+) -> None:
+    """The duty room must see every zone in alarm: a zone that joins an active fire alarm
+    updates its message and detail (an event, no second alarm, no repeat)."""
+    site = make_site(tmp_path, site_id)
+    panel = f"{site_id}-panel"
+
+    def zones(*on: int) -> dict[str, bool]:
+        return {f"zone_{i}_alarm": i in on for i in range(1, 5)}
+
+    async with publisher(mqtt_url, mqtt_protocol) as pub, \
+            rules_running(site, database_url, mqtt_url, mqtt_protocol):
+        send = Sender(pub, site)
+        await send.telemetry(panel, zones(2))
+        await eventually(database_url, "SELECT id FROM alarms WHERE alarm_type = 'fire_alarm'")
+        await send.telemetry(panel, zones(2, 4))
+        rows = await eventually(
+            database_url, "SELECT detail, message, repeat_count, state FROM alarms"
+            " WHERE alarm_type = 'fire_alarm'",
+            check=lambda r: r[0][0].get("points") == ["zone_2_alarm", "zone_4_alarm"])
+    _detail, message, repeats, state = rows[0]
+    assert "zone_2_alarm, zone_4_alarm" in message and repeats == 0 and state == "unack"
+    events = await query(database_url, "SELECT e.event, e.detail->'points' FROM alarm_events e"
+                         " JOIN alarms a ON a.id = e.alarm_id WHERE a.alarm_type = 'fire_alarm'"
+                         " ORDER BY e.id")
+    assert events == [("raised", None), ("updated", ["zone_2_alarm", "zone_4_alarm"])]
+    outbox = await query(database_url, "SELECT count(*) FROM events WHERE kind = 'alarm.updated'")
+    assert outbox == [(1,)]
+
+
 async def test_rule_state_survives_a_restart_mid_on_delay(
     tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str,
 ) -> None:

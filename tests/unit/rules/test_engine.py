@@ -18,6 +18,7 @@ from rules.engine import (
     RuleState,
     SaveRuleState,
     TelemetryInput,
+    UpdateAlarm,
 )
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
@@ -170,6 +171,40 @@ def test_fire_alarm_names_the_zone_point(engine: Engine) -> None:
     assert "zone_3_alarm" in alarm.message
     # the elevator rule does not apply to a fire panel
     assert all(a.rule_id == "fire_alarm" for a in actions)
+
+
+def test_an_active_alarm_follows_the_points_it_names(engine: Engine) -> None:
+    def panel(*zones: int) -> TelemetryInput:
+        return TelemetryInput("a-firepanel", {f"zone_{i}_alarm": i in zones for i in (1, 2, 3)})
+
+    _, actions = run(engine, [(0, panel(1)), (1, panel(1)), (2, panel(1, 3)), (3, panel(1, 3)),
+                              (4, panel(3)), (5, panel()), (6, panel(2))])
+    fire_alarm = [a for a in actions if getattr(a, "rule_id", "") == "fire_alarm"
+                  and not isinstance(a, SaveRuleState)]
+    assert [type(a).__name__ for a in fire_alarm] == [
+        "RaiseAlarm", "UpdateAlarm", "UpdateAlarm", "ClearAlarm", "RaiseAlarm"]
+    raised, second, first_back, _cleared, again = fire_alarm
+    assert isinstance(second, UpdateAlarm) and isinstance(first_back, UpdateAlarm)
+    assert isinstance(raised, RaiseAlarm) and isinstance(again, RaiseAlarm)
+    assert raised.detail["points"] == ["zone_1_alarm"]
+    assert second.detail["points"] == ["zone_1_alarm", "zone_3_alarm"]
+    assert second.message.endswith("(zone_1_alarm, zone_3_alarm)") and second.at == at(2)
+    assert first_back.detail["points"] == ["zone_3_alarm"]
+    assert again.detail["points"] == ["zone_2_alarm"]
+    # an unchanged zone list (t=1, t=3) is no update: one per change, never per message
+
+
+def test_points_named_during_the_on_delay_are_the_ones_raised() -> None:
+    rules = [r.model_copy(update={"on_delay_s": 5.0}) if r.id == "fire_alarm" else r
+             for r in load_rules()]
+    eng = Engine(rules, DEVICES)
+    zones = {"zone_1_alarm": True, "zone_2_alarm": False, "zone_3_alarm": False}
+    _, actions = run(eng, [(0, TelemetryInput("a-firepanel", zones)),
+                           (2, TelemetryInput("a-firepanel", {**zones, "zone_2_alarm": True})),
+                           (5, None)])
+    assert not [a for a in actions if isinstance(a, UpdateAlarm)]  # nothing raised to update
+    [alarm] = [a for a in raises(actions) if a.rule_id == "fire_alarm"]
+    assert alarm.detail["points"] == ["zone_1_alarm", "zone_2_alarm"] and alarm.at == at(5)
 
 
 def test_device_offline_and_back(engine: Engine) -> None:
