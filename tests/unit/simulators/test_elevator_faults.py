@@ -7,19 +7,7 @@ from __future__ import annotations
 import pytest
 
 from simulators.models.elevator import ElevatorModel, FaultCode, Phase, ServiceMode
-
-TICK_S = 0.2
-Points = dict[str, bool | int | float]
-
-
-def run(model: ElevatorModel, start: float, end: float) -> list[Points]:
-    samples = []
-    t = start
-    while t <= end + 1e-9:
-        model.step(t)
-        samples.append(model.points())
-        t = round(t + TICK_S, 6)
-    return samples
+from tests.unit.simulators.test_rule_faults import TICK_S, run
 
 
 def travelling(seed: int, *, with_passengers: bool = False) -> tuple[ElevatorModel, float]:
