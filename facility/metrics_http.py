@@ -7,11 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 READ_TIMEOUT_S = 5.0
+
+
+def escape(value: str) -> str:
+    """A label value as the text format wants it (backslash, quote and newline escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def label_text(labels: Mapping[str, str]) -> str:
+    """``a="1",b="2"``: the labels of a sample, sorted by name, values escaped."""
+    return ",".join(f'{k}="{escape(v)}"' for k, v in sorted(labels.items()))
 
 
 class MetricsServer:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from facility.metrics_http import CONTENT_TYPE, MetricsServer
+from facility.metrics_http import CONTENT_TYPE, MetricsServer, escape, label_text
 from ingest.counters import Counters, Histogram
 
 __all__ = ["CONTENT_TYPE", "render", "serve_metrics"]
@@ -30,7 +30,7 @@ _COUNTERS = (
 
 
 def render(c: Counters, labels: dict[str, str]) -> str:
-    lab = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    lab = label_text(labels)
     out: list[str] = []
     for attr, name, help_text in _COUNTERS:
         out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter",
@@ -38,7 +38,7 @@ def render(c: Counters, labels: dict[str, str]) -> str:
     name = "ingest_dead_letters_by_reason_total"
     out += [f"# HELP {name} messages refused, by reason kind", f"# TYPE {name} counter"]
     for kind, n in sorted(c.dead_letters_by_kind.items()):
-        out.append(f'{name}{{{lab}{"," if lab else ""}reason="{_escape(kind)}"}} {n}')
+        out.append(f'{name}{{{lab}{"," if lab else ""}reason="{escape(kind)}"}} {n}')
     out += ["# HELP ingest_pending_messages received and not yet committed",
             "# TYPE ingest_pending_messages gauge", f"ingest_pending_messages{{{lab}}} {c.pending}",
             "# HELP ingest_lag_seconds ingest clock minus the newest ts of the last batch",
@@ -61,10 +61,6 @@ def _histogram(name: str, help_text: str, h: Histogram, lab: str) -> list[str]:
         out.append(f'{name}_bucket{{{lab}{sep}le="{le}"}} {cumulated}')
     out += [f"{name}_sum{{{lab}}} {h.total:.6f}", f"{name}_count{{{lab}}} {h.n}"]
     return out
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 async def serve_metrics(host: str, port: int, body: Callable[[], str],

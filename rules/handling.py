@@ -145,8 +145,7 @@ class RulesService:
         all evaluated on its next message."""
         delay = RETRY_MIN_S
         while (outcome := await self._step(run)) is _Outcome.UNAVAILABLE:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
+            delay = await _backoff(delay)
         device = getattr(inp, "device", None)
         if outcome is _Outcome.FAILED and device is not None:
             self._dirty.add(device)
@@ -166,7 +165,7 @@ class RulesService:
                     opened = await self._reconcile(now)
                     await outbox.record(self.conn, self.site.id, opened)
             except psycopg.Error as exc:
-                if isinstance(exc, psycopg.OperationalError) or self.conn.broken:
+                if self._unavailable(exc):
                     await self._database_lost(exc)
                 else:
                     log.exception("alarm housekeeping failed; will retry")
@@ -232,7 +231,7 @@ class RulesService:
         try:
             events = await self._apply(actions)
         except Exception as exc:
-            if isinstance(exc, psycopg.OperationalError) or self.conn.broken or self.conn.closed:
+            if self._unavailable(exc):
                 await self._database_lost(exc)
                 return _Outcome.UNAVAILABLE
             log.exception("applying %d rule actions failed; will retry", len(actions))
@@ -242,6 +241,10 @@ class RulesService:
         for ev in events:
             self._publish(ev)
         return _Outcome.DONE
+
+    def _unavailable(self, exc: BaseException) -> bool:
+        """The database cannot be reached (as opposed to refusing what we asked)."""
+        return isinstance(exc, psycopg.OperationalError) or self.conn.broken or self.conn.closed
 
     def _database_back(self) -> None:
         if self._db_down_since is not None:
@@ -376,11 +379,9 @@ class RulesService:
             try:
                 result = await write()
             except psycopg.Error as exc:
-                if isinstance(exc, psycopg.OperationalError) or self.conn.broken \
-                        or self.conn.closed:
+                if self._unavailable(exc):
                     await self._database_lost(exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX_S)
+                    delay = await _backoff(delay)
                     continue
                 log.exception("%s failed", what)
                 return None
@@ -401,6 +402,12 @@ class RulesService:
             with contextlib.suppress(psycopg.Error):
                 await self.conn.close()
             self.conn = conn
+
+
+async def _backoff(delay: float) -> float:
+    """Wait ``delay`` seconds; the next delay (doubled, at most RETRY_MAX_S)."""
+    await asyncio.sleep(delay)
+    return min(delay * 2, RETRY_MAX_S)
 
 
 def _telemetry(payload: bytes) -> Telemetry:

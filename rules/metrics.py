@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from facility.metrics_http import escape, label_text
+
 
 @dataclass(slots=True)
 class RulesCounters:
@@ -23,12 +25,8 @@ class RulesCounters:
     rule_states: int = 0
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def render(c: RulesCounters, labels: dict[str, str]) -> str:
-    lab = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    lab = label_text(labels)
     sep = "," if lab else ""
     out: list[str] = []
     for name, help_text, value in (
@@ -44,7 +42,7 @@ def render(c: RulesCounters, labels: dict[str, str]) -> str:
     out += [f"# HELP {name} alarm and work-order events published, by event",
             f"# TYPE {name} counter"]
     for event, n in sorted(c.events.items()):
-        out.append(f'{name}{{{lab}{sep}event="{_escape(event)}"}} {n}')
+        out.append(f'{name}{{{lab}{sep}event="{escape(event)}"}} {n}')
     for name, help_text, gauge in (
         ("rules_database_up", "1 while the database takes writes, 0 while messages are held",
          int(c.database_up)),
