@@ -1,5 +1,7 @@
-# The two commands of the quick start: `make demo` and `make test`. Each creates the
-# virtual environment in .venv and installs the project into it when pyproject.toml changes.
+# The two commands of the quick start: `make demo` and `make test`. Each first checks the
+# system packages it needs (scripts/system-packages: installs them as root, else stops with
+# the command to run), then creates the virtual environment in .venv and installs the
+# project into it when pyproject.toml changes.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,13 +17,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo:
+	bash scripts/system-packages demo
+	$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/facility demo --scenario $(SCENARIO)
 
-test: $(STAMP)
+test:
+	bash scripts/system-packages test
+	$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-quick: $(STAMP)
+test-quick:
+	bash scripts/system-packages test
+	$(MAKE) --no-print-directory $(STAMP)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 check: $(STAMP)

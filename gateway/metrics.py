@@ -1,19 +1,21 @@
-"""Prometheus text-format metrics of a running gateway on a local HTTP port.
+"""Prometheus metrics of a running gateway, served on a local HTTP port.
 
-``render`` turns the gateway's counters and queue gauges into the exposition format (0.0.4):
-polls, failures by class, protocol requests (total and of each device's last poll), poll
-time, overruns (skipped ticks), Modbus busy retries, messages published, queued, replayed
-and dropped, queue depth and messages in flight, per-device polls, failures and overruns.
-``MetricsServer`` (facility.metrics_http) serves it on a local port."""
+``collect`` turns the gateway's counters and queue gauges into metric families at scrape
+time: polls, failures by class, protocol requests (total and of each device's last poll),
+poll time, overruns (skipped ticks), Modbus busy retries, messages published, queued,
+replayed and dropped, queue depth and messages in flight, per-device polls, failures and
+overruns. ``MetricsServer`` (facility.metrics_http) serves it with prometheus_client."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from facility.metrics_http import MetricsServer
+from prometheus_client.metrics_core import Metric
+
+from facility.metrics_http import MetricsServer, counter, counter_by, gauge
 from gateway.counters import GatewayCounters
 
-__all__ = ["Gauges", "MetricsServer", "render"]
+__all__ = ["Gauges", "MetricsServer", "collect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,54 +25,44 @@ class Gauges:
     devices: int
 
 
-def render(gateway_id: str, c: GatewayCounters, g: Gauges) -> str:
-    gw = f'gateway="{gateway_id}"'
-    lines: list[str] = []
+_COUNTERS = (  # attribute of GatewayCounters, metric name (without _total), help
+    ("polls", "gateway_polls", "Device polls started."),
+    ("overruns", "gateway_overruns",
+     "Poll ticks skipped because the device's previous poll still ran."),
+    ("requests", "gateway_requests", "Protocol requests of successful polls."),
+    ("poll_seconds", "gateway_poll_seconds", "Time spent polling."),
+    ("busy_retries", "gateway_busy_retries", "Modbus requests retried after 'busy'."),
+    ("bad_points", "gateway_bad_points", "Points that could not be read."),
+    ("published", "gateway_published", "Messages acknowledged by the broker."),
+    ("publish_failures", "gateway_publish_failures", "Publishes refused."),
+    ("queued", "gateway_queued", "Messages spooled to the on-disk queue."),
+    ("replayed", "gateway_replayed", "Queued messages replayed and acknowledged."),
+    ("dropped", "gateway_dropped", "Bulk telemetry dropped oldest first at the queue's bound."),
+    ("cov_notifications", "gateway_cov_notifications", "BACnet COV notifications received."),
+)
 
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lines.append(f"{name}{{{gw}{labels}}} {value:g}")
 
-    metric("gateway_polls_total", "counter", "Device polls started.", [("", c.polls)])
-    metric("gateway_poll_failures_total", "counter", "Failed polls by error class.",
-           [(f',class="{k}"', v) for k, v in sorted(c.failures.items())] or [(',class="none"', 0)])
-    metric("gateway_overruns_total", "counter",
-           "Poll ticks skipped because the device's previous poll still ran.", [("", c.overruns)])
-    metric("gateway_requests_total", "counter", "Protocol requests of successful polls.",
-           [("", c.requests)])
-    metric("gateway_requests_per_cycle", "gauge",
-           "Protocol requests of every device's last poll, summed.",
-           [("", sum(d.requests for d in c.devices.values()))])
-    metric("gateway_poll_seconds_total", "counter", "Time spent polling.", [("", c.poll_seconds)])
-    metric("gateway_poll_seconds_max", "gauge", "Longest last poll of any device.",
-           [("", max((d.last_poll_s for d in c.devices.values()), default=0.0))])
-    metric("gateway_busy_retries_total", "counter", "Modbus requests retried after 'busy'.",
-           [("", c.busy_retries)])
-    metric("gateway_bad_points_total", "counter", "Points that could not be read.",
-           [("", c.bad_points)])
-    metric("gateway_published_total", "counter", "Messages acknowledged by the broker.",
-           [("", c.published)])
-    metric("gateway_publish_failures_total", "counter", "Publishes refused.",
-           [("", c.publish_failures)])
-    metric("gateway_queued_total", "counter", "Messages spooled to the on-disk queue.",
-           [("", c.queued)])
-    metric("gateway_replayed_total", "counter", "Queued messages replayed and acknowledged.",
-           [("", c.replayed)])
-    metric("gateway_dropped_total", "counter",
-           "Bulk telemetry dropped oldest first at the queue's bound.", [("", c.dropped)])
-    metric("gateway_queue_depth", "gauge", "Messages in the on-disk queue.",
-           [("", g.queue_depth)])
-    metric("gateway_inflight", "gauge", "Live messages awaiting their PUBACK.", [("", g.inflight)])
-    metric("gateway_devices", "gauge", "Devices polled.", [("", g.devices)])
-    metric("gateway_cov_notifications_total", "counter", "BACnet COV notifications received.",
-           [("", c.cov_notifications)])
-    per_device = sorted(c.devices.items())
-    metric("gateway_device_polls_total", "counter", "Polls per device.",
-           [(f',device="{d}"', s.polls) for d, s in per_device])
-    metric("gateway_device_failures_total", "counter", "Failed polls per device.",
-           [(f',device="{d}"', s.failures) for d, s in per_device])
-    metric("gateway_device_overruns_total", "counter", "Skipped ticks per device.",
-           [(f',device="{d}"', s.overruns) for d, s in per_device])
-    return "\n".join(lines) + "\n"
+def collect(gateway_id: str, c: GatewayCounters, g: Gauges) -> list[Metric]:
+    gw = {"gateway": gateway_id}
+    devices = sorted(list(c.devices.items()))
+    out: list[Metric] = [counter(name, help_, gw, getattr(c, attr))
+                         for attr, name, help_ in _COUNTERS]
+    out += [
+        counter_by("gateway_poll_failures", "Failed polls by error class.", gw, "class",
+                   dict(c.failures) or {"none": 0}),
+        gauge("gateway_requests_per_cycle",
+              "Protocol requests of every device's last poll, summed.", gw,
+              sum(d.requests for _, d in devices)),
+        gauge("gateway_poll_seconds_max", "Longest last poll of any device.", gw,
+              max((d.last_poll_s for _, d in devices), default=0.0)),
+        gauge("gateway_queue_depth", "Messages in the on-disk queue.", gw, g.queue_depth),
+        gauge("gateway_inflight", "Live messages awaiting their PUBACK.", gw, g.inflight),
+        gauge("gateway_devices", "Devices polled.", gw, g.devices),
+        counter_by("gateway_device_polls", "Polls per device.", gw, "device",
+                   {d: s.polls for d, s in devices}),
+        counter_by("gateway_device_failures", "Failed polls per device.", gw, "device",
+                   {d: s.failures for d, s in devices}),
+        counter_by("gateway_device_overruns", "Skipped ticks per device.", gw, "device",
+                   {d: s.overruns for d, s in devices}),
+    ]
+    return out

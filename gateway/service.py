@@ -30,7 +30,7 @@ from gateway.bacnet import BacnetClient, BacnetReader
 from gateway.buffer import MessageStore
 from gateway.counters import GatewayCounters
 from gateway.forwarder import Forwarder
-from gateway.metrics import Gauges, MetricsServer, render
+from gateway.metrics import Gauges, MetricsServer, collect
 from gateway.modbus import ModbusReader
 from gateway.poller import DevicePoller
 from gateway.publisher import Publisher, gateway_status
@@ -78,7 +78,7 @@ async def run_gateway(
                               report_period_s=gw.report_period_s)
         port = metrics_port if metrics_port is not None else gw.metrics_port
         if port is not None:
-            server = MetricsServer(lambda: render(gateway_id, counters, Gauges(
+            server = MetricsServer(lambda: collect(gateway_id, counters, Gauges(
                 forwarder.depth, forwarder.inflight, len(devices))), port)
             await server.start()
             stack.push_async_callback(server.close)

@@ -20,7 +20,7 @@ from ingest.batch import Assembler, Batch
 from ingest.batch_writer import BatchWriter
 from ingest.consumer import Consumer, subscriptions
 from ingest.counters import Counters
-from ingest.metrics import render, serve_metrics
+from ingest.metrics import collect, serve_metrics
 from ingest.rows import Catalog
 from ingest.sequences import SequenceTracker
 from ingest.storage import Layout, Maintenance, StorageSettings, prepare_layout
@@ -107,7 +107,7 @@ async def run_ingest(
                                name="ingest-maintenance")
             if opts.metrics_port is not None:
                 tg.create_task(serve_metrics(opts.metrics_host, opts.metrics_port,
-                                             lambda: render(counters, labels),
+                                             lambda: collect(counters, labels),
                                              metrics_started), name="ingest-metrics")
             tg.create_task(consumer.run(), name=f"ingest-consume[{site.id}]")
     finally:

@@ -1,4 +1,4 @@
-"""The rules service's Prometheus text (served by ``facility.metrics_http``); pure.
+"""The rules service's Prometheus metric families (served by ``facility.metrics_http``); pure.
 
 Counters: messages received, telemetry ignored as stale or duplicate, dead letters, and the
 lifecycle events published, by event name (``alarm.raised``, ``alarm.suppressed``,
@@ -9,9 +9,12 @@ rule states kept (timers and latched conditions)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from facility.metrics_http import escape, label_text
+from prometheus_client.metrics_core import Metric
+
+from facility.metrics_http import counter, counter_by, gauge
 
 
 @dataclass(slots=True)
@@ -25,29 +28,20 @@ class RulesCounters:
     rule_states: int = 0
 
 
-def render(c: RulesCounters, labels: dict[str, str]) -> str:
-    lab = label_text(labels)
-    sep = "," if lab else ""
-    out: list[str] = []
-    for name, help_text, value in (
-        ("rules_messages_total", "MQTT messages received", c.messages),
-        ("rules_stale_messages_total",
-         "live telemetry ignored: not newer than the device's last (duplicate, out of order)",
-         c.stale),
-        ("rules_dead_letters_total", "messages refused and kept in dead_letters",
-         c.dead_letters),
-    ):
-        out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name}{{{lab}}} {value}"]
-    name = "rules_events_total"
-    out += [f"# HELP {name} alarm and work-order events published, by event",
-            f"# TYPE {name} counter"]
-    for event, n in sorted(c.events.items()):
-        out.append(f'{name}{{{lab}{sep}event="{escape(event)}"}} {n}')
-    for name, help_text, gauge in (
-        ("rules_database_up", "1 while the database takes writes, 0 while messages are held",
-         int(c.database_up)),
-        ("rules_pending_messages", "messages received and not yet handled", c.pending),
-        ("rules_rule_states", "rule states kept (per source and rule)", c.rule_states),
-    ):
-        out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{{{lab}}} {gauge}"]
-    return "\n".join(out) + "\n"
+def collect(c: RulesCounters, labels: Mapping[str, str]) -> list[Metric]:
+    return [
+        counter("rules_messages", "MQTT messages received", labels, c.messages),
+        counter("rules_stale_messages",
+                "live telemetry ignored: not newer than the device's last (duplicate, out of "
+                "order)", labels, c.stale),
+        counter("rules_dead_letters", "messages refused and kept in dead_letters", labels,
+                c.dead_letters),
+        counter_by("rules_events", "alarm and work-order events published, by event", labels,
+                   "event", c.events),
+        gauge("rules_database_up", "1 while the database takes writes, 0 while messages are "
+              "held", labels, int(c.database_up)),
+        gauge("rules_pending_messages", "messages received and not yet handled", labels,
+              c.pending),
+        gauge("rules_rule_states", "rule states kept (per source and rule)", labels,
+              c.rule_states),
+    ]

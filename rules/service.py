@@ -37,7 +37,7 @@ from rules.definitions import site_rules
 from rules.dispatch.service import Dispatcher, load_for_site
 from rules.engine import Engine
 from rules.handling import RulesService
-from rules.metrics import RulesCounters, render
+from rules.metrics import RulesCounters, collect
 from rules.partition import partition_of
 from rules.state_store import load_state
 
@@ -110,7 +110,7 @@ async def run_rules(
             metrics = None
             if metrics_port is not None:
                 labels = {"site": site.id, "client_id": session.client_id}
-                metrics = MetricsServer(lambda: render(RulesCounters(
+                metrics = MetricsServer(lambda: collect(RulesCounters(
                     messages=svc.messages, stale=svc.stale, dead_letters=svc.dead_letters,
                     events=events, database_up=svc.database_up, pending=session.pending,
                     rule_states=len(svc.state.rules)), labels), metrics_port, metrics_host)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -35,11 +34,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 ENTRAPMENT_TITLE = "电梯困人处理流程"
 UI_TIMEOUT_MS = 8_000
 
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium);"
-    " .ci/run does so in CI",
-)
 
 
 @asynccontextmanager

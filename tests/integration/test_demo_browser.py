@@ -32,14 +32,13 @@ from tests.integration.browser_support import (
     acknowledge_on_board,
     arrive_tick_and_resolve,
     launch_chromium,
-    needs_chromium,
     new_phone,
     screenshot,
     sign_in,
 )
 from tests.integration.demo_support import PASSWORD, eventually, run_demo
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), needs_chromium]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Long enough after start-up for the board to be open and the devices online first; the
 # fault lasts past the end of the test so the alarm stays active while it is acknowledged.

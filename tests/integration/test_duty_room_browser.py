@@ -11,7 +11,7 @@ test-artifacts/.
 
 The async playwright API is used because the API server runs in the test's own event loop
 (pytest-asyncio): the sync API would block that loop, and the server with it. No browser is
-ever downloaded; without /usr/bin/chromium the tests are skipped (CI installs it)."""
+ever downloaded; `make test` installs /usr/bin/chromium (scripts/system-packages)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ from tests.integration.browser_support import (
     acknowledge_on_board,
     arrive_tick_and_resolve,
     launch_chromium,
-    needs_chromium,
     new_phone,
     screenshot,
     sign_in,
@@ -45,7 +44,6 @@ from tests.integration.browser_support import (
 START_TIMEOUT_S = 10
 NOTE = "7楼, 2人, 已安抚 two passengers, calm"
 
-pytestmark = needs_chromium
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from facility.embedded.ports import free_port
 from facility.messages import DeviceStatus, Telemetry
@@ -29,13 +30,10 @@ DEVICE = ("      - {{id: {id}, type: elevator, profile: elevator, poll_interval_
 
 
 def scrape(port: int) -> dict[str, float]:
+    """Every sample as ``name{label="value",...}`` (labels in name order) -> value."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
+    return {s.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}":
+            s.value for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
 async def test_slow_and_dead_devices_do_not_delay_a_healthy_one(
@@ -81,9 +79,9 @@ async def test_slow_and_dead_devices_do_not_delay_a_healthy_one(
 
             m = await asyncio.to_thread(scrape, metrics[0].port)
             g = 'gateway="gw-t"'
-            assert m[f'gateway_device_overruns_total{{{g},device="slow"}}'] >= slow.overruns
-            assert m[f'gateway_device_overruns_total{{{g},device="healthy"}}'] == 0
-            assert m[f'gateway_poll_failures_total{{{g},class="timeout"}}'] >= 1
+            assert m[f'gateway_device_overruns_total{{device="slow",{g}}}'] >= slow.overruns
+            assert m[f'gateway_device_overruns_total{{device="healthy",{g}}}'] == 0
+            assert m[f'gateway_poll_failures_total{{class="timeout",{g}}}'] >= 1
             assert m[f"gateway_busy_retries_total{{{g}}}"] >= 1
             assert m[f"gateway_queue_depth{{{g}}}"] == 0
             assert m[f"gateway_requests_per_cycle{{{g}}}"] >= 3

@@ -182,8 +182,6 @@ async def test_stale_gateway_death_does_not_mark_a_reconnected_gateway_offline(
 async def test_shared_subscription_group_stores_telemetry(
     tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str
 ) -> None:
-    if mqtt_protocol != "5":
-        pytest.skip("shared subscriptions need MQTT 5 (mosquitto)")
     site = write_site(tmp_path, site_id)
     async with (running_ingest(site, database_url, mqtt_url, mqtt_protocol,
                                share_group="ingest"),
@@ -216,8 +214,6 @@ async def test_a_burst_is_written_in_batches_bounded_by_rows(
 async def test_retained_status_published_before_start_is_stored_with_a_share_group(
     tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str
 ) -> None:
-    if mqtt_protocol != "5":
-        pytest.skip("shared subscriptions need MQTT 5 (mosquitto)")
     site = write_site(tmp_path, site_id)
     gw = f"facility/v1/{site_id}/gw-a/status"
     async with publisher(mqtt_url, mqtt_protocol, f"pub-{site_id}") as pub:

@@ -42,11 +42,6 @@ FLOORS = ("SELECT count(*) FROM telemetry t JOIN points p ON p.id = t.point_id"
           " WHERE p.name = 'car_floor'")
 
 
-def needs_mosquitto(broker: Broker) -> None:
-    if broker.kind != "mosquitto":
-        pytest.skip("needs mosquitto (persistent sessions across restarts, shared subscriptions)")
-
-
 async def stored(database_url: str, n_messages: int, timeout_s: float = 60.0) -> list[Any]:
     expected = n_messages * len(POINTS)
     return await eventually(database_url, rows(COUNT), lambda r: r[0][0] >= expected,
@@ -57,7 +52,6 @@ async def stored(database_url: str, n_messages: int, timeout_s: float = 60.0) ->
 async def test_ingest_killed_mid_stream_and_restarted_stores_every_point_once(
     tmp_path: Path, broker: Broker, database_url: str, mqtt_url: str, site_id: str
 ) -> None:
-    needs_mosquitto(broker)
     write_site(tmp_path, site_id)
     n = 4000
     ingest = IngestProcess(tmp_path / "site.yaml", database_url, mqtt_url, tmp_path / "i.log")
@@ -85,7 +79,6 @@ async def test_ingest_killed_mid_stream_and_restarted_stores_every_point_once(
 async def test_two_processes_on_the_shared_subscription_store_each_point_once(
     tmp_path: Path, broker: Broker, database_url: str, mqtt_url: str, site_id: str
 ) -> None:
-    needs_mosquitto(broker)
     write_site(tmp_path, site_id)
     n = 3000
     procs = [IngestProcess(tmp_path / "site.yaml", database_url, mqtt_url,

@@ -78,8 +78,6 @@ async def test_messages_not_stored_at_shutdown_are_redelivered_to_the_next_sessi
     tmp_path: Path, pg_server: PostgresServer, broker: Broker, database_url: str, mqtt_url: str,
     mqtt_protocol: str, site_id: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    if broker.kind != "mosquitto":
-        pytest.skip("amqtt does not redeliver unacknowledged messages to a resumed session")
     caplog.set_level(logging.INFO, logger="ingest")
     site = write_site(tmp_path, site_id)
     async with publisher(mqtt_url, mqtt_protocol, f"pub-{site_id}") as pub:

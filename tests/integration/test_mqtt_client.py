@@ -37,10 +37,6 @@ async def test_subscription_made_before_connect_is_sent(mqtt_url: str, mqtt_prot
 async def test_unacknowledged_message_is_redelivered_to_the_persistent_session(
     mqtt_url: str, mqtt_protocol: str, site_id: str, broker: object,
 ) -> None:
-    if getattr(broker, "kind", "") != "mosquitto":
-        import pytest
-
-        pytest.skip("amqtt does not redeliver to a resumed session")
     topic = f"facility/v1/{site_id}/alarms"
     client_id = f"m-{uuid.uuid4().hex[:8]}"
     first = MqttClient(mqtt_url, client_id, protocol=mqtt_protocol, persistent=True,

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from facility.metrics_http import text
 from gateway.buffer import Outgoing
 from gateway.counters import GatewayCounters
 from gateway.forwarder import replay_payload
-from gateway.metrics import Gauges, render
+from gateway.metrics import Gauges, collect
+from tests.unit.facility.test_metrics_http import samples
 
 
 def test_prometheus_text_has_every_series_with_labels() -> None:
@@ -12,17 +14,18 @@ def test_prometheus_text_has_every_series_with_labels() -> None:
     c.device("a").polls = 5
     c.device("a").requests = 3
     c.device("b").requests = 2
-    text = render("gw-1", c, Gauges(queue_depth=11, inflight=1, devices=2))
-    lines = set(text.splitlines())
-    assert 'gateway_polls_total{gateway="gw-1"} 7' in lines
-    assert 'gateway_poll_failures_total{gateway="gw-1",class="timeout"} 4' in lines
-    assert 'gateway_overruns_total{gateway="gw-1"} 2' in lines
-    assert 'gateway_dropped_total{gateway="gw-1"} 3' in lines
-    assert 'gateway_queue_depth{gateway="gw-1"} 11' in lines
-    assert 'gateway_requests_per_cycle{gateway="gw-1"} 5' in lines
-    assert 'gateway_device_polls_total{gateway="gw-1",device="a"} 5' in lines
-    assert "# TYPE gateway_queue_depth gauge" in lines
-    assert text.endswith("\n")
+    body = text(lambda: collect("gw-1", c, Gauges(queue_depth=11, inflight=1, devices=2)))
+    got = samples(body)
+    gw = ("gateway", "gw-1")
+    assert got[("gateway_polls_total", (gw,))] == 7
+    assert got[("gateway_poll_failures_total", (("class", "timeout"), gw))] == 4
+    assert got[("gateway_overruns_total", (gw,))] == 2
+    assert got[("gateway_dropped_total", (gw,))] == 3
+    assert got[("gateway_queue_depth", (gw,))] == 11
+    assert got[("gateway_requests_per_cycle", (gw,))] == 5
+    assert got[("gateway_device_polls_total", (("device", "a"), gw))] == 5
+    assert got[("gateway_device_polls_total", (("device", "b"), gw))] == 0
+    assert "# TYPE gateway_queue_depth gauge" in body.splitlines()
 
 
 def test_replayed_telemetry_is_flagged_historical_and_otherwise_unchanged() -> None:
