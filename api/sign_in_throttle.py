@@ -73,6 +73,7 @@ class Charge:
     username: str
     address: str
     failures: dict[Kind, int]
+    delayed_until: dict[Kind, datetime | None]
     locked_until: dict[Kind, datetime | None]
 
 
@@ -133,27 +134,31 @@ async def admit(
                     wait_s = max(1, int((until - now).total_seconds() + 0.999))
                     return Refusal(kind, key, reason, until, wait_s)  # type: ignore[arg-type]
             current[kind] = _current(state, now, policy) + 1
+        delayed_until: dict[Kind, datetime | None] = {}
         locked_until: dict[Kind, datetime | None] = {}
         for kind, key in keys:
             delayed, locked = policy.after(kind, current[kind], now)
-            locked_until[kind] = locked
+            delayed_until[kind], locked_until[kind] = delayed, locked
             await conn.execute(
                 "UPDATE sign_in_throttle SET failures = %s, last_failure_at = %s,"
                 " delayed_until = %s, locked_until = %s WHERE kind = %s AND key = %s",
                 (current[kind], now, delayed, locked, kind, key))
-    return Charge(username, address, current, locked_until)
+    return Charge(username, address, current, delayed_until, locked_until)
 
 
 def failed(charge: Charge) -> None:
-    """Log a failure that the charge already counted: once per lock at WARNING."""
+    """Log a failure that the charge already counted (a lock once, at WARNING)."""
+    delays = [until for until in charge.delayed_until.values() if until is not None]
+    log.info("sign-in failed for user %r from %s (%d failures for the user, %d for the"
+             " address)%s", charge.username, charge.address, charge.failures["user"],
+             charge.failures["address"],
+             f"; next attempt after {max(delays).isoformat(timespec='seconds')}"
+             if delays else "")
     for kind, key in _keys(charge.username, charge.address):
         until, failures = charge.locked_until[kind], charge.failures[kind]
         if until is not None:
             log.warning("sign-in locked for %s %r until %s after %d failed attempts",
                         kind, key, until.isoformat(timespec="seconds"), failures)
-    log.info("sign-in failed for user %r from %s (%d failures for the user, %d for the"
-             " address)", charge.username, charge.address, charge.failures["user"],
-             charge.failures["address"])
 
 
 async def succeeded(conn: psycopg.AsyncConnection[Any], charge: Charge) -> None:

@@ -7,6 +7,7 @@ lock goes to the audit log (api.audit)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -19,6 +20,7 @@ from api.deps import Admin, BearerToken, ClientAddress, Config, Conn, CurrentUse
 from api.errors import NotFound
 from facility.users import authenticate
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["auth"])
 MAX_CREDENTIAL_LEN = 256
 
@@ -65,6 +67,8 @@ async def login(
         raise _bad_credentials()
     admitted = await sign_in_throttle.admit(conn, config.throttle, username, address)
     if isinstance(admitted, sign_in_throttle.Refusal):
+        log.debug("sign-in refused for user %r from %s: %s %s", username, address,
+                  admitted.kind, admitted.reason)
         await audit.record_refusal(conn, target=username, reason=admitted.reason,
                                    address=address, detail={"by": admitted.kind,
                                    "until": admitted.until.isoformat()})

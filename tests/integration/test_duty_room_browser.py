@@ -221,7 +221,9 @@ async def test_every_page_runs_under_the_csp_and_sign_out_revokes_the_token(
     await page.get_by_role("button", name=re.compile("Show")).click()
     bars = page.locator("#report .bar")
     await expect(bars.first).to_be_visible(timeout=UI_TIMEOUT_MS)
-    assert await bars.first.evaluate("b => b.getBoundingClientRect().width") > 0  # CSSOM width
+    await page.wait_for_function(  # the widths set through the CSSOM took effect
+        "() => [...document.querySelectorAll('#report .bar')]"
+        ".some((b) => b.getBoundingClientRect().width > 0)", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#board-error")).to_have_text("")
 
     token = await page.evaluate("sessionStorage.getItem('token')")
