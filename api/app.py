@@ -3,7 +3,8 @@ passed in (no globals). Its lifespan checks that the database schema is current,
 connection pool and the event hub that wakes the live streams (api.stream), and closes them at
 shutdown. REST routes live under /api/v1 (OpenAPI at /docs and /openapi.json), the pages (duty
 room, device, technician, service desk, reports) at /, their scripts, styles and vendored
-libraries under /static."""
+libraries under /static. Every response carries the security headers of
+api.security_headers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -23,6 +23,7 @@ from api.deps import ApiConfig
 from api.errors import install_handlers
 from api.routes import (
     alarms,
+    audit,
     auth,
     devices,
     health,
@@ -34,6 +35,8 @@ from api.routes import (
     users,
     work_orders,
 )
+from api.security_headers import SecurityHeaders
+from api.settings import ApiSettings
 from api.stream import running_hub
 from facility.db import migrate
 from facility.site import Site
@@ -46,9 +49,12 @@ POOL_TIMEOUT_S = 5.0
 
 
 def create_app(
-    database_url: str, *, site: Site | None = None, token_ttl: timedelta = timedelta(hours=12)
+    database_url: str, *, site: Site | None = None, settings: ApiSettings | None = None
 ) -> FastAPI:
-    config = ApiConfig(database_url=database_url, site=site, token_ttl=token_ttl)
+    """``settings`` default to the environment's (FACILITY_API_*)."""
+    settings = settings if settings is not None else ApiSettings()
+    config = ApiConfig(database_url=database_url, site=site, token_ttl=settings.token_ttl,
+                       throttle=settings.throttle())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,13 +82,16 @@ def create_app(
         " Every route but /api/v1/health needs `Authorization: Bearer <token>` from"
         " POST /api/v1/auth/token. See docs/api.md for roles and the live stream.",
         lifespan=lifespan,
+        docs_url=None,  # pages.docs serves /docs without an inline script
+        redoc_url=None,
     )
     app.state.config = config
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     install_handlers(app)
-    for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, reports,
-                   stream):
+    for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, audit,
+                   reports, stream):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(SecurityHeaders)
     return app

@@ -15,6 +15,7 @@ from fastapi.security import OAuth2PasswordBearer
 from psycopg_pool import AsyncConnectionPool
 
 from api import tokens
+from api.sign_in_throttle import ThrottlePolicy
 from facility.site import Site
 from facility.users import Role, User
 
@@ -28,6 +29,7 @@ class ApiConfig:
     database_url: str
     site: Site | None
     token_ttl: timedelta
+    throttle: ThrottlePolicy
 
 
 def get_config(request: Request) -> ApiConfig:
@@ -60,13 +62,19 @@ def _unauthorized(detail: str) -> HTTPException:
     )
 
 
-async def get_current_user(
-    conn: Conn, token: Annotated[str | None, Depends(_bearer)]
-) -> User:
+def get_token(token: Annotated[str | None, Depends(_bearer)]) -> str:
+    """The bearer token as sent (not yet checked)."""
     if not token:
         raise _unauthorized("not authenticated: send Authorization: Bearer <token>")
     if len(token) > 200:
         raise _unauthorized("invalid or expired token")
+    return token
+
+
+BearerToken = Annotated[str, Depends(get_token)]
+
+
+async def get_current_user(conn: Conn, token: BearerToken) -> User:
     user = await tokens.user_for_token(conn, token)
     if user is None:
         raise _unauthorized("invalid or expired token")
@@ -74,6 +82,15 @@ async def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def client_address(request: Request) -> str:
+    """The client's address as uvicorn gives it (behind a trusted proxy: X-Forwarded-For, see
+    docs/api.md)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
 
 
 def require_roles(*roles: Role) -> Callable[[User], Coroutine[Any, Any, User]]:
@@ -98,6 +115,8 @@ Supervisor = Annotated[User, Depends(require_roles(R.OPERATOR, R.MANAGER, R.ADMI
 """Dispatches work: logs repair requests, assigns, closes, cancels."""
 Fieldworker = Annotated[User, Depends(require_roles(R.OPERATOR, R.TECHNICIAN, R.ADMIN))]
 """Works on an order: transitions and checklist steps (checked further per order)."""
+DISPATCHING_ROLES = frozenset({R.OPERATOR, R.MANAGER, R.ADMIN})
+"""Dispatch work, and so see staff phone numbers (the roster's mobiles): the Supervisor roles."""
 Authoriser = Annotated[User, Depends(require_roles(R.MANAGER, R.ADMIN))]
 """Takes alarms out of service and reads the reports."""
 Admin = Annotated[User, Depends(require_roles(R.ADMIN))]

@@ -7,8 +7,10 @@ connection drops it reconnects with capped backoff, and streams still catch up o
 heartbeat timer meanwhile. ``event_stream`` is one client's loop: read the events after its
 cursor from a pooled connection (oldest first, in batches), send each with ``id:`` = events.id,
 then wait for a wake-up or send a heartbeat comment. Ids are visible in commit order
-(migration 0008), so resuming from the last id seen never skips an event. ``format_event``
-and ``parse_cursor`` are pure."""
+(migration 0008), so resuming from the last id seen never skips an event. At least once per
+heartbeat period the stream asks ``still_valid`` (is the client's token still good?) and, once
+it is revoked or expired, sends a ``signed_out`` event and ends. ``format_event`` and
+``parse_cursor`` are pure."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -28,6 +30,7 @@ from facility import events
 log = logging.getLogger(__name__)
 BATCH = 500
 RETRY_MS = 3000
+SIGNED_OUT = 'event: signed_out\ndata: {"reason": "token revoked or expired"}\n\n'
 MAX_BACKOFF_S = 30.0
 
 
@@ -107,13 +110,20 @@ async def _latest_id(pool: AsyncConnectionPool[Any]) -> int:
 
 async def event_stream(
     pool: AsyncConnectionPool[Any], hub: EventHub, *, cursor: int | None, site: str | None,
-    heartbeat_s: float,
+    heartbeat_s: float, still_valid: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[str]:
-    """The SSE text of one client, forever (the server ends it when the client goes)."""
+    """The SSE text of one client until it goes or its token stops being valid."""
     last = await _latest_id(pool) if cursor is None else cursor
     # Tell the client where it starts; a page loads its snapshot after this.
     yield f"retry: {RETRY_MS}\nid: {last}\nevent: ready\ndata: {json.dumps({'id': last})}\n\n"
+    loop = asyncio.get_running_loop()
+    check_at = loop.time() + heartbeat_s
     while True:
+        if still_valid is not None and loop.time() >= check_at:
+            if not await still_valid():
+                yield SIGNED_OUT
+                return
+            check_at = loop.time() + heartbeat_s
         seen = hub.generation
         async with pool.connection() as conn:
             rows = await events.since(conn, last, site_id=site, limit=BATCH)

@@ -1,6 +1,6 @@
 """Bearer tokens: opaque random strings handed to the client once; the database keeps only
-their SHA-256 digest and an expiry. A token names a user until it expires or the user is
-deactivated."""
+their SHA-256 digest and an expiry. A token names a user until it expires, is revoked (sign-out,
+a password change) or the user is deactivated."""
 
 from __future__ import annotations
 
@@ -42,3 +42,9 @@ async def user_for_token(conn: psycopg.AsyncConnection, token: str) -> User | No
     if row is None:
         return None
     return User(id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), trade=row[4])
+
+
+async def revoke(conn: psycopg.AsyncConnection, token: str) -> bool:
+    """Forget the token (sign-out); False if it was not known."""
+    cur = await conn.execute("DELETE FROM api_tokens WHERE token_sha256 = %s", (digest(token),))
+    return cur.rowcount > 0

@@ -6,7 +6,15 @@ and a few functions are allowed: ``any_tag(tag)``, ``all_tag(tag)``, ``count_tag
 ``abs``, ``min``, ``max``. Logic is three-valued (Kleene): a point that is missing or bad is
 *unknown*, and so is anything that depends on it, but ``unknown or True`` is ``True`` and
 ``unknown and False`` is ``False``. ``Condition.evaluate`` returns ``True``, ``False`` or
-``None`` (unknown)."""
+``None`` (unknown).
+
+Nothing a condition says can exhaust memory or time: the text is at most
+``MAX_CONDITION_LENGTH`` characters and ``MAX_DEPTH`` levels deep (checked at compile), ``**``,
+shifts and attribute access are not in the language, and the operators that can grow a value
+are simpleeval's safe ones: ``*`` and ``+`` refuse to build a string over simpleeval's
+``MAX_STRING_LENGTH`` (``'x' * 10**12`` is an error, not a gigabyte), and ``%`` refuses string
+formatting (``'%999999999d' % 1``). Integers can only grow by multiplying literals, so their
+size is bounded by the text's length."""
 
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from simpleeval import InvalidExpression, SimpleEval
+from simpleeval import InvalidExpression, SimpleEval, safe_add, safe_mult
 
 from facility.messages import Value
 
@@ -40,6 +48,8 @@ class _Unknown:
 
 
 UNKNOWN: Final = _Unknown()
+MAX_CONDITION_LENGTH: Final = 2000
+MAX_DEPTH: Final = 100
 FUNCTIONS: Final = frozenset({"any_tag", "all_tag", "count_tag", "abs", "min", "max"})
 
 
@@ -52,9 +62,17 @@ class ConditionError(ValueError):
         super().__init__(f"condition {expression!r}: {reason}")
 
 
+def _safe_mod(a: Any, b: Any) -> Any:
+    """``%`` on numbers only: on a string it is printf formatting, whose width can ask for any
+    amount of memory."""
+    if isinstance(a, str | bytes):
+        raise TypeError("% is not defined for text (no string formatting)")
+    return op.mod(a, b)
+
+
 _OPERATORS: dict[type, Callable[..., Any]] = {
-    ast.Add: op.add, ast.Sub: op.sub, ast.Mult: op.mul, ast.Div: op.truediv,
-    ast.Mod: op.mod, ast.USub: op.neg, ast.UAdd: op.pos,
+    ast.Add: safe_add, ast.Sub: op.sub, ast.Mult: safe_mult, ast.Div: op.truediv,
+    ast.Mod: _safe_mod, ast.USub: op.neg, ast.UAdd: op.pos,
     ast.Eq: op.eq, ast.NotEq: op.ne, ast.Gt: op.gt, ast.Lt: op.lt, ast.GtE: op.ge,
     ast.LtE: op.le,
 }
@@ -184,10 +202,17 @@ class Condition:
     @classmethod
     def compile(cls, text: str) -> Condition:
         """Parse and check a condition; ConditionError says what is not allowed."""
+        if len(text) > MAX_CONDITION_LENGTH:
+            raise ConditionError(text[:80] + "...",
+                                 f"longer than {MAX_CONDITION_LENGTH} characters")
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
             raise ConditionError(text, f"syntax error: {exc.msg}") from None
+        except (RecursionError, MemoryError, ValueError) as exc:
+            raise ConditionError(text, f"cannot parse: {type(exc).__name__}") from None
+        if _depth(tree) > MAX_DEPTH:
+            raise ConditionError(text, f"nested deeper than {MAX_DEPTH} levels")
         names: set[str] = set()
         tags: set[str] = set()
         for node in ast.walk(tree):
@@ -208,11 +233,22 @@ class Condition:
         try:
             result = ev.eval(self.text, self.tree)
         except (InvalidExpression, TypeError, ArithmeticError) as exc:
-            # a type clash (a string point compared with a number) or a division by zero
+            # a type clash (a string point compared with a number), a division by zero, or
+            # simpleeval's limits (IterableTooLong is an InvalidExpression)
             raise ConditionError(self.text, f"cannot evaluate: {exc}") from exc
         finally:
             ev.names = {}  # hold no values between evaluations
         return None if result is UNKNOWN else bool(result)
+
+
+def _depth(node: ast.AST) -> int:
+    """The depth of the tree (iteratively: a deep tree must not overflow the stack here)."""
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        current, level = todo.pop()
+        deepest = max(deepest, level)
+        todo.extend((child, level + 1) for child in ast.iter_child_nodes(current))
+    return deepest
 
 
 def _check_call(text: str, node: ast.Call) -> set[str]:

@@ -2,7 +2,9 @@
 step): the duty-room board (/), a device (/devices/{name}), the technician's page (/tech),
 the service desk's repair-request form (/desk) and the monthly report (/reports). A page is
 a shell with the site's names; its script signs in against the API (bearer token kept in
-sessionStorage), loads data from /api/v1 and follows /api/v1/stream."""
+sessionStorage), loads data from /api/v1 and follows /api/v1/stream. No page has an inline
+script, inline event handler or style attribute: the Content-Security-Policy
+(api.security_headers) forbids them. /docs is Swagger UI, started by a static script."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.deps import ApiConfig, Config
 from api.routes.devices import ID_PATTERN
+from api.security_headers import SWAGGER_CDN
 
 router = APIRouter(include_in_schema=False)
 
@@ -63,3 +66,10 @@ async def service_desk(request: Request, config: Config) -> HTMLResponse:
 @router.get("/reports", response_class=HTMLResponse)
 async def reports(request: Request, config: Config) -> HTMLResponse:
     return _render(request, "reports.html", _context(config, "reports", "月度报告 Monthly report"))
+
+
+@router.get("/docs", response_class=HTMLResponse)
+async def docs(request: Request) -> HTMLResponse:
+    """The interactive API docs (FastAPI's own page has an inline script)."""
+    return _render(request, "docs.html", {"title": request.app.title, "cdn": SWAGGER_CDN,
+                                          "openapi_url": request.app.openapi_url})

@@ -2,7 +2,8 @@
 offline or not yet heard from and how many alarms are open; names come from the site file
 the API was started with, ids from the database. GET /procedures and /procedures/{id}: the
 documented procedures as loaded. GET /roster: who is on call now per site and roster, as the
-rules service last computed it (table dispatch_on_call), with the shifts."""
+rules service last computed it (table dispatch_on_call), with the shifts; the staff's mobile
+numbers only for the roles that dispatch (operator, manager, admin), ``null`` for others."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from datetime import datetime, time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from api.deps import Config, Conn, CurrentUser
+from api.deps import DISPATCHING_ROLES, Config, Conn, CurrentUser
 from api.errors import NotFound
 from api.routes.devices import ID_PATTERN
 
@@ -110,7 +111,8 @@ class OnCall(BaseModel):
     rank: int
     username: str
     display_name: str
-    mobile: str
+    mobile: str | None = Field(description="null unless the caller dispatches (operator,"
+                               " manager, admin)")
     shift: str
     since: datetime | None
     until: datetime | None
@@ -140,6 +142,7 @@ async def roster(
     name: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,64}$")] = None,
 ) -> list[RosterOut]:
     """Who is on call now for each trade or escalation role (primary first, then backups)."""
+    show_mobile = user.role in DISPATCHING_ROLES
     params = {"site": site, "name": name}
     flt = (" WHERE (%(site)s::text IS NULL OR site_id = %(site)s)"
            " AND (%(name)s::text IS NULL OR roster = %(name)s)")
@@ -158,7 +161,8 @@ async def roster(
             await cur.fetchall()):
         if (entry := out.get((site_id, name_))) is not None:
             entry.on_call.append(OnCall(rank=rank, username=username, display_name=display,
-                                        mobile=mobile, shift=shift, since=since, until=until))
+                                        mobile=mobile if show_mobile else None, shift=shift,
+                                        since=since, until=until))
             entry.computed_at = at
     cur = await conn.execute(
         "SELECT site_id, roster, name, days, start_time, end_time, on_call FROM dispatch_shifts"

@@ -1,6 +1,8 @@
 """Staff accounts, for the admin only: list, create, and change role, name, trade, password or
 active flag. Passwords are hashed with argon2 (facility.users) off the event loop; a
-deactivated user's tokens are revoked at once."""
+deactivated user's tokens are revoked at once (and with them their live streams). Every change
+is recorded in the audit log in the same transaction: user.create, user.role (from, to),
+user.password, user.deactivate, user.activate, user.update (which fields)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from fastapi import APIRouter, Path
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Admin, Conn
+from api import audit
+from api.deps import Admin, ClientAddress, Conn
 from api.errors import Conflict
 from api.rows import fetch_one, from_row
 from facility.users import Role, hash_password
@@ -67,21 +70,44 @@ async def list_users(conn: Conn, user: Admin) -> list[UserOut]:
 
 
 @router.post("/users", response_model=UserOut, status_code=201, responses={409: {}})
-async def create_user(conn: Conn, user: Admin, body: UserIn) -> UserOut:
+async def create_user(
+    conn: Conn, user: Admin, body: UserIn, address: ClientAddress
+) -> UserOut:
     hashed = await asyncio.to_thread(hash_password, body.password)
     try:
-        await conn.execute(
-            "INSERT INTO users (username, display_name, role, trade, password_hash)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (body.username, body.display_name, str(body.role), body.trade, hashed))
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO users (username, display_name, role, trade, password_hash)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (body.username, body.display_name, str(body.role), body.trade, hashed))
+            await audit.record(conn, actor=user.username, action="user.create",
+                               target=body.username, address=address,
+                               detail={"role": str(body.role), "trade": body.trade})
     except psycopg.errors.UniqueViolation:
         raise Conflict(f"user {body.username} already exists") from None
     return await _one(conn, body.username)
 
 
+def _audit_actions(before: UserOut, changes: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The audit entries of a change: (action, detail)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if "role" in changes and changes["role"] != before.role:
+        out.append(("user.role", {"from": str(before.role), "to": str(changes["role"])}))
+    if "password_hash" in changes:
+        out.append(("user.password", {}))
+    if "active" in changes and changes["active"] != before.active:
+        out.append(("user.activate" if changes["active"] else "user.deactivate", {}))
+    fields = sorted(k for k in ("display_name", "trade")
+                    if k in changes and changes[k] != getattr(before, k))
+    if fields:
+        out.append(("user.update", {"fields": fields}))
+    return out
+
+
 @router.patch("/users/{username}", response_model=UserOut, responses={404: {}, 409: {}})
 async def update_user(
-    conn: Conn, user: Admin, username: Annotated[str, Path(pattern=USERNAME)], body: UserPatch
+    conn: Conn, user: Admin, username: Annotated[str, Path(pattern=USERNAME)], body: UserPatch,
+    address: ClientAddress,
 ) -> UserOut:
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password"})
     if any(key in changes and changes[key] is None for key in ("role", "active")):
@@ -92,7 +118,10 @@ async def update_user(
     if body.password is not None:
         changes["password_hash"] = await asyncio.to_thread(hash_password, body.password)
     async with conn.transaction():
-        await _one(conn, username)
+        before = await _one(conn, username)
+        for action, detail in _audit_actions(before, changes):
+            await audit.record(conn, actor=user.username, action=action, target=username,
+                               address=address, detail=detail)
         if changes:
             sets = sql.SQL(", ").join(
                 sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in changes)

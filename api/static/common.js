@@ -3,7 +3,11 @@
 // send an Authorization header, so the stream is read with fetch() and parsed here (SSE
 // format: "id:", "event:", "data:" lines, blank line ends a message, ":" lines are comments).
 // It reconnects with backoff, resuming from the last id seen (Last-Event-ID), and shows the
-// #stream-banner while disconnected. A page defines window.Page = {start(me), onEvent(ev)}.
+// #stream-banner while disconnected. Signing out revokes the token on the server; a stream
+// whose token was revoked or expired ends with a "signed_out" event. The pages run under a
+// Content-Security-Policy without inline scripts or style attributes: no inline handlers, and
+// styles only through the CSSOM (node.style.width = ...).
+// A page defines window.Page = {start(me), onEvent(ev)}.
 "use strict";
 const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
@@ -40,7 +44,7 @@ async function api(path, options = {}) {
     options = { ...options, body: JSON.stringify(options.json) };
   }
   const res = await fetch(API + path, { ...options, headers });
-  if (res.status === 401) { signOut(); throw new Error("signed out"); }
+  if (res.status === 401) { dropSession(); throw new Error("signed out"); }
   const type = res.headers.get("content-type") || "";
   const body = type.includes("json") ? await res.json().catch(() => ({})) : await res.text();
   if (!res.ok) throw new Error((body && body.detail) || res.statusText);
@@ -52,7 +56,18 @@ function showError(e) {
   if (box && sessionStorage.getItem("token")) box.textContent = e ? e.message || String(e) : "";
 }
 
-function signOut() {
+async function signOut() {
+  // The Sign out button: revoke the token on the server, then forget it here.
+  const token = sessionStorage.getItem("token");
+  if (token) {
+    try {
+      await fetch(`${API}/auth/sign-out`, { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+    } catch (e) { /* the server is away: the token still expires */ }
+  }
+  dropSession();
+}
+
+function dropSession() {
   sessionStorage.removeItem("token");
   if (Live.controller) Live.controller.abort();
   $("board").hidden = true;
@@ -93,7 +108,7 @@ async function follow(onEvent) {
       const headers = { Authorization: `Bearer ${sessionStorage.getItem("token")}` };
       if (Live.lastId !== null) headers["Last-Event-ID"] = Live.lastId;
       const res = await fetch(`${API}/stream`, { headers, signal: Live.controller.signal });
-      if (res.status === 401) { signOut(); return; }
+      if (res.status === 401) { dropSession(); return; }
       if (!res.ok || !res.body) throw new Error(`stream: ${res.status}`);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -107,6 +122,7 @@ async function follow(onEvent) {
           buffer = buffer.slice(cut + 2);
           if (ev.id !== null) Live.lastId = ev.id;
           if (ev.event === "ready") { setLive(true); backoff = 1000; }
+          if (ev.event === "signed_out") { dropSession(); return; }
           if (!ev.data) continue;
           Live.events += 1;
           try { onEvent(ev.event, JSON.parse(ev.data)); } catch (e) { console.error(e); }
@@ -155,5 +171,5 @@ $("login").addEventListener("submit", async (event) => {
 $("sign-out").addEventListener("click", signOut);
 
 window.addEventListener("DOMContentLoaded", () => {
-  if (sessionStorage.getItem("token")) boot(); else signOut();
+  if (sessionStorage.getItem("token")) boot(); else dropSession();
 });

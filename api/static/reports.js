@@ -20,12 +20,19 @@ function kpis(r) {
     el("tr", {}, el("th", {}, k), el("td", { dataset: { kpi: k.split(" ")[0] } }, String(v))))));
 }
 
+function bar(rem) {
+  // Width through the CSSOM: the Content-Security-Policy forbids style attributes.
+  const span = el("span", { className: "bar" });
+  span.style.width = `${rem}rem`;
+  return span;
+}
+
 function breakdown(title, rows, key) {
   const max = Math.max(1, ...rows.map((x) => x.count));
   return el("section", {}, el("h2", {}, title),
     el("table", {}, el("thead", {}, el("tr", {}, ["", "count", "", "resolved", "MTTR", "SLA resolve"].map((h) => el("th", {}, h)))),
       el("tbody", {}, rows.map((x) => el("tr", {}, el("td", {}, x[key] ?? "—"), el("td", {}, x.count),
-        el("td", {}, el("span", { className: "bar", style: `width:${(x.count / max) * 12}rem` })),
+        el("td", {}, bar((x.count / max) * 12)),
         el("td", {}, x.resolved), el("td", {}, dur(x.mttr_s)), el("td", {}, pct(x.sla_resolve)))))));
 }
 

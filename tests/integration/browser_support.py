@@ -1,8 +1,9 @@
 """Shared by the browser tests: Debian's chromium (never a downloaded browser) launched by
 playwright's async API with the flags a container needs, the wall-screen and phone
 viewports, signing in on a page's login form, the operator's acknowledgement on the board
-and the technician's arrive - tick steps - resolve on a phone, and screenshots saved to
-test-artifacts/."""
+and the technician's arrive - tick steps - resolve on a phone, screenshots saved to
+test-artifacts/, and a watch on the console for Content-Security-Policy violations (the pages
+must run under the API's strict policy: no inline script, no style attribute)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from playwright.async_api import (
     Browser,
     BrowserContext,
+    ConsoleMessage,
     Locator,
     Page,
     ViewportSize,
@@ -98,3 +100,17 @@ async def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     # The unacknowledged critical badge blinks: stop it so every shot shows it.
     await page.screenshot(path=ARTIFACTS / name, animations="disabled", full_page=True)
+
+
+def watch_csp(page: Page) -> list[str]:
+    """Collects the page's Content-Security-Policy violations (chromium reports each on the
+    console: "Refused to ... because it violates the following Content Security Policy
+    directive ..."); a test asserts the list stays empty."""
+    violations: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(f"{page.url}: {message.text}")
+
+    page.on("console", on_console)
+    return violations

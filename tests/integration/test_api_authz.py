@@ -3,7 +3,12 @@ manager, admin) and without a token, against a real PostgreSQL with an entrapmen
 its work order (assigned to the demo technician). A role the route denies gets 403 with a
 JSON message; a role it allows never gets 401 or 403 (it may get 404, 409 or 422 when the
 data does not allow the action, e.g. acknowledging an alarm twice). Rows run in table order,
-so state changes of earlier rows are expected by later ones."""
+so state changes of earlier rows are expected by later ones.
+
+The matrix is checked against the app's own routes (``app.routes``): a route with no row
+here (a new route nobody gave a role rule), or a row that matches no route, fails
+``test_every_route_has_a_row``. Public routes (health, sign-in, the page shells, the docs)
+are listed apart and answered without a token."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Mount
 
 from api.app import create_app
 from tests.integration.api_support import api_client, login, run_sql, seed_entrapment, seed_site
@@ -63,8 +70,48 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, frozenset[str]]] = [
     ("POST", "/users", {"username": "tech2", "password": "long enough pw", "role": "technician",
                         "trade": "elevator"}, ADMIN),
     ("PATCH", "/users/tech2", {"display_name": "Li Gong"}, ADMIN),
+    ("GET", "/audit?action=user", None, ADMIN),
+    ("GET", "/auth/locks", None, ADMIN),
+    ("DELETE", "/auth/locks?kind=user&key=nobody", None, ADMIN),
     ("GET", "/stream?after=0", None, ALL),  # checked without reading the endless body
+    ("POST", "/auth/sign-out", None, ALL),  # last: it revokes each role's token
 ]
+
+# Answered without a token: (method, path).
+PUBLIC: list[tuple[str, str]] = [
+    ("GET", "/api/v1/health"),
+    ("POST", "/api/v1/auth/token"),  # signing in (checked by test_api and test_api_security)
+    ("GET", "/"),
+    ("GET", "/devices/a-elevator-1"),
+    ("GET", "/tech"),
+    ("GET", "/desk"),
+    ("GET", "/reports"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+]
+MOUNTS = frozenset({"/static"})  # files, no data
+
+
+def test_every_route_has_a_row(tmp_path: Path) -> None:
+    """Generated from the app: each method of each route is covered by a matrix row (or is
+    public), and each row reaches a route."""
+    app = create_app("postgresql://unused/unused")
+    rows = [(m, "/api/v1" + p.split("?")[0]) for m, p, _b, _r in MATRIX] + PUBLIC
+    samples = {"alarm": 1, "wo": 1}
+    used: set[tuple[str, str]] = set()
+    missing: list[str] = []
+    for route in iter_route_contexts(app.routes):  # included routers flattened, with prefixes
+        if isinstance(route.original_route, Mount):
+            assert route.path in MOUNTS, f"mount {route.path} is not in the matrix"
+            continue
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            hits = {(m, p) for m, p in rows
+                    if m == method and route.path_regex.match(p.format(**samples))}
+            used |= hits
+            if not hits:
+                missing.append(f"{method} {route.path}")
+    assert missing == [], "routes without a role rule in MATRIX (or PUBLIC)"
+    assert set(rows) - used == set(), "rows that match no route"
 
 
 @pytest.fixture
@@ -110,6 +157,13 @@ async def test_every_route_enforces_its_roles(
         if anonymous.status_code != 401:
             wrong.append(f"anonymous {method} {path}: {anonymous.status_code}")
     assert wrong == []
+
+
+async def test_public_routes_answer_without_a_token(client: httpx.AsyncClient) -> None:
+    for method, path in PUBLIC:
+        resp = await client.request(method, path)
+        expected = 422 if path.endswith("/auth/token") else 200  # a form without fields
+        assert resp.status_code == expected, (method, path, resp.status_code)
 
 
 async def test_allowed_calls_did_their_work(client: httpx.AsyncClient, database_url: str) -> None:

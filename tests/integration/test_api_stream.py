@@ -1,8 +1,9 @@
 """The live stream GET /api/v1/stream over a real socket (uvicorn on a loopback port) and a
 real PostgreSQL: events recorded in the outbox arrive as SSE messages with ``id:`` = the
 outbox id, woken by NOTIFY; a client that reconnects with Last-Event-ID (or ?after=) gets
-exactly what it missed; idle streams get heartbeat comments; and event writers are
-serialised until commit (migration 0008), so ids become visible in increasing order."""
+exactly what it missed; idle streams get heartbeat comments; a stream ends (after a
+``signed_out`` event) once its token is revoked or expires; and event writers are serialised
+until commit (migration 0008), so ids become visible in increasing order."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ import pytest
 import uvicorn
 
 from api.app import create_app
+from api.tokens import digest
 from facility import events
 from facility.embedded.ports import free_port
 from facility.messages import AlarmEvent
-from tests.integration.api_support import PASSWORD, seed_site
+from tests.integration.api_support import PASSWORD, run_sql, seed_site
 
 TIMEOUT_S = 10
 
@@ -150,3 +152,37 @@ async def test_event_writers_are_serialised_until_commit(database_url: str) -> N
         await events.record(second, "tsite", [msg])
         cur = await second.execute("SELECT id FROM events ORDER BY id")
         assert len(await cur.fetchall()) == 2
+
+
+async def _ends_signed_out(reader: Reader) -> None:
+    """The stream sends heartbeats, then ``signed_out``, then ends."""
+    msg = await reader.next()
+    while msg == {"comments": [": heartbeat"]}:
+        msg = await reader.next()
+    assert msg["event"] == "signed_out", msg
+    assert msg["data"] == {"reason": "token revoked or expired"}
+    with pytest.raises(AssertionError, match="stream ended"):
+        await reader.next()
+
+
+async def test_stream_ends_when_its_token_is_revoked_or_expires(
+    base_url: str, database_url: str
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT_S) as client:
+        signed_out, expiring, kept = [await _token(client) for _ in range(3)]
+        async with client.stream("GET", "/api/v1/stream", headers=signed_out) as first, \
+                client.stream("GET", "/api/v1/stream", headers=expiring) as second, \
+                client.stream("GET", "/api/v1/stream", headers=kept) as third:
+            readers = [Reader(first), Reader(second), Reader(third)]
+            for reader in readers:
+                assert (await reader.event())["event"] == "ready"
+            resp = await client.post("/api/v1/auth/sign-out", headers=signed_out)
+            assert resp.status_code == 204
+            token = expiring["Authorization"].removeprefix("Bearer ")
+            run_sql(database_url, "UPDATE api_tokens SET expires_at = now()"
+                    " WHERE token_sha256 = %s", (digest(token),))
+            await _ends_signed_out(readers[0])
+            await _ends_signed_out(readers[1])
+            # The third token is still good: its stream goes on.
+            assert (await _record(database_url, "alarm.raised"))[0] == int(
+                (await readers[2].event())["id"])

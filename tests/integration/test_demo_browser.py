@@ -9,7 +9,8 @@ open. Headless chromium (Debian's, driven by playwright):
 * on a phone-sized viewport the technician opens /tech, takes the unassigned entrapment work
   order (the written site has no dispatch file, so nobody is assigned), reports arrival,
   ticks the required steps (one with a note) and resolves it;
-* the API then shows the order resolved with every required step done by the technician.
+* the API then shows the order resolved with every required step done by the technician;
+* neither page logs a Content-Security-Policy violation.
 
 Every wait is on something the page or the API shows (playwright's expect), never a sleep.
 Screenshots go to test-artifacts/demo_*.png."""
@@ -35,6 +36,7 @@ from tests.integration.browser_support import (
     new_phone,
     screenshot,
     sign_in,
+    watch_csp,
 )
 from tests.integration.demo_support import PASSWORD, eventually, run_demo
 
@@ -73,6 +75,7 @@ async def test_entrapment_live_on_the_board_then_resolved_on_a_phone(demo: str) 
     async with launch_chromium() as browser:
         wall = await browser.new_context(viewport=WALL_SCREEN, locale="zh-CN")
         board = await wall.new_page()
+        board_violations = watch_csp(board)
         await sign_in(board, demo, "operator", PASSWORD)
         await expect(board.locator("#board")).to_be_visible()
         await expect(board.locator("body")).to_have_attribute("data-live", "yes")
@@ -101,6 +104,7 @@ async def test_entrapment_live_on_the_board_then_resolved_on_a_phone(demo: str) 
 
         mobile = await new_phone(browser)
         phone = await mobile.new_page()
+        phone_violations = watch_csp(phone)
         await sign_in(phone, f"{demo}/tech", "technician", PASSWORD)
         offered = phone.locator(f'#pool article[data-work-order-id="{wo_id}"]')
         await expect(offered).to_contain_text(ENTRAPMENT_TITLE, timeout=UI_TIMEOUT_MS)
@@ -120,6 +124,7 @@ async def test_entrapment_live_on_the_board_then_resolved_on_a_phone(demo: str) 
         await wall.close()
         await mobile.close()
 
+    assert board_violations == [] and phone_violations == []
     assert done["state"] == "resolved" and done["assignee"] == "technician", done
     assert done["procedure_id"] == "elevator_entrapment" and done["source"] == "a-elevator-2"
     by_seq = {s["seq"]: s for s in done["steps"]}

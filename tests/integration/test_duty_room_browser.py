@@ -6,7 +6,9 @@ service's own functions: it appears live (the stream, no reload), with the audib
 and its work order with an SLA countdown; the operator acknowledges it and the alert stops;
 when the server goes away the disconnected banner shows. On a phone-sized viewport the
 technician accepts the order, reports arrival, ticks the required steps (one with a note)
-and resolves it. A wrong password is answered on the page. Screenshots go to
+and resolves it. A wrong password is answered on the page. Every page (board, device,
+technician, desk, reports) runs under the API's Content-Security-Policy without a single
+violation on the console, and Sign out revokes the token on the server. Screenshots go to
 test-artifacts/.
 
 The async playwright API is used because the API server runs in the test's own event loop
@@ -39,6 +41,7 @@ from tests.integration.browser_support import (
     new_phone,
     screenshot,
     sign_in,
+    watch_csp,
 )
 
 START_TIMEOUT_S = 10
@@ -81,7 +84,10 @@ async def browser() -> AsyncIterator[Browser]:
 async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport=WALL_SCREEN, locale="zh-CN")
     try:
-        yield await context.new_page()
+        page = await context.new_page()
+        violations = watch_csp(page)
+        yield page
+        assert violations == []
     finally:
         await context.close()
 
@@ -90,7 +96,10 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 async def phone(browser: Browser) -> AsyncIterator[Page]:
     context = await new_phone(browser)
     try:
-        yield await context.new_page()
+        page = await context.new_page()
+        violations = watch_csp(page)
+        yield page
+        assert violations == []
     finally:
         await context.close()
 
@@ -185,3 +194,40 @@ async def test_wrong_password_is_reported_on_the_page(served: Served, page: Page
     await page.locator("#login").get_by_role("button", name="Sign in").click()
     await expect(page.locator("#board")).to_be_visible()
     await expect(page.locator("#login-error")).to_have_text("")
+
+
+async def test_every_page_runs_under_the_csp_and_sign_out_revokes_the_token(
+    served: Served, page: Page
+) -> None:
+    """As admin (who may load everything): the board, a device with its chart, the technician
+    page, the desk and a report with its bars; the console shows no CSP violation (the page
+    fixture fails the test otherwise). Then Sign out: the token is dead on the server too."""
+    await seed_entrapment(served.database_url)
+    await sign_in(page, served.url, "admin", PASSWORD)
+    await expect(page.locator("body")).to_have_attribute("data-live", "yes")
+    await expect(page.locator("#alarms tr")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    csp = (await page.request.get(served.url)).headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "style-src 'self';" in csp
+    for path, ready in (("/devices/a-elevator-1", "#chart .uplot"),
+                        ("/tech", "#pool article"), ("/desk", "#who:has-text('admin')")):
+        await page.goto(served.url + path)
+        await expect(page.locator(ready).first).to_be_attached(timeout=UI_TIMEOUT_MS)
+    await page.goto(served.url + "/reports")
+    month = run_sql(served.database_url,
+                    "SELECT to_char(created_at, 'YYYY-MM') FROM work_orders LIMIT 1")[0][0]
+    await page.locator("#month").fill(month)
+    await page.get_by_role("button", name=re.compile("Show")).click()
+    bars = page.locator("#report .bar")
+    await expect(bars.first).to_be_visible(timeout=UI_TIMEOUT_MS)
+    await page.wait_for_function(  # the widths set through the CSSOM took effect
+        "() => [...document.querySelectorAll('#report .bar')]"
+        ".some((b) => b.getBoundingClientRect().width > 0)", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#board-error")).to_have_text("")
+
+    token = await page.evaluate("sessionStorage.getItem('token')")
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.locator("#login")).to_be_visible()
+    assert await page.evaluate("sessionStorage.getItem('token')") is None
+    me = await page.request.get(f"{served.url}/api/v1/me",
+                                headers={"Authorization": f"Bearer {token}"})
+    assert me.status == 401

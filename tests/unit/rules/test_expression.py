@@ -78,3 +78,43 @@ def test_compile_lists_names_and_tags() -> None:
 def test_type_clash_is_an_error_not_a_crash() -> None:
     with pytest.raises(ConditionError):
         ev("x > 1", {"x": "high"})
+
+
+@pytest.mark.parametrize("text", [
+    "'x' * 1000000000000 == 'x'",           # a terabyte string
+    "x * 1000000000000 == ''",              # the same from a text point
+    "('x' * 100000) * 100000 == 'x'",
+    "'x' * 100000 + 'y' * 100000 == 'x'",   # each half allowed, the sum is not
+    "count_tag('fire') * ('x' * 100000) == ''",  # a function's result does not bypass it
+    "'%999999999d' % 1 == ''",              # printf formatting with a huge width
+])
+def test_growth_beyond_simpleeval_limits_is_an_error(text: str) -> None:
+    """The operators that can grow a value apply simpleeval's MAX_STRING_LENGTH; the error is a
+    ConditionError at evaluation (the engine logs it and treats the rule as failed)."""
+    with pytest.raises(ConditionError, match="cannot evaluate"):
+        ev(text, {"x": "ab", "z": True, "w": True}, {"z": ("fire",), "w": ("fire",)})
+
+
+def test_growth_within_the_limits_still_works() -> None:
+    assert ev("'ab' * 3 == 'ababab'", {}) is True
+    assert ev("x * 2 + 'c' == 'ababc'", {"x": "ab"}) is True
+    assert ev("count_tag('fire') * 2 == 2", {"z": True}, {"z": ("fire",)}) is True
+    assert ev("7 % 4 == 3", {}) is True
+
+
+@pytest.mark.parametrize("text", [
+    "10 ** 12 > 0",                         # no powers at all
+    "1 << 100000 > 0",                      # nor shifts
+    "x > " + "1 + " * 1000 + "1",           # too long
+    "not " * 150 + "x",                     # too deep
+    "-" * 150 + "x > 0",
+    "(" * 250 + "x" + ")" * 250,           # the parser's own nesting limit
+])
+def test_powers_shifts_and_huge_or_deep_texts_are_refused_at_compile(text: str) -> None:
+    with pytest.raises(ConditionError):
+        Condition.compile(text)
+
+
+def test_an_ordinary_long_condition_is_within_the_limits() -> None:
+    text = " or ".join(f"zone_{i}_alarm" for i in range(60))
+    assert ev(text, {"zone_59_alarm": True}) is True
