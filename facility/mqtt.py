@@ -110,6 +110,7 @@ class MqttClient:
         self._session_up = False  # paho's view, guarded by _lock (connected is the loop's)
         self._closing = False
         self._was_connected = False
+        self.publishes_refused = 0  # PUBACKs with a failure reason (MQTT 5)
         self._failure: str | None = None  # the reason last logged, until a connect succeeds
         self._refused = False  # this attempt's CONNACK was a refusal (paho thread only)
         self._client = paho.Client(
@@ -336,10 +337,23 @@ class MqttClient:
             self._wake_pending = False
         self._has_messages.set()
 
-    def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any = None, _p: Any = None) -> None:
+    def _on_publish(self, _c: Any, _u: Any, mid: int, rc: Any = None, _p: Any = None) -> None:
+        if getattr(rc, "is_failure", False):  # MQTT 5: e.g. the ACL denies the topic
+            self._publish_refused(str(rc))
         # paho calls this holding its out-message mutex: resolve on the event loop's thread,
         # where publish_nowait runs, so no lock of ours is ever taken under paho's.
         self._call(lambda: self._resolve_puback(mid))
+
+    def _publish_refused(self, reason: str) -> None:
+        """The broker took a message but refused to deliver it: said once at WARNING."""
+        with self._lock:
+            first, self.publishes_refused = not self.publishes_refused, self.publishes_refused + 1
+        if first:
+            log.warning("MQTT broker %s refused a publish of %s: %s (the broker's ACL?); "
+                        "further refusals are logged at DEBUG", self.url,
+                        self.endpoint.username or "an anonymous client", reason.lower())
+        else:
+            log.debug("MQTT broker %s refused a publish: %s", self.url, reason)
 
     def _resolve_puback(self, mid: int) -> None:
         fut = self._pending.pop(mid, None)

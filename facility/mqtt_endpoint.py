@@ -139,7 +139,7 @@ def failure_reason(exc: BaseException, endpoint: MqttEndpoint) -> str:
     """One phrase for why a connection attempt failed, e.g. ``TLS: the broker's certificate
     is not trusted: certificate has expired``."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or exc.reason or str(exc)
+        detail = (exc.verify_message or exc.reason or str(exc)).rstrip(".")
         return (f"TLS: the broker's certificate is not accepted: {detail} "
                 f"(CA file {endpoint.ca_file or 'system default'})")
     if isinstance(exc, ssl.SSLError):

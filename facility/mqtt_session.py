@@ -272,6 +272,8 @@ class MqttSession:
                     log.warning("MQTT broker %s: %s; retrying with backoff (up to %.0f s)",
                                 self.url, reason, self._backoff[1])
                     failure = reason
+                else:
+                    log.debug("MQTT broker %s: %s (again)", self.url, reason)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self._backoff[1])
                 continue

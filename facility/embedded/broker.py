@@ -101,7 +101,7 @@ class Broker:
             "max_queued_messages 1000000",
             "max_packet_size 1048576",
             "user root" if os.geteuid() == 0 else "",
-            "log_dest stdout",
+            f"log_dest file {self.log_path}",  # flushed per line, unlike stdout to a file
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "log_type error",
             "log_type warning",
@@ -110,7 +110,7 @@ class Broker:
             "connection_messages true",
             "",
         ]
-        conf.write_text("\n".join(line for line in lines if line is not None))
+        conf.write_text("\n".join(line for line in lines if line))
         return conf
 
     def _security_lines(self) -> list[str]:
