@@ -9,11 +9,11 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from facility.embedded.lifetime import die_with_parent, stop_process
-from facility.embedded.ports import wait_tcp
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "install it: sudo apt-get install mosquitto"
@@ -72,19 +72,33 @@ class Broker:
         if mosquitto is None:
             raise BrokerError(f"mosquitto is not installed; {INSTALL_HINT}")
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as logfile:
             self.process = subprocess.Popen(
                 [mosquitto, "-c", str(self._write_conf())], stdout=logfile,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 preexec_fn=die_with_parent,
             )
-        if not wait_tcp("127.0.0.1", self.port, timeout_s):
+        if not self._wait_running(log_start, timeout_s):
             code = self.process.poll()
             self.stop()
             raise BrokerError(f"mosquitto did not listen on {self.port} (exit {code}); "
                               f"see {self.log_path}")
         log.info("mosquitto on %s (pid %d%s)", self.url, self.process.pid,
                  ", TLS, logins and ACL" if self.security else ", anonymous")
+
+    def _wait_running(self, log_start: int, timeout_s: float) -> bool:
+        """Wait for mosquitto's "running" line, logged once its listener is open (a probe
+        connection instead would show in the log as a failed TLS handshake)."""
+        deadline = time.monotonic() + timeout_s
+        assert self.process is not None
+        while time.monotonic() < deadline and self.process.poll() is None:
+            with open(self.log_path, "rb") as f:
+                f.seek(log_start)
+                if b" running" in f.read():
+                    return True
+            time.sleep(0.05)
+        return False
 
     def _write_conf(self) -> Path:
         conf = self.work_dir / "mosquitto.conf"
@@ -101,16 +115,16 @@ class Broker:
             "max_queued_messages 1000000",
             "max_packet_size 1048576",
             "user root" if os.geteuid() == 0 else "",
-            f"log_dest file {self.log_path}",  # flushed per line, unlike stdout to a file
+            "log_dest stderr",  # unbuffered: each line is in the log file at once
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "log_type error",
             "log_type warning",
             "log_type notice",
-            "log_type information" if self.security else "",  # each login, for the record
+            "log_type information",  # "running", each connection and its user name
             "connection_messages true",
             "",
         ]
-        conf.write_text("\n".join(line for line in lines if line))
+        conf.write_text("".join(f"{line}\n" for line in lines if line))
         return conf
 
     def _security_lines(self) -> list[str]:
