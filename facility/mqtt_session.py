@@ -298,7 +298,9 @@ class MqttSession:
 
     async def close(self) -> None:
         proto, self._proto = self._proto, None
-        if proto is not None and proto.transport is not None:
+        # a closed TLS transport cannot be written to at all (AttributeError)
+        if proto is not None and proto.transport is not None \
+                and not proto.transport.is_closing():
             proto.transport.write(DISCONNECT)
             proto.transport.close()
 
@@ -334,6 +336,7 @@ class MqttSession:
                 suback = await self._suback
         except BaseException:
             proto.transport.close()
+            self._proto = None
             raise
         codes = suback[3:] if self._v5 else suback[2:]
         refused = [f for f, c in zip(self._filters, codes, strict=False) if c >= 0x80]

@@ -107,7 +107,8 @@ async def run_rules(
                                None if part.whole_site else part.sources, database_url)
             if on_service is not None:
                 on_service(svc)
-            await client.wait_connected(timeout_s=30)
+            # however long it takes: the client logs why it is refused and retries
+            await client.connected.wait()
             metrics = None
             if metrics_port is not None:
                 labels = {"site": site.id, "client_id": session.client_id}

@@ -9,6 +9,7 @@ service logged a refusal."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,34 @@ def test_telemetry_and_alarms_flow_through_an_authenticated_tls_broker(
     users = {line.rsplit("u'", 1)[1].rstrip("').") for line in logins}
     assert users == {rules_user(site_id), ingest_user(site_id),
                      gateway_user(site_id, "gw-a"), gateway_user(site_id, "gw-b")}, logins
+
+
+def test_services_refused_by_the_broker_say_why_once_and_keep_retrying(
+    tmp_path: Path, database_url: str, spine_site: Path, secure: SecureBroker, site_id: str,
+) -> None:
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+
+    def env(user: str) -> dict[str, str]:
+        return secure.env(user) | {"FACILITY_MQTT_PASSWORD_FILE": str(wrong)}
+
+    refused = "refused the login of user"
+    with chain(tmp_path, database_url=database_url, mqtt_url=secure.url, mqtt_protocol="5",
+               site=spine_site) as c:
+        c.start("rules", "rules", "--procedures", str(ROOT / "procedures"), "--no-dispatch",
+                ready=refused, env=env(rules_user(site_id)))
+        c.start("ingest", "ingest", ready=refused, env=env(ingest_user(site_id)))
+        c.start("gw-a", "gateway", "--gateway", "gw-a", "--state-dir", str(tmp_path / "state"),
+                ready=refused, env=env(gateway_user(site_id, "gw-a")))
+        time.sleep(40)  # past a 30 s connect timeout, and several rounds of backoff
+        for name, service in c.services.items():
+            assert service.proc.poll() is None, f"{name} exited"
+        logs = {name: s.text() for name, s in c.services.items()}
+    for name, text in logs.items():
+        lines = [line for line in text.splitlines() if "MQTT broker" in line]
+        # one line (rules connect their publisher first and wait for it)
+        assert len(lines) == 1, (name, lines)
+        assert all(f"MQTT broker {secure.url}: {refused}" in line for line in lines), lines
+        assert "not-the-password" not in text
+    attempts = secure.log().count("New connection from")
+    assert attempts < 100, f"{attempts} connection attempts: the clients spin"
