@@ -19,7 +19,7 @@ from facility.mqtt_endpoint import (
     refused_login,
 )
 from facility.mqtt_session import connect_packet
-from facility.settings import CommonSettings
+from facility.settings import CommonSettings, check_mqtt_endpoint
 from facility.site import load_site
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -143,3 +143,11 @@ def test_the_acl_confines_each_gateway_and_lets_only_rules_write_alarms() -> Non
     text = acl_text(list(by_user.values()))
     assert "user gateway.demo.gw-b\ntopic write facility/v1/demo/gw-b/#\n" in text
     assert "pattern" not in text and "topic facility" not in text  # no read-write grants
+
+
+def test_plain_text_off_loopback_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    check_mqtt_endpoint(MqttEndpoint(MqttUrl.parse("mqtt://127.0.0.1:1883")))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    check_mqtt_endpoint(MqttEndpoint(MqttUrl.parse("mqtt://10.1.2.3:1883"), "gw"))
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("MQTT mqtt://10.1.2.3:1883 is plain text over the network")
