@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from facility.config_errors import ConfigError
-from facility.embedded.broker import BrokerError
+from facility.embedded.broker import BrokerError, require_mosquitto
 from facility.runner import run_service, setup_logging
 from facility.settings import CommonSettings, check_mqtt_endpoint
 
@@ -189,6 +189,8 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
     if args.command == "demo":
         from facility.demo import run_demo
 
+        if "mqtt_url" not in settings.model_fields_set:
+            require_mosquitto(args.broker)  # before anything starts
         return run_demo(args, settings)
     if args.command == "broker-config":
         return _broker_config(args)

@@ -42,6 +42,17 @@ def find_mosquitto() -> str | None:
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 
+def require_mosquitto(prefer: str = "mosquitto") -> str:
+    """mosquitto's path; BrokerError with what to do if it cannot be used."""
+    if prefer not in ("auto", "mosquitto"):
+        raise BrokerError(f"the {prefer} broker is no longer supported: the demo and the "
+                          f"tests need mosquitto ({INSTALL_HINT})")
+    mosquitto = find_mosquitto()
+    if mosquitto is None:
+        raise BrokerError(f"mosquitto is not installed; {INSTALL_HINT}")
+    return mosquitto
+
+
 @dataclass
 class Broker:
     work_dir: Path
@@ -65,12 +76,7 @@ class Broker:
         return True
 
     def start(self, timeout_s: float = 20.0) -> None:
-        if self.prefer not in ("auto", "mosquitto"):
-            raise BrokerError(f"the {self.prefer} broker is no longer supported: the demo and "
-                              f"the tests need mosquitto ({INSTALL_HINT})")
-        mosquitto = find_mosquitto()
-        if mosquitto is None:
-            raise BrokerError(f"mosquitto is not installed; {INSTALL_HINT}")
+        mosquitto = require_mosquitto(self.prefer)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as logfile:

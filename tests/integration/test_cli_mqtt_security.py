@@ -82,3 +82,11 @@ def test_an_empty_password_file_or_a_bad_ca_file_stops_a_service_at_start(
                         "FACILITY_MQTT_CA_FILE": str(not_pem)})
     assert out.returncode == 1 and "cannot start gateway" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_demo_refuses_amqtt_before_starting_anything(tmp_path: Path) -> None:
+    out = facility("demo", "--broker", "amqtt", "--state-dir", str(tmp_path / "state"))
+    assert out.returncode == 1
+    assert "the amqtt broker is no longer supported" in out.stderr
+    assert "sudo apt-get install mosquitto" in out.stderr
+    assert not (tmp_path / "state").exists()
