@@ -27,13 +27,13 @@ from pathlib import Path
 
 import psycopg
 
-from facility.broker_config import gateway_user, ingest_user, rules_user, write_broker_files
+from facility.broker_config import gateway_user, ingest_user, rules_user
 from facility.db.migrate import migrate
-from facility.embedded.broker import Broker, BrokerSecurity
+from facility.embedded.broker import require_mosquitto
 from facility.embedded.lifetime import die_with_parent, stop_process
 from facility.embedded.ports import free_port
 from facility.embedded.postgres import PostgresServer
-from facility.embedded.tls import ensure_demo_pki
+from facility.embedded.secure_broker import secure_broker
 from facility.settings import CommonSettings
 from facility.site import Site, load_site
 
@@ -134,19 +134,13 @@ def _broker(settings: CommonSettings, site: Site, state_dir: Path, stack: ExitSt
     broker of the operator's (FACILITY_MQTT_URL: the environment's login is everyone's)."""
     if "mqtt_url" in settings.model_fields_set:
         return settings.mqtt_url, settings.mqtt_protocol, {}
-    tls = ensure_demo_pki(state_dir / "tls")
-    files = write_broker_files([site], state_dir / "broker" / "auth")
-    broker = Broker(state_dir / "broker", free_port(), prefer=prefer, security=BrokerSecurity(
-        tls.ca_file, tls.cert_file, tls.key_file, files.passwd, files.acl))
-    broker.start()
-    stack.callback(broker.stop)
+    require_mosquitto(prefer)
+    secure = secure_broker(state_dir, [site], free_port())
+    secure.broker.start()
+    stack.callback(secure.broker.stop)
     users = {f"gateway[{g.id}]": gateway_user(site.id, g.id) for g in site.config.gateways}
     users |= {"ingest": ingest_user(site.id), "rules": rules_user(site.id)}
-    logins = {child: {"FACILITY_MQTT_USERNAME": user,
-                      "FACILITY_MQTT_PASSWORD_FILE": str(files.password_file(user)),
-                      "FACILITY_MQTT_CA_FILE": str(tls.ca_file)}
-              for child, user in users.items()}
-    return broker.url, "5", logins
+    return secure.broker.url, "5", {child: secure.env(u) for child, u in users.items()}
 
 
 def _demo_users(database_url: str, password: str) -> None:
