@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
+import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,8 @@ def failure_reason(exc: BaseException, endpoint: MqttEndpoint) -> str:
                 f"(CA file {endpoint.ca_file or 'system default'})")
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, socket.gaierror):
+        return f"host name {endpoint.url.host} not found ({exc.strerror})"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (nothing listens on that port?)"
     if isinstance(exc, ConnectionResetError | BrokenPipeError) or (

@@ -243,3 +243,22 @@ async def test_a_client_certificate_when_the_broker_requires_one(
                 await session.close()
         line = await refusal(kind, broker.endpoint(user), caplog)
     assert "TLS" in line or "connection closed" in line, line
+
+
+async def test_an_mqtt_3_subscriber_gets_the_same_words(
+    secure: SecureBroker, site: Site, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="facility.mqtt_session")
+    session = MqttSession(secure.endpoint(ingest_user(site.id), password="wrong"), "t-v3",
+                          ["x/#"], protocol="3.1.1", backoff_initial_s=0.2, backoff_max_s=1.0)
+    task = asyncio.create_task(session.run())
+    try:
+        async with asyncio.timeout(60):
+            while "(again)" not in caplog.text:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"refused the login of user {ingest_user(site.id)}: not authorized (CONNACK code 5)" \
+        in line, line

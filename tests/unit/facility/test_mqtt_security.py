@@ -4,6 +4,7 @@ and the ACL of a site."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def test_refusals_are_worded_for_a_duty_engineer() -> None:
     expired.verify_message = "certificate has expired"
     assert failure_reason(expired, ep) == ("TLS: the broker's certificate is not accepted: "
                                            "certificate has expired (CA file ca.crt)")
+    unknown = socket.gaierror(-2, "Name or service not known")
+    assert failure_reason(unknown, ep) == "host name b not found (Name or service not known)"
     plain = MqttEndpoint(MqttUrl.parse("mqtt://b"))
     assert "use mqtts://" in failure_reason(ConnectionResetError(104, "reset"), plain)
 
