@@ -18,6 +18,8 @@ due); ``naive_requests_per_cycle`` is one request per point, as gateways that re
 point do; the measured average requests per second (poll classes: fast points every second,
 normal every 5 s, slow every 60 s) is printed beside them. This supersedes
 bench/modbus_read_plan.py (planned vs per-point reads, measured on the wire).
+With BENCH_MQTT_SECURE=1 each level's mosquitto runs as in production (TLS, one login per
+identity, the ACL: facility/embedded/secure_broker.py) and the gateway logs in as itself.
 Usage: .venv/bin/python bench/gateway.py"""
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from facility.broker_config import gateway_user  # noqa: E402
 from facility.embedded.broker import Broker  # noqa: E402
 from facility.embedded.lifetime import die_with_parent, stop_process  # noqa: E402
 from facility.embedded.ports import free_port  # noqa: E402
+from facility.embedded.secure_broker import secure_broker  # noqa: E402
 from facility.profiles import ModbusProfile  # noqa: E402
 from facility.site import ModbusAddress, Site, load_site  # noqa: E402
 from gateway.modbus import ModbusReader  # noqa: E402
@@ -45,6 +49,7 @@ from gateway.modbus import ModbusReader  # noqa: E402
 LEVELS = (1000, 1500, 2000)
 WARMUP_S = 20.0
 WINDOW_S = 30.0
+SECURE = os.environ.get("BENCH_MQTT_SECURE") == "1"
 SITE_TIMEOUT_S = 120.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -70,12 +75,13 @@ class Level:
         return int(self.overruns + self.short_polls + self.failures)
 
 
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], log: Path,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "facility.cli", *args], stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
-            preexec_fn=die_with_parent)
+            preexec_fn=die_with_parent, env=os.environ | (env or {}))
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -122,8 +128,11 @@ def plan_counts(site: Site) -> tuple[int, int, int]:
     return points, planned, points
 
 
-def run_level(n: int, broker: Broker, work: Path) -> Level:
+def run_level(n: int, broker: Broker | None, work: Path) -> Level:
+    """One level against ``broker``, or (None: BENCH_MQTT_SECURE) a secure one of its own
+    for the level's site."""
     level = Level(n)
+    level_broker: Broker | None = None
     site_path = work / f"site-{n}.yaml"
     sim = spawn(["simulate", "--load", str(n), "--write-site", str(site_path),
                  "--bacnet-panels", "0", "--log-level", "WARNING"], work / f"sim-{n}.log")
@@ -137,10 +146,17 @@ def run_level(n: int, broker: Broker, work: Path) -> Level:
         site = load_site(site_path)
         level.points, level.planned, level.naive = plan_counts(site)
         port = free_port()
-        gw = spawn(["gateway", "--site", str(site_path), "--gateway",
-                    site.config.gateways[0].id, "--mqtt-url", broker.url,
-                    "--state-dir", str(work / f"state-{n}"), "--metrics-port", str(port),
-                    "--log-level", "WARNING"], work / f"gateway-{n}.log")
+        gw_id = site.config.gateways[0].id
+        env: dict[str, str] = {}
+        if broker is None:
+            secure = secure_broker(work / f"mqtt-{n}", [site], free_port())
+            secure.broker.start()
+            level_broker = broker = secure.broker
+            env = secure.env(gateway_user(site.id, gw_id))
+        gw = spawn(["gateway", "--site", str(site_path), "--gateway", gw_id,
+                    "--mqtt-url", broker.url, "--state-dir", str(work / f"state-{n}"),
+                    "--metrics-port", str(port), "--log-level", "WARNING"],
+                   work / f"gateway-{n}.log", env)
         time.sleep(WARMUP_S)
         if gw.poll() is not None:
             raise SystemExit(f"gateway exited; see {work}/gateway-{n}.log")
@@ -163,12 +179,15 @@ def run_level(n: int, broker: Broker, work: Path) -> Level:
         if gw is not None:
             stop(gw)
         stop(sim)
+        if level_broker is not None:
+            level_broker.stop()
 
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    broker = Broker(work / "broker", free_port())
-    broker.start()
+    broker = None if SECURE else Broker(work / "broker", free_port())
+    if broker is not None:
+        broker.start()
     levels: list[Level] = []
     started = time.monotonic()
     try:
@@ -176,7 +195,8 @@ def main() -> None:
             levels.append(run_level(n, broker, work))
             print(f"level {n}: done after {time.monotonic() - started:.0f} s", flush=True)
     finally:
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(f"gateway polling N load_meter devices (50 points) at 1 s for {WINDOW_S:.0f} s after "
           f"{WARMUP_S:.0f} s warm-up; simulator in its own process on the same "

@@ -13,7 +13,10 @@
 Then a tenth of the messages is published again: nothing may be stored twice. RSS is the
 peak resident set (VmHWM) of the ingest process. PostgreSQL runs with durable settings
 (fsync, synchronous_commit on; max_wal_size 4GB, shared_buffers 512MB). Publisher,
-mosquitto, ingest and PostgreSQL share the machine's cores. Ends with one ``RESULT`` line."""
+mosquitto, ingest and PostgreSQL share the machine's cores. With BENCH_MQTT_SECURE=1
+mosquitto runs as in production (TLS, one login per identity, the ACL:
+facility/embedded/secure_broker.py): the publisher logs in as the site's gateway over TLS,
+ingest as ingest. Ends with one ``RESULT`` line."""
 
 from __future__ import annotations
 
@@ -41,12 +44,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from facility import topics  # noqa: E402
+from facility.broker_config import gateway_user, ingest_user  # noqa: E402
 from facility.db import registry  # noqa: E402
 from facility.db.migrate import migrate  # noqa: E402
 from facility.embedded.broker import Broker  # noqa: E402
 from facility.embedded.ports import free_port  # noqa: E402
 from facility.embedded.postgres import PostgresServer  # noqa: E402
-from facility.mqtt_session import Delivery, varint  # noqa: E402
+from facility.embedded.secure_broker import SecureBroker, secure_broker  # noqa: E402
+from facility.mqtt_endpoint import MqttEndpoint  # noqa: E402
+from facility.mqtt_session import Delivery, connect_packet, varint  # noqa: E402
 from facility.site import Site, load_site  # noqa: E402
 from ingest.batch import Assembler, Batch  # noqa: E402
 from ingest.batch_writer import BatchWriter  # noqa: E402
@@ -97,13 +103,17 @@ def build_messages(n: int, offset_s: int) -> list[tuple[bytes, bytes]]:
 
 # --- a cheap QoS 1 publisher: MQTT 3.1.1 over a raw socket -------------------------------
 
-def publish(port: int, msgs: Sequence[tuple[bytes, bytes]]) -> float:
+def publish(endpoint: MqttEndpoint, msgs: Sequence[tuple[bytes, bytes]]) -> float:
     """Publish with up to WINDOW unacknowledged; seconds until the last PUBACK."""
-    s = socket.create_connection(("127.0.0.1", port))
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + struct.pack(">H", 9) + b"bench-pub"
-    s.sendall(b"\x10" + varint(len(body)) + body)
-    assert s.recv(4)[:1] == b"\x20"
+    raw = socket.create_connection((endpoint.url.host, endpoint.url.port))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    ctx = endpoint.ssl_context()
+    s = ctx.wrap_socket(raw, server_hostname=endpoint.url.host) if ctx else raw
+    s.sendall(connect_packet("bench-pub", v5=False, keepalive_s=60, receive_maximum=1,
+                             clean=True, username=endpoint.username,
+                             password=endpoint.password_text()))
+    connack = s.recv(4)
+    assert connack[:1] == b"\x20" and connack[3:4] == b"\x00", f"refused: {connack!r}"
     t0 = time.perf_counter()
     sent = acked = 0
     pending = b""
@@ -213,10 +223,13 @@ def peak_rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else 0.0
 
 
-def end_to_end(work: Path, url: str, broker: Broker,
+def end_to_end(work: Path, url: str, broker: Broker, secure: SecureBroker | None,
                msgs: Sequence[tuple[bytes, bytes]]) -> tuple[float, int, int, float, float]:
     metrics = free_port()
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    env = os.environ | {"PYTHONPATH": str(ROOT)} | (
+        secure.env(ingest_user(SITE)) if secure else {})
+    endpoint = (secure.endpoint(gateway_user(SITE, GATEWAY)) if secure
+                else MqttEndpoint.of(broker.url))
     log = open(work / "ingest.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "facility.cli", "ingest", "--site", str(work / "site.yaml"),
@@ -240,11 +253,11 @@ def end_to_end(work: Path, url: str, broker: Broker,
                                 str(proc.pid)]) if profile else None
         rows = len(msgs) * POINTS
         t0 = time.perf_counter()
-        publish_s = publish(broker.port, msgs)
+        publish_s = publish(endpoint, msgs)
         wait_rows(metrics, proc, rows, "ingest_rows_written_total")
         seconds = time.perf_counter() - t0
         again = msgs[: len(msgs) // 10]
-        publish(broker.port, again)
+        publish(endpoint, again)
         wait_rows(metrics, proc, len(again) * POINTS, "ingest_duplicate_rows_total")
         rss = peak_rss_mb(proc.pid)
         m = scrape(metrics)
@@ -274,14 +287,16 @@ def main() -> None:
         print(f"  built the messages in {time.perf_counter() - t0:.1f} s")
         server = PostgresServer(work / "pgdata", free_port(), settings=PG_SETTINGS)
         server.start()
-        broker = Broker(work / "broker", free_port(), prefer="mosquitto")
+        secure = (secure_broker(work, [site], free_port())
+                  if os.environ.get("BENCH_MQTT_SECURE") == "1" else None)
+        broker = secure.broker if secure else Broker(work / "broker", free_port())
         broker.start()
         try:
             url_a, cat_a = new_database(server, "db_only", site)
             db_rate = asyncio.run(db_only(url_a, cat_a, msgs))
             print(f"(a) db_only     {db_rate:>10,.0f} rows/s")
             url_b, _ = new_database(server, "end_to_end", site)
-            e2e, lost, dup, rss, seconds = end_to_end(work, url_b, broker, msgs)
+            e2e, lost, dup, rss, seconds = end_to_end(work, url_b, broker, secure, msgs)
             print(f"(b) end_to_end  {e2e:>10,.0f} points/s ({seconds:.1f} s; lost {lost}, "
                   f"duplicated {dup}; ingest peak RSS {rss:.0f} MB)")
             url_c, cat_c = new_database(server, "naive", site)

@@ -15,6 +15,10 @@ p99, while a background publisher floods the rules service with telemetry.
    actually consumed: the target (100k points/s) when the service consumed at least 95 % of
    it in a saturation run, else 80 % of what it consumed. All processes share the CPUs.
 
+With BENCH_MQTT_SECURE=1 the broker runs as in production (TLS, one login per identity,
+the ACL: facility/embedded/secure_broker.py) and every client logs in: the background
+publisher as gateway gw-bg, the probe as gw-probe, its subscriber and the service as rules.
+
 Ends with ``RESULT evaluations_per_s=... alarm_latency_p50_ms=... alarm_latency_p99_ms=...
 background_points_per_s=...``. Usage: .venv/bin/python bench/rules.py"""
 
@@ -32,11 +36,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,12 +50,15 @@ import psycopg
 import yaml
 
 from facility import topics
+from facility.broker_config import gateway_user, rules_user
 from facility.db.migrate import migrate
 from facility.embedded.broker import Broker
 from facility.embedded.ports import free_port
 from facility.embedded.postgres import PostgresServer
+from facility.embedded.secure_broker import SecureBroker, secure_broker
 from facility.messages import Telemetry, encode
 from facility.mqtt import MqttClient
+from facility.mqtt_endpoint import MqttEndpoint
 from facility.procedures import load_procedures
 from facility.site import Site, load_site
 from facility.topics import TopicKind
@@ -69,6 +78,7 @@ POINTS_PER_MESSAGE = 13
 SATURATION_S = 16.0
 BACKGROUND_S = 60.0  # the probes end it; the publisher stops by itself after this
 PROBES = 100
+SECURE = os.environ.get("BENCH_MQTT_SECURE") == "1"
 POWER = {"voltage_l1": 231.0, "voltage_l2": 229.5, "voltage_l3": 230.2,
          "incoming_breaker_closed": True}
 NO_POWER = {"voltage_l1": 0.0, "voltage_l2": 0.0, "voltage_l3": 0.0,
@@ -76,7 +86,7 @@ NO_POWER = {"voltage_l1": 0.0, "voltage_l2": 0.0, "voltage_l3": 0.0,
 
 # The background publisher, run as a child process: paho only, pre-encoded payloads.
 PUBLISHER = r"""
-import json, signal, sys, time
+import json, os, signal, ssl, sys, time
 import paho.mqtt.client as paho
 stop = []
 signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -84,6 +94,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 port, site, devices = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 rate, seconds = float(sys.argv[4]), float(sys.argv[5])
 c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-bg", protocol=paho.MQTTv5)
+if os.environ.get("FACILITY_MQTT_USERNAME"):  # BENCH_MQTT_SECURE: the gateway's login, TLS
+    with open(os.environ["FACILITY_MQTT_PASSWORD_FILE"]) as f:
+        c.username_pw_set(os.environ["FACILITY_MQTT_USERNAME"], f.read().strip())
+    c.tls_set_context(ssl.create_default_context(cafile=os.environ["FACILITY_MQTT_CA_FILE"]))
 c.connect("127.0.0.1", port); c.loop_start(); time.sleep(0.5)
 topics = [f"facility/v1/{site}/gw-bg/bg-{i:03d}/telemetry" for i in range(devices)]
 def payload(i, k):
@@ -172,29 +186,45 @@ def write_site(work: Path) -> Site:
     return load_site(path)
 
 
+@dataclass(frozen=True)
+class Mqtt:
+    """The bench's broker, and each client's endpoint (a login with BENCH_MQTT_SECURE=1)."""
+
+    broker: Broker
+    secure: SecureBroker | None
+
+    def endpoint(self, user: str) -> str | MqttEndpoint:
+        return self.broker.url if self.secure is None else self.secure.endpoint(user)
+
+    def env(self, user: str) -> dict[str, str]:
+        return {} if self.secure is None else self.secure.env(user)
+
+
 @contextlib.contextmanager
-def servers(work: Path) -> Iterator[tuple[str, Broker]]:
+def servers(work: Path, site: Site) -> Iterator[tuple[str, Mqtt]]:
     pg = PostgresServer(work / "pgdata", free_port(), settings={"max_connections": "50"})
     pg.start()
-    broker = Broker(work / "broker", free_port(), prefer="mosquitto")
+    secure = secure_broker(work, [site], free_port()) if SECURE else None
+    broker = secure.broker if secure else Broker(work / "broker", free_port())
     try:
         broker.start()
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             conn.execute('CREATE DATABASE "bench"')
         migrate(pg.url("bench"))
-        yield pg.url("bench"), broker
+        yield pg.url("bench"), Mqtt(broker, secure)
     finally:
         broker.stop()
         pg.stop()
 
 
-async def probe_latency(site: Site, mqtt_url: str) -> list[float]:
+async def probe_latency(site: Site, mqtt: Mqtt) -> list[float]:
     """Toggle the probe's power; the time from publish to the alarm event, in ms."""
     topic = topics.device_topic(TopicKind.TELEMETRY, SITE_ID, "gw-probe", "probe")
     latencies: list[float] = []
     session = f"p{time.monotonic_ns()}"  # each run a gateway session of its own (seq from 0)
-    async with MqttClient(mqtt_url, "bench-probe-pub") as pub, \
-            MqttClient(mqtt_url, "bench-probe-sub") as sub:
+    async with MqttClient(mqtt.endpoint(gateway_user(SITE_ID, "gw-probe")),
+                          "bench-probe-pub") as pub, \
+            MqttClient(mqtt.endpoint(rules_user(SITE_ID)), "bench-probe-sub") as sub:
         await pub.wait_connected(10)
         await sub.wait_connected(10)
         await sub.subscribe(topics.alarms(SITE_ID))
@@ -218,13 +248,14 @@ async def probe_latency(site: Site, mqtt_url: str) -> list[float]:
     return latencies
 
 
-async def flood(svc: RulesService, port: int, msgs_per_s: float, seconds: float,
+async def flood(svc: RulesService, mqtt: Mqtt, msgs_per_s: float, seconds: float,
                 measure: Any = None) -> tuple[float, float]:
     """Run the background publisher; (offered, consumed) points/s over its run, while
     ``measure`` (a coroutine) runs if given."""
     publisher = subprocess.Popen(  # noqa: ASYNC220 - a child that runs beside the loop
-        [sys.executable, "-c", PUBLISHER, str(port), SITE_ID, str(BG_DEVICES),
-         str(msgs_per_s), str(seconds)], stdout=subprocess.PIPE)
+        [sys.executable, "-c", PUBLISHER, str(mqtt.broker.port), SITE_ID, str(BG_DEVICES),
+         str(msgs_per_s), str(seconds)], stdout=subprocess.PIPE,
+        env=os.environ | mqtt.env(gateway_user(SITE_ID, "gw-bg")))
     try:
         await asyncio.sleep(2)  # let the flood build up
         start_n, start_t = svc.messages, time.perf_counter()
@@ -251,20 +282,20 @@ async def drained(svc: RulesService) -> None:
         await asyncio.sleep(1.0)
 
 
-async def bench_latency(site: Site, database_url: str, broker: Broker) -> dict[str, float]:
+async def bench_latency(site: Site, database_url: str, mqtt: Mqtt) -> dict[str, float]:
     services: list[RulesService] = []
     ready = asyncio.Event()
     task = asyncio.create_task(run_rules(
-        site, database_url, broker.url, procedures_dir=ROOT / "procedures", ready=ready,
-        on_service=services.append))
+        site, database_url, mqtt.endpoint(rules_user(SITE_ID)),
+        procedures_dir=ROOT / "procedures", ready=ready, on_service=services.append))
     try:
         async with asyncio.timeout(60):
             await ready.wait()
         svc = services[0]
-        idle = await probe_latency(site, broker.url)
+        idle = await probe_latency(site, mqtt)
         # A: saturation at the target rate: what the rules service can consume at most
         offered_max, capacity = await flood(
-            svc, broker.port, TARGET_POINTS_PER_S / POINTS_PER_MESSAGE, SATURATION_S)
+            svc, mqtt, TARGET_POINTS_PER_S / POINTS_PER_MESSAGE, SATURATION_S)
         await drained(svc)
         # B: latency under the target background if the service sustains it (consumes 95 %
         # of it at saturation), else under 80 % of what it consumes
@@ -273,9 +304,9 @@ async def bench_latency(site: Site, database_url: str, broker: Broker) -> dict[s
         lat: list[float] = []
 
         async def probes() -> None:
-            lat.extend(await probe_latency(site, broker.url))
+            lat.extend(await probe_latency(site, mqtt))
 
-        offered, consumed = await flood(svc, broker.port, rate, BACKGROUND_S, probes())
+        offered, consumed = await flood(svc, mqtt, rate, BACKGROUND_S, probes())
         return {
             "idle_p50_ms": statistics.median(idle),
             "p50_ms": statistics.median(lat),
@@ -300,8 +331,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
         work = Path(tmp)
         site = write_site(work)
-        with servers(work) as (url, broker):
-            lat = asyncio.run(bench_latency(site, url, broker))
+        with servers(work, site) as (url, mqtt):
+            lat = asyncio.run(bench_latency(site, url, mqtt))
+    if SECURE:
+        print("broker: TLS, one login per identity, the ACL (BENCH_MQTT_SECURE=1)")
     print(f"latency publish -> alarm event, idle: p50 {lat['idle_p50_ms']:.1f} ms")
     print(f"saturation: {lat['saturation_offered']:,.0f} points/s offered, "
           f"{lat['capacity']:,.0f} points/s consumed by rules")

@@ -1,5 +1,6 @@
 """The `facility` command: one subcommand per service plus `demo` (everything at once) and
-`db migrate`. Settings come from FACILITY_* environment variables; flags override them.
+`db migrate` and `broker-config`. Settings come from FACILITY_* environment variables; flags
+override them (the MQTT login and TLS files come from the environment only).
 Services are imported lazily so that each process loads only its own package."""
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 import psycopg
 
 from facility.config_errors import ConfigError
+from facility.embedded.broker import BrokerError, require_mosquitto
 from facility.runner import run_service, setup_logging
-from facility.settings import CommonSettings
+from facility.settings import CommonSettings, check_mqtt_endpoint
 
 log = logging.getLogger("facility.cli")
 
@@ -43,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=Path(".facility"),
                    help="where the embedded database and broker keep their data")
     p.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
-                   help="embedded broker when FACILITY_MQTT_URL is not set (auto: mosquitto "
-                        "if installed, else amqtt)")
+                   help="embedded broker when FACILITY_MQTT_URL is not set: mosquitto with "
+                        "TLS, logins and an ACL (amqtt is no longer supported)")
 
     p = sub.add_parser("simulate", help="serve simulated devices over Modbus TCP and BACnet/IP")
     _common(p, database=False, mqtt=False)
@@ -120,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
 
+    p = sub.add_parser("broker-config", help="write mosquitto's password file and ACL for "
+                                             "site files: one login per service and gateway")
+    p.add_argument("--site", action="append", type=Path, required=True, dest="sites",
+                   help="site file (repeat for several sites on one broker)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="directory for passwd, acl and credentials/<user>.password "
+                        "(passwords already there are kept)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
     p = sub.add_parser("db", help="database administration")
     dbsub = p.add_subparsers(dest="db_command", required=True)
     m = dbsub.add_parser("migrate", help="apply the schema migrations")
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except SchemaBehind as exc:
         log.error("%s", exc)
         return 2
-    except (OSError, psycopg.OperationalError) as exc:
+    except (OSError, psycopg.OperationalError, BrokerError) as exc:
         log.error("cannot start %s: %s", args.command, exc)
         return 1
 
@@ -178,7 +189,11 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
     if args.command == "demo":
         from facility.demo import run_demo
 
+        if "mqtt_url" not in settings.model_fields_set:
+            require_mosquitto(args.broker)  # before anything starts
         return run_demo(args, settings)
+    if args.command == "broker-config":
+        return _broker_config(args)
     if args.command == "simulate" and args.load is not None:
         from simulators.load import run_load
 
@@ -192,6 +207,13 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         return run_service(run_discover(args.bacnet, args.modbus, args.out,
                                         timeout_s=args.timeout))
     site = load_site(settings.site)
+    if args.command in ("gateway", "ingest", "rules"):
+        try:
+            mqtt = settings.mqtt_endpoint()
+        except ValueError as exc:  # an empty password file
+            log.error("bad configuration: %s", exc)
+            return 2
+        check_mqtt_endpoint(mqtt)  # TLS files that do not load: OSError
     if args.command == "simulate":
         from simulators.runner import run_simulators
         from simulators.scenario import load_scenario
@@ -208,7 +230,7 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         if args.gateway not in {g.id for g in site.config.gateways}:
             log.error("gateway %s is not defined in %s", args.gateway, settings.site)
             return 2
-        return run_service(run_gateway(site, args.gateway, settings.mqtt_url,
+        return run_service(run_gateway(site, args.gateway, mqtt,
                                        mqtt_protocol=settings.mqtt_protocol,
                                        state_dir=args.state_dir,
                                        metrics_port=args.metrics_port))
@@ -229,12 +251,12 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
             log.error("bad ingest options: %s", exc)
             return 2
         return run_service(run_ingest(
-            site, settings.require_database(), settings.mqtt_url, options=options))
+            site, settings.require_database(), mqtt, options=options))
     if args.command == "rules":
         from rules.service import run_rules
 
         return run_service(run_rules(
-            site, settings.require_database(), settings.mqtt_url,
+            site, settings.require_database(), mqtt,
             procedures_dir=args.procedures, mqtt_protocol=settings.mqtt_protocol,
             gateways=args.gateways, dispatch_path=args.dispatch,
             dispatch=not args.no_dispatch, metrics_port=args.metrics_port))
@@ -244,6 +266,22 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         run_api(settings.require_database(), args.host, args.port, site=site)
         return 0
     raise AssertionError(args.command)
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    from facility.broker_config import identities, mosquitto_snippet, write_broker_files
+    from facility.site import load_site
+
+    sites = [load_site(path) for path in args.sites]
+    files = write_broker_files(sites, args.out)
+    users = [i for site in sites for i in identities(site)]
+    log.info("wrote %s and %s for %d users; each service's password is in %s/<user>.password",
+             files.passwd, files.acl, len(users), files.credentials)
+    print(mosquitto_snippet(files), end="")
+    for ident in users:
+        print(f"# {ident.role:<8} FACILITY_MQTT_USERNAME={ident.username} "
+              f"FACILITY_MQTT_PASSWORD_FILE={files.password_file(ident.username)}")
+    return 0
 
 
 if __name__ == "__main__":

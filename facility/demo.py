@@ -1,10 +1,14 @@
 """`facility demo`: the whole platform on one machine with embedded defaults.
 
-Starts a private PostgreSQL (unless FACILITY_DATABASE_URL is set) and an MQTT broker
-(unless FACILITY_MQTT_URL is set), applies migrations, creates the demo users, then runs the
-simulators, one gateway per site gateway, ingest, rules and the API as child processes. A
-child that dies is restarted after a pause. Ctrl-C (or SIGTERM) stops every child by pid,
-then the broker and the database: no orphan, no stale lock, a second run works."""
+Starts a private PostgreSQL (unless FACILITY_DATABASE_URL is set) and mosquitto (unless
+FACILITY_MQTT_URL is set) secure as in production: a TLS listener with a CA and server
+certificate made in ``.facility/tls`` on the first run, one login per service and gateway
+(``.facility/broker/auth``, from ``facility broker-config``'s code) and the ACL; each child
+gets its own user name, password file and the CA in its environment. It applies
+migrations, creates the demo users, then runs the simulators, one gateway per site gateway,
+ingest, rules and the API as child processes. A child that dies is restarted after a pause.
+Ctrl-C (or SIGTERM) stops every child by pid, then the broker and the database: no orphan,
+no stale lock, a second run works."""
 
 from __future__ import annotations
 
@@ -23,13 +27,15 @@ from pathlib import Path
 
 import psycopg
 
+from facility.broker_config import gateway_user, ingest_user, rules_user
 from facility.db.migrate import migrate
-from facility.embedded.broker import Broker
+from facility.embedded.broker import require_mosquitto
 from facility.embedded.lifetime import die_with_parent, stop_process
 from facility.embedded.ports import free_port
 from facility.embedded.postgres import PostgresServer
+from facility.embedded.secure_broker import secure_broker
 from facility.settings import CommonSettings
-from facility.site import load_site
+from facility.site import Site, load_site
 
 log = logging.getLogger(__name__)
 RESTART_PAUSE_S = 3.0
@@ -39,13 +45,14 @@ RESTART_PAUSE_S = 3.0
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the demo's environment
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
 
     def start(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            self.argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+            self.argv, env=env | self.env, stdin=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=die_with_parent,
         )
         self.started_at = time.monotonic()
@@ -80,7 +87,8 @@ def run_demo(args: argparse.Namespace, settings: CommonSettings) -> int:
         with ExitStack() as stack:
             database_url = settings.database_url or _embedded_database(state_dir, stack)
             migrate(database_url)
-            mqtt_url, protocol = _broker(settings, state_dir, stack, args.broker)
+            mqtt_url, protocol, logins = _broker(settings, site, state_dir, stack,
+                                                 args.broker)
             password = os.environ.get("FACILITY_DEMO_PASSWORD") or secrets.token_urlsafe(9)
             _demo_users(database_url, password)
             env = os.environ | {
@@ -89,6 +97,8 @@ def run_demo(args: argparse.Namespace, settings: CommonSettings) -> int:
                 "FACILITY_LOG_LEVEL": settings.log_level,
             }
             children = _children(site, scenario_path, args)
+            for child in children:
+                child.env |= logins.get(child.name, {})
             for child in children:
                 child.start(env)
             stack.callback(_stop_all, children)
@@ -118,14 +128,19 @@ def _embedded_database(state_dir: Path, stack: ExitStack) -> str:
     return server.url("facility")
 
 
-def _broker(settings: CommonSettings, state_dir: Path, stack: ExitStack,
-            prefer: str) -> tuple[str, str]:
+def _broker(settings: CommonSettings, site: Site, state_dir: Path, stack: ExitStack,
+            prefer: str) -> tuple[str, str, dict[str, dict[str, str]]]:
+    """The broker's URL and protocol, and each child's login (by child name): none for a
+    broker of the operator's (FACILITY_MQTT_URL: the environment's login is everyone's)."""
     if "mqtt_url" in settings.model_fields_set:
-        return settings.mqtt_url, settings.mqtt_protocol
-    broker = Broker(state_dir / "broker", free_port(), prefer=prefer)
-    broker.start()
-    stack.callback(broker.stop)
-    return broker.url, "5" if broker.kind == "mosquitto" else "3.1.1"
+        return settings.mqtt_url, settings.mqtt_protocol, {}
+    require_mosquitto(prefer)
+    secure = secure_broker(state_dir, [site], free_port())
+    secure.broker.start()
+    stack.callback(secure.broker.stop)
+    users = {f"gateway[{g.id}]": gateway_user(site.id, g.id) for g in site.config.gateways}
+    users |= {"ingest": ingest_user(site.id), "rules": rules_user(site.id)}
+    return secure.broker.url, "5", {child: secure.env(u) for child, u in users.items()}
 
 
 def _demo_users(database_url: str, password: str) -> None:
@@ -182,7 +197,9 @@ def _banner(url: str, password: str, database_url: str, mqtt_url: str,
         "              tech-elevator-1, tech-electrical-1, tech-plumbing-1, tech-fire-1",
         f"  Password:   {password}",
         f"  Database:   {database_url}{embedded_db}",
-        f"  Broker:     {mqtt_url}",
+        f"  Broker:     {mqtt_url}"
+        + ("" if "mqtt_url" in settings.model_fields_set else
+           " (TLS, one login per service: .facility/broker/auth, CA .facility/tls/ca.crt)"),
         "Press Ctrl-C to stop.",
         "",
     ]

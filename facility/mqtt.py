@@ -5,14 +5,18 @@ re-subscribes on every connect, lets callers await a QoS 1 PUBACK, and hands rec
 messages to one async iterator through a bounded queue. When the queue is full, paho's
 network thread waits, so the broker holds the backlog instead of our memory. With
 ``manual_ack`` a QoS 1 message is acknowledged only when the consumer calls ``ack()``
-(ingest acknowledges after its batch is committed)."""
+(ingest acknowledges after its batch is committed).
+
+The endpoint's login and TLS context are given to paho; a refused login, a certificate
+that is not accepted or a broker that cannot be reached is logged once per distinct reason
+(naming the broker) while paho retries with its backoff (1 s doubling to 30 s)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
+import sys
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
@@ -24,28 +28,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from facility.mqtt_endpoint import (
+    MqttEndpoint,
+    MqttUrl,
+    closed_before_connack,
+    failure_reason,
+    refused_login,
+)
+
 log = logging.getLogger(__name__)
-_URL = re.compile(r"^mqtts?://(?P<host>[^:/]+)(?::(?P<port>\d+))?/?$")
 
 
 class MqttError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class MqttUrl:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, url: str) -> MqttUrl:
-        m = _URL.match(url.strip())
-        if not m:
-            raise ValueError(f"{url!r} is not an MQTT URL like mqtt://127.0.0.1:1883")
-        return cls(m.group("host"), int(m.group("port") or 1883))
-
-    def __str__(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +71,7 @@ class MqttClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | MqttEndpoint,
         client_id: str,
         *,
         persistent: bool = False,
@@ -87,7 +82,8 @@ class MqttClient:
         max_inflight: int = 1_000,
         keepalive_s: int = 30,
     ) -> None:
-        self.url = MqttUrl.parse(url)
+        self.endpoint = MqttEndpoint.of(url)
+        self.url: MqttUrl = self.endpoint.url
         self.client_id = client_id
         self._v5 = protocol == "5"
         self._persistent = persistent
@@ -114,6 +110,9 @@ class MqttClient:
         self._session_up = False  # paho's view, guarded by _lock (connected is the loop's)
         self._closing = False
         self._was_connected = False
+        self.publishes_refused = 0  # PUBACKs with a failure reason (MQTT 5)
+        self._failure: str | None = None  # the reason last logged, until a connect succeeds
+        self._refused = False  # this attempt's CONNACK was a refusal (paho thread only)
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -132,6 +131,16 @@ class MqttClient:
         self._client.on_publish = self._on_publish
         self._client.on_subscribe = self._on_subscribe
         self._client.on_socket_open = _no_delay
+        self._client.on_connect_fail = self._on_connect_fail
+        self._secure()
+
+    def _secure(self) -> None:
+        """Hand paho the login and the TLS context (host name checked)."""
+        if self.endpoint.username:
+            self._client.username_pw_set(self.endpoint.username, self.endpoint.password_text())
+        ctx = self.endpoint.ssl_context()
+        if ctx is not None:
+            self._client.tls_set_context(ctx)
 
     async def __aenter__(self) -> MqttClient:
         await self.start()
@@ -251,8 +260,11 @@ class MqttClient:
 
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if rc.is_failure:
-            log.warning("MQTT %s refused the connection: %s", self.url, rc)
+            self._refused = True
+            self._report_failure(refused_login(self.endpoint, str(rc).lower()))
             return
+        with self._lock:
+            self._failure = None
         self._call(self.subscribed.clear)
         with self._lock:
             self._unacked_subscribes.clear()
@@ -264,7 +276,8 @@ class MqttClient:
         if self._was_connected:
             log.info("MQTT connection to %s restored", self.url)
         else:
-            log.info("MQTT connected to %s as %s", self.url, self.client_id)
+            log.info("MQTT connected to %s, client %s", self.endpoint.describe(),
+                     self.client_id)
         self._was_connected = True
         self._call(self.connected.set)
 
@@ -276,11 +289,34 @@ class MqttClient:
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         with self._lock:
-            self._session_up = False
+            was_up, self._session_up = self._session_up, False
+        refused, self._refused = self._refused, False
         self._call(self.connected.clear)
         self._call(self.subscribed.clear)
-        if not self._closing:
+        if self._closing or refused:
+            return
+        if was_up:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.url, rc)
+        else:
+            self._report_failure(closed_before_connack(self.endpoint))
+
+    def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        # paho calls this inside its ``except OSError`` around the connect: the error is the
+        # one being handled
+        exc = sys.exc_info()[1]
+        if not self._closing:
+            self._report_failure(
+                failure_reason(exc, self.endpoint) if exc else "connection failed")
+
+    def _report_failure(self, reason: str) -> None:
+        """Log a connection failure once per distinct reason; repeats at DEBUG."""
+        with self._lock:
+            repeat, self._failure = self._failure == reason, reason
+        if repeat:
+            log.debug("MQTT broker %s: %s (again)", self.url, reason)
+        else:
+            log.warning("MQTT broker %s: %s; retrying with backoff (up to 30 s)", self.url,
+                        reason)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid,
@@ -301,10 +337,23 @@ class MqttClient:
             self._wake_pending = False
         self._has_messages.set()
 
-    def _on_publish(self, _c: Any, _u: Any, mid: int, _rc: Any = None, _p: Any = None) -> None:
+    def _on_publish(self, _c: Any, _u: Any, mid: int, rc: Any = None, _p: Any = None) -> None:
+        if getattr(rc, "is_failure", False):  # MQTT 5: e.g. the ACL denies the topic
+            self._publish_refused(str(rc))
         # paho calls this holding its out-message mutex: resolve on the event loop's thread,
         # where publish_nowait runs, so no lock of ours is ever taken under paho's.
         self._call(lambda: self._resolve_puback(mid))
+
+    def _publish_refused(self, reason: str) -> None:
+        """The broker took a message but refused to deliver it: said once at WARNING."""
+        with self._lock:
+            first, self.publishes_refused = not self.publishes_refused, self.publishes_refused + 1
+        if first:
+            log.warning("MQTT broker %s refused a publish of %s: %s (the broker's ACL?); "
+                        "further refusals are logged at DEBUG", self.url,
+                        self.endpoint.username or "an anonymous client", reason.lower())
+        else:
+            log.debug("MQTT broker %s refused a publish: %s", self.url, reason)
 
     def _resolve_puback(self, mid: int) -> None:
         fut = self._pending.pop(mid, None)

@@ -15,7 +15,10 @@ also paused above ``max_pending`` deliveries not yet taken. Acknowledgements car
 connection ``epoch`` they were received on and are sent only on that connection: after a
 reconnect the broker redelivers the rest (ingest's idempotent writes store them once; rules
 see a repeat of a value they already hold, which changes nothing).
-Reconnects use capped, jittered exponential backoff; a dead broker is noticed by keepalive."""
+Reconnects use capped, jittered exponential backoff; a dead broker is noticed by keepalive.
+The endpoint's user name and password go in the CONNECT, ``mqtts://`` connects through the
+endpoint's TLS context (host name verified); a refused login, a certificate that is not
+accepted or an unreachable broker is logged once per distinct reason, naming the broker."""
 
 from __future__ import annotations
 
@@ -26,7 +29,13 @@ import struct
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from facility.mqtt import MqttUrl
+from facility.mqtt_endpoint import (
+    MqttEndpoint,
+    closed_before_connack,
+    connack_reason,
+    failure_reason,
+    refused_login,
+)
 
 log = logging.getLogger(__name__)
 _U16 = struct.Struct(">H")
@@ -54,6 +63,14 @@ class ProtocolViolation(Exception):
         super().__init__(reason)
 
 
+class ConnectRefused(Exception):
+    """The broker answered the CONNECT with a refusal (bad login, not authorized, ...)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 def varint(n: int) -> bytes:
     """MQTT variable byte integer (remaining length, property length)."""
     out = bytearray()
@@ -70,14 +87,19 @@ def _utf8(s: str) -> bytes:
 
 
 def connect_packet(client_id: str, *, v5: bool, keepalive_s: int, receive_maximum: int,
-                   clean: bool) -> bytes:
-    flags = 0x02 if clean else 0x00
+                   clean: bool, username: str | None = None,
+                   password: str | None = None) -> bytes:
+    flags = (0x02 if clean else 0x00) | (0x80 if username else 0) | (0x40 if password else 0)
     body = _utf8("MQTT") + bytes([5 if v5 else 4, flags]) + _U16.pack(keepalive_s)
     if v5:
         props = (b"\x11" + struct.pack(">I", 0 if clean else _SESSION_EXPIRY_S)
                  + b"\x21" + _U16.pack(receive_maximum))
         body += varint(len(props)) + props
     body += _utf8(client_id)
+    if username:
+        body += _utf8(username)
+    if password:
+        body += _utf8(password)
     return b"\x10" + varint(len(body)) + body
 
 
@@ -179,11 +201,14 @@ class MqttSession:
     """Subscribe to ``filters`` (QoS 1) and keep the session up until ``run`` is cancelled."""
 
     def __init__(
-        self, url: str, client_id: str, filters: Sequence[str], *, protocol: str = "5",
+        self, url: str | MqttEndpoint, client_id: str, filters: Sequence[str], *,
+        protocol: str = "5",
         receive_maximum: int = 20_000, max_pending: int = 50_000, keepalive_s: int = 30,
         backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
     ) -> None:
-        self.url = MqttUrl.parse(url)
+        self.endpoint = MqttEndpoint.of(url)
+        self.url = self.endpoint.url
+        self._ssl = self.endpoint.ssl_context()
         self.client_id = client_id
         self._filters = list(filters)
         self._v5 = protocol == "5"
@@ -234,19 +259,27 @@ class MqttSession:
         loop = asyncio.get_running_loop()
         delay = self._backoff[0]
         down_since: float | None = None
+        failure: str | None = None  # the reason last logged
         while True:
             try:
                 await self._connect()
-            except (OSError, TimeoutError, ConnectionError, ProtocolViolation) as exc:
+            except (OSError, TimeoutError, ConnectionError, ProtocolViolation,
+                    ConnectRefused) as exc:
                 if down_since is None:
                     down_since = loop.time()
-                    log.warning("MQTT %s unreachable (%s); retrying", self.url, exc)
+                reason = self._reason(exc)
+                if reason != failure:
+                    log.warning("MQTT broker %s: %s; retrying with backoff (up to %.0f s)",
+                                self.url, reason, self._backoff[1])
+                    failure = reason
+                else:
+                    log.debug("MQTT broker %s: %s (again)", self.url, reason)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self._backoff[1])
                 continue
             if down_since is not None:
                 log.info("MQTT %s back after %.0f s", self.url, loop.time() - down_since)
-                down_since = None
+                down_since, failure = None, None
             delay = self._backoff[0]
             cause = await self._serve()
             self.subscribed.clear()
@@ -254,9 +287,20 @@ class MqttSession:
             log.warning("MQTT connection to %s lost (%s); reconnecting", self.url,
                         cause or "closed by the broker")
 
+    def _reason(self, exc: BaseException) -> str:
+        if isinstance(exc, ConnectRefused):
+            return refused_login(self.endpoint, exc.reason)
+        if isinstance(exc, ProtocolViolation):
+            return exc.reason
+        if type(exc) is ConnectionError:  # ours, already worded
+            return str(exc)
+        return failure_reason(exc, self.endpoint)
+
     async def close(self) -> None:
         proto, self._proto = self._proto, None
-        if proto is not None and proto.transport is not None:
+        # a closed TLS transport cannot be written to at all (AttributeError)
+        if proto is not None and proto.transport is not None \
+                and not proto.transport.is_closing():
             proto.transport.write(DISCONNECT)
             proto.transport.close()
 
@@ -269,7 +313,8 @@ class MqttSession:
         self._suback: asyncio.Future[bytes] = loop.create_future()
         async with asyncio.timeout(10):
             _, proto = await loop.create_connection(
-                lambda: _Protocol(self), self.url.host, self.url.port)
+                lambda: _Protocol(self), self.url.host, self.url.port, ssl=self._ssl,
+                server_hostname=self.url.host if self._ssl is not None else None)
         self._proto = proto
         self._paused = False
         assert proto.transport is not None
@@ -277,23 +322,29 @@ class MqttSession:
             async with asyncio.timeout(10):
                 proto.transport.write(connect_packet(
                     self.client_id, v5=self._v5, keepalive_s=self._keepalive_s,
-                    receive_maximum=self._receive_maximum, clean=False))
-                connack = await self._connack
+                    receive_maximum=self._receive_maximum, clean=False,
+                    username=self.endpoint.username, password=self.endpoint.password_text()))
+                await asyncio.wait({self._connack, proto.lost},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not self._connack.done():
+                    raise ConnectionError(closed_before_connack(self.endpoint))
+                connack = self._connack.result()
                 code = connack[1] if len(connack) > 1 else 255
                 if code != 0:
-                    raise ProtocolViolation(f"broker refused the connection (code {code})")
+                    raise ConnectRefused(connack_reason(code, v5=self._v5))
                 proto.transport.write(subscribe_packet(1, self._filters, v5=self._v5))
                 suback = await self._suback
         except BaseException:
             proto.transport.close()
+            self._proto = None
             raise
         codes = suback[3:] if self._v5 else suback[2:]
         refused = [f for f, c in zip(self._filters, codes, strict=False) if c >= 0x80]
         if refused:
             log.warning("MQTT %s refused subscriptions %s", self.url, refused)
         self.connections += 1
-        log.info("MQTT connected to %s as %s (session %s)", self.url, self.client_id,
-                 "resumed" if connack[0] & 1 else "new")
+        log.info("MQTT connected to %s, client %s (session %s)", self.endpoint.describe(),
+                 self.client_id, "resumed" if connack[0] & 1 else "new")
         self.subscribed.set()
 
     async def _serve(self) -> BaseException | None:

@@ -24,6 +24,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from facility.mqtt import MqttClient, MqttError, Will
+from facility.mqtt_endpoint import MqttEndpoint
 from facility.profiles import BacnetProfile, ModbusProfile
 from facility.site import BacnetAddress, Device, GatewayConfig, ModbusAddress, Site
 from gateway.bacnet import BacnetClient, BacnetReader
@@ -53,7 +54,7 @@ def buffer_path(site: Site, gw: GatewayConfig, state_dir: Path = DEFAULT_STATE_D
 
 
 async def run_gateway(
-    site: Site, gateway_id: str, mqtt_url: str, *, mqtt_protocol: str = "5",
+    site: Site, gateway_id: str, mqtt_url: str | MqttEndpoint, *, mqtt_protocol: str = "5",
     ready: asyncio.Event | None = None, counters: GatewayCounters | None = None,
     state_dir: Path = DEFAULT_STATE_DIR, metrics_port: int | None = None,
     metrics: list[MetricsServer] | None = None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from facility.db import migrate, registry
+from facility.mqtt_endpoint import MqttEndpoint
 from facility.mqtt_session import Delivery, MqttSession
 from facility.site import Site
 from ingest.batch import Assembler, Batch
@@ -63,7 +64,7 @@ class IngestOptions:
 
 
 async def run_ingest(
-    site: Site, database_url: str, mqtt_url: str, *,
+    site: Site, database_url: str, mqtt_url: str | MqttEndpoint, *,
     mqtt_protocol: str = "5", share_group: str = "", batch_rows: int = 10_000,
     batch_ms: int = 200, ready: asyncio.Event | None = None,
     client_id: str | None = None, counters: Counters | None = None,

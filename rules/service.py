@@ -30,6 +30,7 @@ from facility.db.registry import load_ids, sync_site
 from facility.messages import AlarmEvent, encode
 from facility.metrics_http import MetricsServer
 from facility.mqtt import MqttClient
+from facility.mqtt_endpoint import MqttEndpoint
 from facility.mqtt_session import Delivery, MqttSession
 from facility.procedures import load_procedures, upsert_procedures
 from facility.site import Site
@@ -55,7 +56,7 @@ def _sync_registry(database_url: str, site: Site) -> dict[str, int]:
 
 
 async def run_rules(
-    site: Site, database_url: str, mqtt_url: str, *, procedures_dir: Path,
+    site: Site, database_url: str, mqtt_url: str | MqttEndpoint, *, procedures_dir: Path,
     mqtt_protocol: str = "5", gateways: Collection[str] | None = None,
     ready: asyncio.Event | None = None, tick_s: float = 0.5,
     dispatch_path: Path | None = None, dispatch: bool = True,
@@ -106,7 +107,8 @@ async def run_rules(
                                None if part.whole_site else part.sources, database_url)
             if on_service is not None:
                 on_service(svc)
-            await client.wait_connected(timeout_s=30)
+            # however long it takes: the client logs why it is refused and retries
+            await client.connected.wait()
             metrics = None
             if metrics_port is not None:
                 labels = {"site": site.id, "client_id": session.client_id}

@@ -1,3 +1,3 @@
 """Embedded infrastructure for the one-command demo and the tests: a private PostgreSQL
-server and an MQTT broker (mosquitto when installed, else amqtt), started as child
+server and a mosquitto broker (with a private CA for its TLS listener), started as child
 processes on loopback and stopped by pid."""

@@ -47,11 +47,14 @@ class Chain:
     env: Mapping[str, str]
     services: dict[str, Service] = field(default_factory=dict)
 
-    def start(self, name: str, *args: str, ready: str, timeout_s: float = 60.0) -> Service:
-        """Start ``facility <args>`` and wait until its log contains ``ready``."""
+    def start(self, name: str, *args: str, ready: str, timeout_s: float = 60.0,
+              env: Mapping[str, str] | None = None) -> Service:
+        """Start ``facility <args>`` (``env`` on top of the chain's environment) and wait
+        until its log contains ``ready``."""
         log = self.tmp_path / f"{name}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([*CLI, *args], cwd=self.tmp_path, env=dict(self.env),
+            proc = subprocess.Popen([*CLI, *args], cwd=self.tmp_path,
+                                    env=dict(self.env) | dict(env or {}),
                                     stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
         service = self.services[name] = Service(name, proc, log)
