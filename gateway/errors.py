@@ -22,6 +22,12 @@ class TransportError(DeviceError):
     kind = "transport"
 
 
+class AddressUnresolved(DeviceError):
+    """The device's address is not known: a BACnet device instance no I-Am answered for."""
+
+    kind = "unresolved"
+
+
 class DeviceTimeout(DeviceError):
     """No answer within the device's timeout."""
 

@@ -27,6 +27,7 @@ from facility.mqtt import MqttClient, MqttError, Will
 from facility.profiles import BacnetProfile, ModbusProfile
 from facility.site import BacnetAddress, Device, GatewayConfig, ModbusAddress, Site
 from gateway.bacnet import BacnetClient, BacnetReader
+from gateway.bacnet_net import resolve_bind
 from gateway.buffer import MessageStore
 from gateway.counters import GatewayCounters
 from gateway.forwarder import Forwarder
@@ -61,6 +62,8 @@ async def run_gateway(
     """Poll and publish until cancelled; ``ready`` is set once polling. ``metrics_port``
     overrides the gateway's configured one; a started server is appended to ``metrics``."""
     gw = site.gateway(gateway_id)
+    gw_index = next(i for i, g in enumerate(site.config.gateways) if g.id == gateway_id)
+    bind = resolve_bind(gw.bacnet, site.path, f"gateways[{gw_index}].bacnet")  # fail early
     devices = site.devices_of_gateway(gateway_id)
     counters = counters if counters is not None else GatewayCounters()
     session = uuid.uuid4().hex
@@ -90,7 +93,7 @@ async def run_gateway(
             await mqtt.wait_connected(CONNECT_GRACE_S)
         except MqttError:
             log.warning("broker %s unreachable; polling into the queue meanwhile", mqtt.url)
-        readers = await _open_readers(devices, gw, counters, stack)
+        readers = await _open_readers(devices, gw, counters, stack, BacnetClient(bind))
         every = gw.poll_classes.model_dump()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -112,7 +115,8 @@ async def run_gateway(
 
 
 async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: GatewayCounters,
-                        stack: AsyncExitStack) -> dict[str, DeviceReader]:
+                        stack: AsyncExitStack, bacnet_client: BacnetClient
+                        ) -> dict[str, DeviceReader]:
     readers: dict[str, DeviceReader] = {}
     bacnet: BacnetClient | None = None
     for d in devices:
@@ -123,7 +127,7 @@ async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: Gate
                                          options=d.config.modbus_options, counters=counters)
         elif isinstance(address, BacnetAddress) and isinstance(profile, BacnetProfile):
             if bacnet is None:
-                bacnet = BacnetClient()
+                bacnet = bacnet_client
                 await bacnet.start()
                 stack.push_async_callback(bacnet.close)
             readers[d.id] = BacnetReader(bacnet, d.id, address, profile.points,

@@ -1,0 +1,101 @@
+"""The gateway on a simulated building network (network namespaces, private addresses that
+exist only inside them): BACnet panels on a LAN, addressed by host and by device instance;
+and across a router, found through a BBMD the gateway registers with as a foreign device.
+Everything runs as processes: simulators, mosquitto, the gateway, mosquitto_sub."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.field_support import (
+    CLI,
+    panel,
+    start_broker,
+    start_gateway,
+    start_simulators,
+    status_of,
+    subscribe,
+    telemetry_of,
+    wait_for,
+    wait_log,
+    write_site,
+)
+from tests.integration.netns_support import Lab, lab_or_skip
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    lab = lab_or_skip(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+def test_gateway_polls_panels_on_the_lan_by_host_and_by_instance(
+    lab: Lab, tmp_path: Path, site_id: str,
+) -> None:
+    gw, lan = lab.namespace("gw"), lab.namespace("lan")
+    _, lan_if = lab.link(gw, "10.213.1.1/24", lan, "10.213.1.10/24")
+    lab.add_address(lan, lan_if, "10.213.1.11/24")
+    sim = write_site(tmp_path / "sim.yaml", site_id, [
+        panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002, host="10.213.1.11")])
+    gws = write_site(tmp_path / "gw.yaml", site_id, [
+        panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002)],
+        gateway={"bacnet": {"address": "10.213.1.1/24"}})
+    sim_log = start_simulators(lab, lan, sim)
+    start_broker(lab, gw)
+    sub = subscribe(lab, gw, site_id)
+    gw_log = start_gateway(lab, gw, gws)
+    logs = [gw_log, sim_log]
+    for device in ("p-host", "p-inst"):
+        wait_for(sub, status_of(device, "online"), logs=logs)
+        wait_for(sub, telemetry_of(device), logs=logs)
+    text = gw_log.read_text()
+    assert "BACnet/IP bound to 10.213.1.1/24 port 47808 (broadcast 10.213.1.255)" in text
+    assert "(instance 1002) found at 10.213.1.11" in text
+
+
+def test_gateway_refuses_an_interface_it_does_not_have(
+    lab: Lab, tmp_path: Path, site_id: str,
+) -> None:
+    gw = lab.namespace("gw")
+    gws = write_site(tmp_path / "gw.yaml", site_id, [panel("p", 1001)],
+                     gateway={"bacnet": {"interface": "eth7"}})
+    r = gw.run(*CLI, "gateway", "--gateway", "gw-a", "--site", str(gws),
+               "--mqtt-url", "mqtt://127.0.0.1:1", timeout_s=60)
+    assert r.returncode == 2, r.stderr
+    assert "gateways[0].bacnet.interface: interface eth7 does not exist" in r.stderr
+
+
+def test_foreign_device_finds_a_panel_behind_a_router_through_a_bbmd(
+    lab: Lab, tmp_path: Path, site_id: str,
+) -> None:
+    gw, router, lan = lab.namespace("gw"), lab.namespace("rt"), lab.namespace("lan")
+    lab.link(gw, "10.213.2.1/24", router, "10.213.2.254/24")
+    _, lan_if = lab.link(router, "10.213.1.254/24", lan, "10.213.1.10/24")
+    lab.add_address(lan, lan_if, "10.213.1.5/24")
+    lab.forward(router)
+    lab.route(gw, "10.213.1.0/24", "10.213.2.254")
+    lab.route(lan, "10.213.2.0/24", "10.213.1.254")
+    sim = write_site(tmp_path / "sim.yaml", site_id, [panel("p-far", 1003, host="10.213.1.10")])
+    gws = write_site(tmp_path / "gw.yaml", site_id, [panel("p-far", 1003)], gateway={
+        "bacnet": {"address": "10.213.2.1/24",
+                   "foreign_device": {"bbmd": "10.213.1.5:47808", "ttl_s": 30}}})
+    bbmd_log = lab.spawn(lan, "bbmd", [sys.executable, "-m", "simulators.bbmd",
+                                       "10.213.1.5/24"])
+    sim_log = start_simulators(lab, lan, sim)
+    start_broker(lab, gw)
+    sub = subscribe(lab, gw, site_id)
+    gw_log = start_gateway(lab, gw, gws)
+    logs = [gw_log, sim_log, bbmd_log]
+    wait_for(sub, status_of("p-far", "online"), logs=logs)
+    wait_for(sub, telemetry_of("p-far"), logs=logs)
+    wait_log(gw_log, "registration with BBMD 10.213.1.5:47808: registered")
+    assert "(instance 1003) found at 10.213.1.10" in gw_log.read_text()
