@@ -38,6 +38,16 @@ class DeviceTimeout(DeviceError):
         super().__init__(device_id, f"no answer within {timeout_s:g} s")
 
 
+class UnitSilent(DeviceTimeout):
+    """A unit of an RTU line that stopped answering, not asked again until its backoff ends
+    (so that it does not take the line's time from the others)."""
+
+    def __init__(self, device_id: str, timeout_s: float, retry_in_s: float) -> None:
+        super().__init__(device_id, timeout_s)
+        self.reason = f"silent; asked again in {retry_in_s:.0f} s"
+        self.args = (f"device {device_id}: {self.reason}",)
+
+
 class ProtocolError(DeviceError):
     """The device answered with an error (a Modbus exception code, a BACnet error, reject or
     abort); the connection stays up. ``code`` is the Modbus exception code (0 for BACnet)."""

@@ -73,4 +73,20 @@ def render(gateway_id: str, c: GatewayCounters, g: Gauges) -> str:
            [(f',device="{d}"', s.failures) for d, s in per_device])
     metric("gateway_device_overruns_total", "counter", "Skipped ticks per device.",
            [(f',device="{d}"', s.overruns) for d, s in per_device])
+    per_line = sorted(c.lines.items())
+    if per_line:
+        metric("gateway_line_requests_total", "counter", "Requests sent on each RTU line.",
+               [(f',line="{n}"', s.requests) for n, s in per_line])
+        metric("gateway_line_timeouts_total", "counter",
+               "Requests a unit of the RTU line did not answer in time.",
+               [(f',line="{n}"', s.timeouts) for n, s in per_line])
+        metric("gateway_line_opens_total", "counter",
+               "Times the RTU line's port or device-server connection was opened.",
+               [(f',line="{n}"', s.opens) for n, s in per_line])
+        metric("gateway_line_load", "gauge",
+               "Line time the RTU line's units need per second (over 1: cannot keep up).",
+               [(f',line="{n}"', s.load) for n, s in per_line])
+        metric("gateway_line_saturated", "gauge",
+               "1 while the RTU line cannot keep its units' poll schedule.",
+               [(f',line="{n}"', int(s.saturated)) for n, s in per_line])
     return "\n".join(lines) + "\n"

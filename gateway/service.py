@@ -25,7 +25,14 @@ from pathlib import Path
 
 from facility.mqtt import MqttClient, MqttError, Will
 from facility.profiles import BacnetProfile, ModbusProfile
-from facility.site import BacnetAddress, Device, GatewayConfig, ModbusAddress, Site
+from facility.site import (
+    BacnetAddress,
+    Device,
+    GatewayConfig,
+    ModbusAddress,
+    ModbusRtuAddress,
+    Site,
+)
 from gateway.bacnet import BacnetClient, BacnetReader
 from gateway.bacnet_net import resolve_bind
 from gateway.buffer import MessageStore
@@ -36,6 +43,7 @@ from gateway.modbus import ModbusReader
 from gateway.poller import DevicePoller
 from gateway.publisher import Publisher, gateway_status
 from gateway.reading import DeviceReader
+from gateway.rtu_line import RtuLine
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +127,23 @@ async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: Gate
                         ) -> dict[str, DeviceReader]:
     readers: dict[str, DeviceReader] = {}
     bacnet: BacnetClient | None = None
+    lines: dict[str, RtuLine] = {}
     for d in devices:
         address, profile = d.config.address, d.profile
         if isinstance(address, ModbusAddress) and isinstance(profile, ModbusProfile):
             readers[d.id] = ModbusReader(d.id, address, profile.points,
                                          timeout_s=d.config.timeout_s,
                                          options=d.config.modbus_options, counters=counters)
+        elif isinstance(address, ModbusRtuAddress) and isinstance(profile, ModbusProfile):
+            line = lines.get(address.line)
+            if line is None:  # one line, shared by its units' readers
+                line = lines[address.line] = RtuLine(gw.line(address.line),
+                                                     counters.line(address.line))
+                stack.push_async_callback(line.close)
+            readers[d.id] = ModbusReader(d.id, address, profile.points,
+                                         timeout_s=line.config.timeout_s,
+                                         options=d.config.modbus_options, counters=counters,
+                                         line=line, poll_interval_s=d.config.poll_interval_s)
         elif isinstance(address, BacnetAddress) and isinstance(profile, BacnetProfile):
             if bacnet is None:
                 bacnet = bacnet_client
