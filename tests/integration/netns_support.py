@@ -107,6 +107,7 @@ class Lab:
         self.namespaces: list[Netns] = []
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._links = 0
+        self.interfaces: dict[str, list[str]] = {}  # namespace -> its veth ends
 
     def namespace(self, role: str) -> Netns:
         ns = Netns(f"{self.tag}-{role}")
@@ -123,6 +124,7 @@ class Lab:
         _ip("link", "add", a_if, "netns", a.name, "type", "veth", "peer", "name", b_if,
             "netns", b.name)
         for ns, ifname, address in ((a, a_if, a_address), (b, b_if, b_address)):
+            self.interfaces.setdefault(ns.name, []).append(ifname)
             _ip("-n", ns.name, "addr", "add", address, "dev", ifname)
             _ip("-n", ns.name, "link", "set", ifname, "up")
         return a_if, b_if

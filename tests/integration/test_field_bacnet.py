@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from facility.profiles import BacnetProfile
+from facility.site import Site, load_site
 from tests.integration.field_support import (
     CLI,
     panel,
@@ -24,7 +26,7 @@ from tests.integration.field_support import (
     wait_log,
     write_site,
 )
-from tests.integration.netns_support import Lab, lab_or_skip
+from tests.integration.netns_support import Lab, Netns, lab_or_skip
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -99,3 +101,37 @@ def test_foreign_device_finds_a_panel_behind_a_router_through_a_bbmd(
     wait_for(sub, telemetry_of("p-far"), logs=logs)
     wait_log(gw_log, "registration with BBMD 10.213.1.5:47808: registered")
     assert "(instance 1003) found at 10.213.1.10" in gw_log.read_text()
+
+
+def test_discover_broadcasts_who_is_on_the_gateway_subnet(
+    lab: Lab, tmp_path: Path, site_id: str,
+) -> None:
+    gw, lan = lab.namespace("gw"), lab.namespace("lan")
+    _, lan_if = lab.link(gw, "10.213.1.1/24", lan, "10.213.1.10/24")
+    for host in ("10.213.1.11/24", "10.213.1.12/24"):
+        lab.add_address(lan, lan_if, host)
+    sim = write_site(tmp_path / "sim.yaml", site_id, [
+        panel(f"p{i}", 1000 + i, host=f"10.213.1.{10 + i}") for i in range(3)])
+    gws = write_site(tmp_path / "gw.yaml", site_id, [],
+                     gateway={"bacnet": {"interface": lab.interfaces[gw.name][0]}})
+    sim_log = start_simulators(lab, lan, sim)
+    wait_log(sim_log, "3 simulators of site")
+    every = discover(gw, gws, tmp_path / "all", "--who-is")
+    assert {d.config.address.model_dump()["host"] for d in every.devices.values()} == {
+        "10.213.1.10", "10.213.1.11", "10.213.1.12"}
+    first = next(iter(every.devices.values()))
+    assert isinstance(first.profile, BacnetProfile)
+    assert {p.name for p in first.profile.points} >= {"zone_1_alarm", "panel_state"}
+    state = next(p for p in first.profile.points if p.name == "panel_state")
+    assert state.enum == {1: "normal", 2: "alarm", 3: "trouble", 4: "silenced"}
+    ranged = discover(gw, gws, tmp_path / "ranged", "--who-is", "1001-1002")
+    assert sorted(d.config.address.model_dump()["device_instance"]
+                  for d in ranged.devices.values()) == [1001, 1002]
+
+
+def discover(ns: Netns, site: Path, out: Path, *args: str) -> Site:
+    r = ns.run(*CLI, "gateway", "discover", "--site", str(site), "--gateway", "gw-a",
+               "--out", str(out), "--timeout", "3", *args, timeout_s=120)
+    assert r.returncode == 0, r.stderr
+    assert "draft site with" in r.stderr, r.stderr
+    return load_site(out / "site.yaml")

@@ -22,9 +22,12 @@ from facility.mqtt import MqttClient
 from facility.site import Site, load_site
 from facility.topics import TopicKind
 from gateway.counters import GatewayCounters
+from gateway.discover import Targets, run_discover
 from gateway.service import run_gateway
+from simulators.modbus_server import ModbusDeviceServer
 from simulators.runner import run_simulators
-from tests.integration.gateway_support import ROOT, Inbox, until
+from tests.integration.gateway_support import ROOT, Inbox, until, write_site
+from tests.integration.test_gateway import ELEVATOR
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -179,3 +182,27 @@ async def test_a_serial_line_on_a_pty_pair_read_by_the_gateway_and_by_mbpoll(
                 assert isinstance(t.points["voltage_l1"], float)
                 assert t.points["incoming_breaker_closed"] in (True, False)
     assert counters.lines["rs485-2"].requests >= 4
+
+
+async def test_discover_finds_the_units_of_a_line_and_of_a_tcp_host(tmp_path: Path,
+                                                                      site_id: str) -> None:
+    line = server_line(free_port(), baudrate=115200)
+    (tmp_path / "sim").mkdir()
+    served = rtu_site(tmp_path / "sim" / "site.yaml", site_id, line, [2, 5])
+    polled = rtu_site(tmp_path / "site.yaml", site_id, line, [1])
+    tcp_port = free_port()
+    (tmp_path / "tcp").mkdir()
+    tcp_site = write_site(tmp_path / "tcp", site_id, (
+        f"      - {{id: lift, type: elevator, profile: elevator, address: {{protocol: modbus,"
+        f" port: {tcp_port}, unit: 3}}}}\n"))
+    async with simulate(served), ModbusDeviceServer(tcp_site.devices["lift"], ELEVATOR):
+        await run_discover([], [f"127.0.0.1:{tcp_port}"], tmp_path / "out", timeout_s=0.5,
+                           targets=Targets(units=range(1, 7), gateway=polled.gateway("gw-t")))
+    draft = load_site(tmp_path / "out" / "site.yaml")
+    assert set(draft.devices) == {"rs485-1-unit-2", "rs485-1-unit-5", f"modbus-{tcp_port}-3"}
+    unit = draft.devices["rs485-1-unit-5"]
+    assert unit.config.address.model_dump() == {"protocol": "modbus-rtu", "line": "rs485-1",
+                                                "unit": 5}
+    names = {p.name for p in unit.profile.points}
+    assert {"input_0", "input_18", "discrete_0", "discrete_2"} <= names
+    assert draft.gateway("gw-draft").line("rs485-1").server == line["server"]
