@@ -46,6 +46,7 @@ def test_gateway_polls_panels_on_the_lan_by_host_and_by_instance(
     gw, lan = lab.namespace("gw"), lab.namespace("lan")
     _, lan_if = lab.link(gw, "10.213.1.1/24", lan, "10.213.1.10/24")
     lab.add_address(lan, lan_if, "10.213.1.11/24")
+    lab.add_address(lan, lan_if, "10.213.1.12/24")
     sim = write_site(tmp_path / "sim.yaml", site_id, [
         panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002, host="10.213.1.11")])
     gws = write_site(tmp_path / "gw.yaml", site_id, [
@@ -62,6 +63,15 @@ def test_gateway_polls_panels_on_the_lan_by_host_and_by_instance(
     text = gw_log.read_text()
     assert "BACnet/IP bound to 10.213.1.1/24 port 47808 (broadcast 10.213.1.255)" in text
     assert "(instance 1002) found at 10.213.1.11" in text
+    # the panel known by its instance moves to another address: found again there
+    lab.stop("simulators")
+    wait_log(gw_log, "device instance 1002 stopped answering; looking for it again")
+    moved = write_site(tmp_path / "moved.yaml", site_id, [
+        panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002, host="10.213.1.12")])
+    start_simulators(lab, lan, moved, name="simulators-moved")
+    wait_log(gw_log, "(instance 1002) found at 10.213.1.12")
+    wait_for(sub, lambda topic, p: topic.endswith("/p-inst/status")
+             and "recovered" in p.get("reason", ""), logs=logs)
 
 
 def test_gateway_refuses_an_interface_it_does_not_have(
