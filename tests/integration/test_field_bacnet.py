@@ -145,3 +145,24 @@ def discover(ns: Netns, site: Path, out: Path, *args: str) -> Site:
     assert r.returncode == 0, r.stderr
     assert "draft site with" in r.stderr, r.stderr
     return load_site(out / "site.yaml")
+
+
+def test_gateway_polls_a_panel_behind_a_bacnet_router(
+    lab: Lab, tmp_path: Path, site_id: str,
+) -> None:
+    gw, router, lan = lab.namespace("gw"), lab.namespace("rt"), lab.namespace("lan")
+    lab.link(gw, "10.213.2.1/24", router, "10.213.2.254/24")
+    lab.link(router, "10.213.1.254/24", lan, "10.213.1.10/24")  # no IP forwarding: BACnet
+    sim = write_site(tmp_path / "sim.yaml", site_id, [panel("p-net2", 1004, host="10.213.1.10")])
+    gws = write_site(tmp_path / "gw.yaml", site_id, [
+        panel("p-net2", 1004, network=2, mac="10.213.1.10:47808")],
+        gateway={"bacnet": {"address": "10.213.2.1/24"}})
+    router_log = lab.spawn(router, "router", [sys.executable, "-m", "simulators.bacnet_router",
+                                              "1=10.213.2.254/24", "2=10.213.1.254/24"])
+    sim_log = start_simulators(lab, lan, sim)
+    start_broker(lab, gw)
+    sub = subscribe(lab, gw, site_id)
+    gw_log = start_gateway(lab, gw, gws)
+    logs = [gw_log, sim_log, router_log]
+    wait_for(sub, status_of("p-net2", "online"), logs=logs)
+    wait_for(sub, telemetry_of("p-net2"), logs=logs)
