@@ -221,6 +221,11 @@ def _endpoint_key(d: DeviceConfig, gw: GatewayConfig) -> tuple[str, ...]:
                              "does not define")
         return (a.protocol, gw.id, a.line, str(a.unit))
     if a.how == "instance":
+        net = gw.bacnet
+        if net is None or not (net.interface or net.address or net.foreign_device):
+            raise ValueError(f"device {d.id} is addressed by device instance alone: gateway "
+                             f"{gw.id} needs bacnet.address or bacnet.interface (to broadcast "
+                             "Who-Is) or bacnet.foreign_device")
         return (a.protocol, gw.id, "instance", str(a.device_instance))
     where = a.host if a.how == "host" else f"{a.network}:{a.mac}"
     return (a.protocol, str(where), str(a.port), str(a.device_instance))

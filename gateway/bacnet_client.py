@@ -41,6 +41,9 @@ VENDOR_ID = 999
 BIND_TIMEOUT_S = 5.0
 REGISTRATION_CHECK_S = 0.5
 REGISTRATION_STATES = {-2: "not registered", -1: "registering", 0: "registered"}
+REGISTRATION_WARN_S = 10.0  # no answer from the BBMD this long: say so
+LOOKUP_RETRY_MIN_S = 5.0  # a device instance no I-Am answered: next Who-Is after this,
+LOOKUP_RETRY_MAX_S = 60.0  # doubling up to this (broadcasts are not free on a building LAN)
 
 
 class BacnetClient:
@@ -58,6 +61,7 @@ class BacnetClient:
         self._name = name
         self._app: Application | None = None
         self._found: dict[int, Address] = {}
+        self._missing: dict[int, tuple[int, float]] = {}  # instance -> (misses, retry at)
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -124,13 +128,21 @@ class BacnetClient:
         found = self._found.get(instance)
         if found is not None:
             return found
+        now = asyncio.get_running_loop().time()
+        misses, retry_at = self._missing.get(instance, (0, 0.0))
+        if now < retry_at:
+            raise AddressUnresolved(device_id, f"no I-Am from device instance {instance}; "
+                                               f"asking again in {retry_at - now:.0f} s")
         i_ams = await self.app.who_is(instance, instance, timeout=timeout_s)
         for i_am in i_ams or ():
             if int(i_am.iAmDeviceIdentifier[1]) == instance:
                 self._found[instance] = i_am.pduSource
+                self._missing.pop(instance, None)
                 log.info("BACnet device %s (instance %d) found at %s", device_id, instance,
                          i_am.pduSource)
                 return i_am.pduSource
+        delay = min(LOOKUP_RETRY_MAX_S, LOOKUP_RETRY_MIN_S * 2 ** misses) if misses else 0.0
+        self._missing[instance] = (misses + 1, now + delay)
         raise AddressUnresolved(device_id, f"no I-Am from device instance {instance}")
 
     def forget(self, address: BacnetAddress) -> None:
@@ -160,8 +172,12 @@ class BacnetClient:
 
     async def _watch_registration(self) -> None:
         last: str | None = None
+        started = asyncio.get_running_loop().time()
         while True:
             state = self.registration
+            if last is None and state != "registered" and \
+                    asyncio.get_running_loop().time() - started > REGISTRATION_WARN_S:
+                state = f"no answer yet ({state})"
             if state != last and state != "registering":
                 level = logging.INFO if state == "registered" else logging.WARNING
                 log.log(level, "BACnet foreign-device registration with BBMD %s:%d: %s "

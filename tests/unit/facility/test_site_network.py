@@ -50,6 +50,9 @@ def test_rtu_units_on_a_line_of_their_gateway(tmp_path: Path) -> None:
     ({"bacnet": {"address": "192.168.10.5/24", "interface": "eth0"}}, [], "not both"),
     ({"bacnet": {"foreign_device": {"bbmd": "10.0.0.1", "ttl_s": 5}}}, [],
      "gateways[0].bacnet.foreign_device.ttl_s"),
+    ({}, [{"id": "p", "type": "fire_panel", "profile": "firepanel",
+           "address": {"protocol": "bacnet", "device_instance": 9}}],
+     "addressed by device instance alone: gateway gw needs bacnet.address"),
 ])
 def test_bad_network_settings_are_refused_with_their_path(
     tmp_path: Path, gateway: dict[str, Any], devices: list[dict[str, Any]], message: str,
