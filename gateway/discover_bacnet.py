@@ -97,7 +97,9 @@ async def describe(client: BacnetClient, device: FoundDevice, timeout_s: float) 
     device.name = str(await optional(oid, "objectName") or "")
     try:
         objects = list(await read(oid, "objectList"))
-    except (TimeoutError, ErrorRejectAbortNack):  # cannot segment it: one element at a time
+    except (TimeoutError, ErrorRejectAbortNack) as exc:  # cannot segment it
+        log.info("BACnet device %d: objectList not read whole (%r); element by element",
+                 device.instance, exc)
         count = int(await read(oid, "objectList", 0))
         objects = [await read(oid, "objectList", i) for i in range(1, count + 1)]
     for objid in objects:
