@@ -7,17 +7,27 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.integration.netns_support import Lab, Netns
+from tests.integration.netns_support import Lab, Netns, lab_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "facility.cli"]
 BROKER_PORT = 18830  # inside the gateway's namespace: its own loopback, nothing else there
+
+
+def open_lab(tmp_path: Path) -> Iterator[Lab]:
+    """A simulated building network, removed at the end (skipped when not root): the body
+    of each test module's ``lab`` fixture."""
+    lab = lab_or_skip(tmp_path)
+    try:
+        yield lab
+    finally:
+        lab.close()
 
 
 def write_site(path: Path, site_id: str, devices: list[dict[str, Any]],

@@ -15,6 +15,7 @@ from facility.profiles import BacnetProfile
 from facility.site import Site, load_site
 from tests.integration.field_support import (
     CLI,
+    open_lab,
     panel,
     start_broker,
     start_gateway,
@@ -26,18 +27,14 @@ from tests.integration.field_support import (
     wait_log,
     write_site,
 )
-from tests.integration.netns_support import Lab, Netns, lab_or_skip
+from tests.integration.netns_support import Lab, Netns
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    lab = lab_or_skip(tmp_path)
-    try:
-        yield lab
-    finally:
-        lab.close()
+    yield from open_lab(tmp_path)
 
 
 def test_gateway_polls_panels_on_the_lan_by_host_and_by_instance(
@@ -51,7 +48,9 @@ def test_gateway_polls_panels_on_the_lan_by_host_and_by_instance(
         panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002, host="10.213.1.11")])
     gws = write_site(tmp_path / "gw.yaml", site_id, [
         panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002)],
-        gateway={"bacnet": {"address": "10.213.1.1/24"}})
+        # polled, not COV: a silent panel is noticed at its next poll (with COV only at the
+        # 60 s integrity poll)
+        gateway={"bacnet": {"address": "10.213.1.1/24"}, "cov_lifetime_s": 0})
     sim_log = start_simulators(lab, lan, sim)
     start_broker(lab, gw)
     sub = subscribe(lab, gw, site_id)
