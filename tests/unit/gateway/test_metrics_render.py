@@ -25,6 +25,18 @@ def test_prometheus_text_has_every_series_with_labels() -> None:
     assert text.endswith("\n")
 
 
+def test_rtu_lines_have_their_own_series() -> None:
+    c = GatewayCounters()
+    assert "gateway_line_" not in render("gw-1", c, Gauges(0, 0, 0))  # no lines: none
+    line = c.line("rs485-1")
+    line.requests, line.timeouts, line.load, line.saturated = 40, 3, 1.25, True
+    lines = set(render("gw-1", c, Gauges(0, 0, 1)).splitlines())
+    assert 'gateway_line_requests_total{gateway="gw-1",line="rs485-1"} 40' in lines
+    assert 'gateway_line_timeouts_total{gateway="gw-1",line="rs485-1"} 3' in lines
+    assert 'gateway_line_load{gateway="gw-1",line="rs485-1"} 1.25' in lines
+    assert 'gateway_line_saturated{gateway="gw-1",line="rs485-1"} 1' in lines
+
+
 def test_replayed_telemetry_is_flagged_historical_and_otherwise_unchanged() -> None:
     payload = b'{"ts":"2026-01-01T00:00:00.000Z","seq":7,"session":"s","points":{"a":1}}'
     out = replay_payload(Outgoing("t", payload, telemetry=True))
