@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 from typing import Any
@@ -51,12 +50,10 @@ class BacnetClient:
 
     def __init__(
         self, bind: BacnetBind = LOOPBACK, *, device_instance: int = LOCAL_DEVICE_INSTANCE,
-        name: str = "facility-gateway", host: str | None = None, port: int | None = None,
+        name: str = "facility-gateway",
     ) -> None:
-        if host is not None:  # a plain host: that address alone, no broadcasts
-            bind = BacnetBind(ipaddress.IPv4Interface(f"{host}/32"), port)
         self.bind = bind
-        self.port = port if port is not None else bind.port
+        self.port = bind.port
         self._device_instance = device_instance
         self._name = name
         self._app: Application | None = None
