@@ -1,5 +1,5 @@
-"""The BACnet/IP adapter over bacpypes3: the one place bacpypes3 is imported on the gateway
-side.
+"""The BACnet/IP reader over bacpypes3 (with gateway.bacnet_client and
+gateway.discover_bacnet, the only modules that import bacpypes3 on the gateway side).
 
 ``BacnetClient`` (gateway.bacnet_client) is the gateway's one local BACnet application,
 bound where the site says, and its address book. ``BacnetReader`` reads the
@@ -20,7 +20,7 @@ caught by name here and turned into ``ProtocolError``. Every request runs under
 
 bacpypes3 is used directly rather than through BAC0: BAC0 would read ``.env`` from the
 working directory, write ``$HOME/.BAC0`` and probe the network for its address, none of
-which a gateway polling configured unicast addresses needs."""
+which a gateway bound to a configured address needs."""
 
 from __future__ import annotations
 
