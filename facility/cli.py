@@ -79,8 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
                                          "site file and profiles to edit")
     d.add_argument("--bacnet", action="append", default=[], metavar="HOST:PORT",
                    help="a BACnet/IP device to ask by unicast Who-Is (repeatable)")
+    d.add_argument("--who-is", nargs="?", const="", metavar="LOW-HIGH",
+                   help="broadcast a Who-Is on the gateway's network (optionally ranged)")
     d.add_argument("--modbus", action="append", default=[], metavar="HOST:PORT[/UNIT]",
-                   help="a Modbus TCP device to probe (repeatable)")
+                   help="a Modbus TCP device to probe (repeatable); without /UNIT, every "
+                        "unit of --units")
+    d.add_argument("--site", dest="discover_site", type=Path, metavar="FILE",
+                   help="take the gateway's BACnet settings and RTU lines from this site")
+    d.add_argument("--gateway", dest="discover_gateway", metavar="ID",
+                   help="the gateway of --site (its RTU lines are scanned over --units)")
+    d.add_argument("--units", metavar="LOW-HIGH",
+                   help="unit ids to scan (RTU lines: default 1-32; TCP hosts: default 1)")
+    d.add_argument("--address", dest="bind_address", metavar="A.B.C.D/PREFIX",
+                   help="bind BACnet/IP to this address (instead of the site's)")
+    d.add_argument("--interface", metavar="NAME", help="bind BACnet/IP to this interface")
+    d.add_argument("--bbmd", metavar="HOST[:PORT]",
+                   help="register with this BBMD as a foreign device first")
     d.add_argument("--out", type=Path, required=True, help="directory for the draft files")
     d.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
 
@@ -203,9 +217,11 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
             profile=args.profile, gateways=args.gateways, update_period_s=args.update_period))
     if args.command == "gateway" and args.gateway_command == "discover":
         from gateway.discover import run_discover
+        from gateway.discover_cli import discover_targets
 
         return run_service(run_discover(args.bacnet, args.modbus, args.out,
-                                        timeout_s=args.timeout))
+                                        timeout_s=args.timeout,
+                                        targets=discover_targets(args)))
     site = load_site(settings.site)
     if args.command in ("gateway", "ingest", "rules"):
         try:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from facility.config_errors import ConfigError, from_validation, read_yaml
 from facility.profiles import BacnetProfile, ModbusProfile, load_profile
+from facility.site_network import BACNET_PORT, BacnetNetwork, RtuLineConfig
 
 ID = r"^[a-z0-9_-]+$"
 DeviceType = Literal["elevator", "pump_set", "switchgear", "fire_panel"]
@@ -29,14 +30,53 @@ class ModbusAddress(_Strict):
     unit: int = Field(default=1, ge=0, le=255)
 
 
+class ModbusRtuAddress(_Strict):
+    """A unit on one of the gateway's RTU lines (``lines`` of its gateway)."""
+
+    protocol: Literal["modbus-rtu"] = "modbus-rtu"
+    line: str = Field(pattern=ID)
+    unit: int = Field(ge=1, le=247)
+
+
 class BacnetAddress(_Strict):
+    """A BACnet device: at ``host[:port]``; or behind a BACnet router, at ``network`` (the
+    remote network number) and ``mac`` (its MAC address there: a number such as ``5`` or
+    ``0x0a`` for MS/TP, ``ip:port`` for BACnet/IP); or, with neither, found by its
+    ``device_instance`` with Who-Is/I-Am. A ``port`` without a host means 127.0.0.1 (the
+    demo and tests, one UDP port per simulated panel)."""
+
     protocol: Literal["bacnet"] = "bacnet"
-    host: str = "127.0.0.1"
-    port: int = Field(ge=1, le=65535)
+    host: str | None = None
+    port: int = Field(default=BACNET_PORT, ge=1, le=65535)
     device_instance: int = Field(ge=0, le=4194302)
+    network: int | None = Field(default=None, ge=1, le=65534)
+    mac: str | None = Field(default=None, pattern=r"^(\d{1,3}|0x[0-9a-fA-F]{2,12}|[0-9.]+:\d+)$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _loopback_port(cls, data: object) -> object:
+        if isinstance(data, dict) and "port" in data and "host" not in data \
+                and "network" not in data:
+            return {**data, "host": "127.0.0.1"}
+        return data
+
+    @model_validator(mode="after")
+    def _one_way(self) -> BacnetAddress:
+        if (self.network is None) != (self.mac is None):
+            raise ValueError("a routed address needs both network and mac")
+        if self.network is not None and self.host is not None:
+            raise ValueError("give host (same network) or network and mac (routed), not both")
+        return self
+
+    @property
+    def how(self) -> Literal["host", "routed", "instance"]:
+        if self.host is not None:
+            return "host"
+        return "routed" if self.network is not None else "instance"
 
 
-Address = Annotated[ModbusAddress | BacnetAddress, Field(discriminator="protocol")]
+Address = Annotated[ModbusAddress | ModbusRtuAddress | BacnetAddress,
+                    Field(discriminator="protocol")]
 
 
 class ModbusOptions(_Strict):
@@ -66,7 +106,8 @@ class DeviceConfig(_Strict):
     def _timeout_fits(self) -> DeviceConfig:
         if self.timeout_s > self.poll_interval_s * 10:
             raise ValueError("timeout_s is longer than ten poll intervals")
-        if self.modbus is not None and not isinstance(self.address, ModbusAddress):
+        if self.modbus is not None and not isinstance(self.address,
+                                                      (ModbusAddress, ModbusRtuAddress)):
             raise ValueError("modbus options given for a device that is not a Modbus device")
         return self
 
@@ -109,6 +150,25 @@ class GatewayConfig(_Strict):
                                      description="Prometheus metrics on 127.0.0.1 (0: any)")
     cov_lifetime_s: int = Field(default=300, ge=0, le=86400,
                                 description="BACnet COV subscription lifetime; 0: no COV")
+    bacnet: BacnetNetwork | None = Field(default=None,
+                                         description="BACnet/IP port; omit: loopback")
+    lines: tuple[RtuLineConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_lines(self) -> GatewayConfig:
+        ids = [line.id for line in self.lines]
+        if len(set(ids)) != len(ids):
+            raise ValueError("an RTU line id appears twice")
+        paths = [line.endpoint for line in self.lines]
+        if len(set(paths)) != len(paths):
+            raise ValueError("two RTU lines use the same serial port or server")
+        return self
+
+    def line(self, line_id: str) -> RtuLineConfig:
+        for line in self.lines:
+            if line.id == line_id:
+                return line
+        raise KeyError(line_id)
 
 
 class RuleOverride(_Strict):
@@ -129,25 +189,46 @@ class SiteConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> SiteConfig:
-        gateways = {g.id for g in self.gateways}
+        gateways = {g.id: g for g in self.gateways}
         if len(gateways) != len(self.gateways):
             raise ValueError("a gateway id appears twice")
         device_ids: set[str] = set()
-        endpoints: dict[tuple[str, str, int, int], str] = {}
+        endpoints: dict[tuple[str, ...], str] = {}
         for b in self.buildings:
-            if b.gateway not in gateways:
+            gw = gateways.get(b.gateway)
+            if gw is None:
                 raise ValueError(f"building {b.id} names gateway {b.gateway}, which is not defined")
             for d in b.devices:
                 if d.id in device_ids:
                     raise ValueError(f"device id {d.id} appears twice")
                 device_ids.add(d.id)
-                a = d.address
-                sub = a.unit if isinstance(a, ModbusAddress) else a.device_instance
-                key = (a.protocol, a.host, a.port, sub)
+                key = _endpoint_key(d, gw)
                 if key in endpoints:
                     raise ValueError(f"devices {endpoints[key]} and {d.id} share address {key}")
                 endpoints[key] = d.id
         return self
+
+
+def _endpoint_key(d: DeviceConfig, gw: GatewayConfig) -> tuple[str, ...]:
+    """What must be unique: host, port and unit; line and unit; a BACnet device instance
+    found by Who-Is (unique in its gateway's internetwork)."""
+    a = d.address
+    if isinstance(a, ModbusAddress):
+        return (a.protocol, a.host, str(a.port), str(a.unit))
+    if isinstance(a, ModbusRtuAddress):
+        if a.line not in {line.id for line in gw.lines}:
+            raise ValueError(f"device {d.id} names RTU line {a.line}, which gateway {gw.id} "
+                             "does not define")
+        return (a.protocol, gw.id, a.line, str(a.unit))
+    if a.how == "instance":
+        net = gw.bacnet
+        if net is None or not (net.interface or net.address or net.foreign_device):
+            raise ValueError(f"device {d.id} is addressed by device instance alone: gateway "
+                             f"{gw.id} needs bacnet.address or bacnet.interface (to broadcast "
+                             "Who-Is) or bacnet.foreign_device")
+        return (a.protocol, gw.id, "instance", str(a.device_instance))
+    where = a.host if a.how == "host" else f"{a.network}:{a.mac}"
+    return (a.protocol, str(where), str(a.port), str(a.device_instance))
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +295,7 @@ def load_site(path: Path | str, profiles_dir: Path | None = None) -> Site:
                     continue
                 cache[d.profile] = load_profile(ppath)
             prof = cache[d.profile]
-            if prof.protocol != d.address.protocol:
+            if prof.protocol != d.address.protocol.removesuffix("-rtu"):
                 problems.append(
                     f"{where}.address: profile {d.profile} speaks {prof.protocol}, "
                     f"the address is {d.address.protocol}"

@@ -1,10 +1,11 @@
-"""The BACnet/IP adapter over bacpypes3: the one place bacpypes3 is imported on the gateway
-side.
+"""The BACnet/IP reader over bacpypes3 (with gateway.bacnet_client and
+gateway.discover_bacnet, the only modules that import bacpypes3 on the gateway side).
 
-``BacnetClient`` is one local BACnet application (a device object and a network port) bound
-to 127.0.0.1 (or the given host) on its own UDP port; it never broadcasts. ``BacnetReader``
-reads the ``presentValue`` of the points of one device, addressed by unicast host:port from
-the site configuration. At its first poll it reads the device object once
+``BacnetClient`` (gateway.bacnet_client) is the gateway's one local BACnet application,
+bound where the site says, and its address book. ``BacnetReader`` reads the
+``presentValue`` of the points of one device, addressed by host:port, by router network and
+MAC, or by device instance (found with Who-Is; looked for again once the device stops
+answering). At its first poll it reads the device object once
 (``maxApduLengthAccepted``, ``segmentationSupported``, ``protocolServicesSupported``) and
 sizes its ReadPropertyMultiple requests to fit the device's maximum APDU; a device that does
 not support RPM, or refuses it, is read with ReadProperty object by object from then on; a
@@ -19,30 +20,26 @@ caught by name here and turned into ``ProtocolError``. Every request runs under
 
 bacpypes3 is used directly rather than through BAC0: BAC0 would read ``.env`` from the
 working directory, write ``$HOME/.BAC0`` and probe the network for its address, none of
-which a gateway polling configured unicast addresses needs."""
+which a gateway bound to a configured address needs."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-import socket
 from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bacpypes3.apdu import ErrorRejectAbortNack
-from bacpypes3.app import Application
 from bacpypes3.basetypes import ErrorType, PropertyIdentifier, ServicesSupported
-from bacpypes3.local.device import DeviceObject
-from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 
-from facility.embedded.ports import free_port
 from facility.messages import Value, utcnow
 from facility.profiles import BacnetPoint
 from facility.site import BacnetAddress
+from gateway.bacnet_client import BacnetClient
 from gateway.counters import GatewayCounters
 from gateway.errors import DecodeError, DeviceTimeout, ProtocolError
 from gateway.reading import Reading
@@ -54,46 +51,8 @@ APDU_OVERHEAD = 16  # complex-ack header and the device's invoke id, with margin
 BYTES_PER_VALUE = 24  # one object's presentValue in an RPM ack, with margin
 RPM_MAX_CHUNK = 50
 COV_RETRY_MIN_S = 30.0
-LOCAL_DEVICE_INSTANCE = 4194301
-VENDOR_ID = 999
 
-
-class BacnetClient:
-    """One local BACnet/IP application shared by the BACnet readers of a gateway."""
-
-    def __init__(
-        self, *, host: str = "127.0.0.1", port: int | None = None,
-        device_instance: int = LOCAL_DEVICE_INSTANCE, name: str = "facility-gateway",
-    ) -> None:
-        self.host = host
-        self.port = port
-        self._device_instance = device_instance
-        self._name = name
-        self._app: Application | None = None
-
-    async def start(self) -> None:
-        self.port = self.port or free_port(socket.SOCK_DGRAM)
-        device = DeviceObject(
-            objectIdentifier=("device", self._device_instance), objectName=self._name,
-            vendorIdentifier=VENDOR_ID,
-        )
-        port = NetworkPortObject(
-            f"{self.host}/32:{self.port}", objectIdentifier=("network-port", 1),
-            objectName="NetworkPort-1",
-        )
-        self._app = Application.from_object_list([device, port])
-        log.info("BACnet client bound to %s:%d", self.host, self.port)
-
-    async def close(self) -> None:
-        if self._app is not None:
-            self._app.close()
-            self._app = None
-
-    @property
-    def app(self) -> Application:
-        if self._app is None:
-            raise RuntimeError("BacnetClient.start() first")
-        return self._app
+__all__ = ["BacnetClient", "BacnetReader", "DeviceProfile", "convert"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +83,8 @@ class BacnetReader:
     ) -> None:
         self.device_id = device_id
         self._client = client
-        self._address = Address(f"{address.host}:{address.port}")
+        self._configured = address
+        self._address: Address | None = None  # located at the first request
         self._device_oid = ObjectIdentifier(f"device:{address.device_instance}")
         self._points = {ObjectIdentifier(f"{p.object_type}:{p.instance}"): p for p in points}
         self._all_classes = frozenset(p.poll_class for p in points)
@@ -145,6 +105,18 @@ class BacnetReader:
 
     async def read(self, classes: Collection[str] | None = None) -> Reading:
         self._requests = 0
+        if self._address is None:
+            self._address = await self._client.locate(self.device_id, self._configured,
+                                                      self._timeout_s)
+        try:
+            return await self._read(classes)
+        except DeviceTimeout:
+            self._client.forget(self._configured)
+            if self._configured.how == "instance":
+                self._address = None
+            raise
+
+    async def _read(self, classes: Collection[str] | None) -> Reading:
         if self.profile is None:
             self.profile = await self._read_device_profile()
             self._start_cov()
@@ -176,11 +148,17 @@ class BacnetReader:
         await asyncio.gather(*self._cov_tasks, return_exceptions=True)
         self._cov_tasks.clear()
 
+    @property
+    def _at(self) -> Address:
+        if self._address is None:
+            raise DeviceTimeout(self.device_id, self._timeout_s)  # forgotten meanwhile
+        return self._address
+
     async def _read_device_profile(self) -> DeviceProfile:
         async def prop(name: str) -> Any:
             try:
                 return await self._call(self._client.app.read_property(
-                    self._address, self._device_oid, name))
+                    self._at, self._device_oid, name))
             except ProtocolError:
                 return None
 
@@ -226,7 +204,7 @@ class BacnetReader:
         params: list[Any] = []
         for objid in chunk:
             params += [objid, ["presentValue"]]
-        response = await self._call(self._client.app.read_property_multiple(self._address, params))
+        response = await self._call(self._client.app.read_property_multiple(self._at, params))
         if not isinstance(response, list):
             raise ProtocolError(self.device_id, f"unexpected reply {response!r}")
         found = {ObjectIdentifier(r[0]): r[3] for r in response}
@@ -237,7 +215,7 @@ class BacnetReader:
         for objid in chunk:
             try:
                 out[objid] = await self._call(
-                    self._client.app.read_property(self._address, objid, "presentValue"))
+                    self._client.app.read_property(self._at, objid, "presentValue"))
             except ProtocolError as exc:
                 out[objid] = exc
         return out
@@ -274,7 +252,7 @@ class BacnetReader:
         app = self._client.app
         while True:
             try:
-                async with app.change_of_value(self._address, objid, None, False,
+                async with app.change_of_value(self._at, objid, None, False,
                                                self._cov_lifetime_s) as sub:
                     while True:
                         prop, value = await sub.get_value()

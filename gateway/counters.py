@@ -17,6 +17,17 @@ class DeviceCounters:
 
 
 @dataclass(slots=True)
+class LineCounters:
+    """One Modbus RTU line."""
+
+    requests: int = 0
+    timeouts: int = 0  # requests a unit did not answer in time
+    opens: int = 0  # times the port or the device server connection was opened
+    load: float = 0.0  # line time its units need per second (> 1: cannot keep up)
+    saturated: bool = False
+
+
+@dataclass(slots=True)
 class GatewayCounters:
     polls: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # by class: timeout, transport, ...
@@ -33,6 +44,10 @@ class GatewayCounters:
     cov_notifications: int = 0
     poll_seconds: float = 0.0  # total time spent in polls
     devices: dict[str, DeviceCounters] = field(default_factory=dict)
+    lines: dict[str, LineCounters] = field(default_factory=dict)
+
+    def line(self, line_id: str) -> LineCounters:
+        return self.lines.setdefault(line_id, LineCounters())
 
     def device(self, device_id: str) -> DeviceCounters:
         found = self.devices.get(device_id)

@@ -1,20 +1,21 @@
-"""`facility gateway discover`: probe configured BACnet/IP and Modbus TCP addresses and write
-a draft site file and draft profiles a person edits before use.
+"""`facility gateway discover`: find the devices a gateway can reach and write a draft site
+file and draft profiles a person edits before use.
 
-BACnet: a unicast Who-Is to each HOST:PORT (never a broadcast); the I-Am names the device
-instance; the device's ``objectList`` is read (whole, else element by element) and every
-object of a type the profile format knows (binary, analog and multi-state inputs and
-values) becomes a point named from its ``objectName``. Modbus: each HOST:PORT[/UNIT] is
-probed table by table in blocks of ``PROBE_BLOCK`` registers (bits) from address 0 up to
-``PROBE_LIMIT``; every register or bit the device answers for becomes a ``uint16`` or
-``bool`` point named by table and address, to be retyped by hand. The draft site is checked
-by loading it (``facility.site.load_site``) before this returns; a device type cannot be
+BACnet (gateway.discover_bacnet), through a BacnetClient bound like the gateway (its site
+entry's ``bacnet:`` settings, or loopback): a global or ranged Who-Is broadcast on the
+gateway's subnet (through its BBMD when it registers as a foreign device) and/or a unicast
+Who-Is to each given ``host:port``; then each device's object list, object names,
+descriptions, units and state texts become a profile. Modbus (gateway.discover_modbus):
+each ``host:port[/unit]`` (with no unit and a ``units`` range, every unit id in it), and
+each RTU line of the gateway scanned over ``units``; every register or bit a unit answers
+for becomes a ``uint16`` or ``bool`` point named by table and address. The draft site has
+one gateway (``gw-draft``, with the source gateway's BACnet settings and lines) and one
+building, and is checked by loading it before this returns; a device type cannot be
 discovered, so the draft says ``switchgear`` (Modbus) or ``fire_panel`` (BACnet) with an
-``EDIT`` comment."""
+``EDIT`` comment. What was found is logged, one line per device, and summed up at the end."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Sequence
@@ -23,27 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bacpypes3.apdu import ErrorRejectAbortNack
-from bacpypes3.pdu import Address
-from bacpypes3.primitivedata import ObjectIdentifier
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
 
-from facility.site import load_site
-from gateway.bacnet import BacnetClient
+from facility.site import GatewayConfig, load_site
+from gateway.bacnet_client import BacnetClient
+from gateway.bacnet_net import LOOPBACK, BacnetBind
+from gateway.discover_bacnet import FoundDevice, describe, find_devices
+from gateway.discover_modbus import scan_line, scan_tcp
 
 log = logging.getLogger(__name__)
-
-PROBE_BLOCK = 10
-PROBE_LIMIT = 200
-BACNET_TYPES = {
-    "binary-input": ("binaryInput", "bool"), "binary-value": ("binaryValue", "bool"),
-    "analog-input": ("analogInput", "float"), "analog-value": ("analogValue", "float"),
-    "multi-state-input": ("multiStateInput", "int"),
-    "multi-state-value": ("multiStateValue", "int"),
-}
-MODBUS_TABLES = {"coil": "read_coils", "discrete": "read_discrete_inputs",
-                 "holding": "read_holding_registers", "input": "read_input_registers"}
 
 
 @dataclass(slots=True)
@@ -53,6 +41,21 @@ class Draft:
     profile: str
     device_type: str
     points: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """What to look for: BACnet ``who_is`` ("" global, "LOW-HIGH" ranged, None: no
+    broadcast) and unicast ``bacnet`` hosts; Modbus TCP ``modbus`` hosts; the gateway's RTU
+    lines (``gateway.lines``) over ``units``."""
+
+    bacnet: Sequence[str] = ()
+    modbus: Sequence[str] = ()
+    who_is: str | None = None
+    units: Sequence[int] | None = None
+    gateway: GatewayConfig | None = None
+    bind: BacnetBind = LOOPBACK
 
 
 def point_name(text: str, taken: set[str]) -> str:
@@ -74,106 +77,98 @@ def host_port(text: str, default_port: int) -> tuple[str, int, int | None]:
     return m.group(1), int(m.group(2) or default_port), int(m.group(3)) if m.group(3) else None
 
 
-async def discover_bacnet(client: BacnetClient, target: str, timeout_s: float) -> Draft | None:
-    host, port, _ = host_port(target, 47808)
-    address = Address(f"{host}:{port}")
-    app = client.app
-    found = await app.who_is(address=address, timeout=timeout_s)
-    if not found:
-        log.warning("BACnet %s:%d: no I-Am to a unicast Who-Is", host, port)
-        return None
-    instance = int(found[0].iAmDeviceIdentifier[1])
-    device = ObjectIdentifier(f"device:{instance}")
+def unit_range(text: str) -> list[int]:
+    """'1-32' or '5' -> unit ids."""
+    m = re.fullmatch(r"(\d+)(?:-(\d+))?", text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not UNIT or LOW-HIGH")
+    low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+    return list(range(low, high + 1))
 
-    async def read(objid: Any, prop: str, index: int | None = None) -> Any:
-        async with asyncio.timeout(timeout_s):
-            return await app.read_property(address, objid, prop, index)
 
-    try:
-        objects = list(await read(device, "objectList"))
-    except (TimeoutError, ErrorRejectAbortNack):
-        count = int(await read(device, "objectList", 0))
-        objects = [await read(device, "objectList", i) for i in range(1, count + 1)]
-    draft = Draft(f"bacnet-{instance}", {"protocol": "bacnet", "host": host, "port": port,
-                                         "device_instance": instance},
-                  f"draft-bacnet-{instance}", "fire_panel")
+def bacnet_draft(found: FoundDevice) -> Draft:
     taken: set[str] = set()
-    for objid in objects:
-        kind = BACNET_TYPES.get(str(objid[0]))
-        if kind is None:
-            continue
-        try:
-            name = str(await read(objid, "objectName"))
-        except (TimeoutError, ErrorRejectAbortNack):
-            name = f"{kind[0]}_{objid[1]}"
-        draft.points.append({"name": point_name(name, taken), "object_type": kind[0],
-                             "instance": int(objid[1]), "type": kind[1]})
-    log.info("BACnet %s:%d: device %d with %d points", host, port, instance, len(draft.points))
-    return draft
+    points = [{**p, "name": point_name(p["name"], taken)} for p in found.points]
+    return Draft(f"bacnet-{found.instance}", found.site_address, f"draft-bacnet-{found.instance}",
+                 "fire_panel", points, found.name)
 
 
-async def discover_modbus(target: str, timeout_s: float) -> Draft | None:
-    host, port, unit = host_port(target, 502)
-    unit = 1 if unit is None else unit
-    client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+async def discover_bacnet(targets: Targets, timeout_s: float) -> list[Draft]:
+    client = BacnetClient(targets.bind)
+    await client.start()
     try:
-        async with asyncio.timeout(timeout_s):
-            connected = await client.connect()
-        if not connected:
-            log.warning("Modbus %s:%d: no connection", host, port)
-            return None
-        draft = Draft(f"modbus-{port}-{unit}", {"protocol": "modbus", "host": host,
-                                                "port": port, "unit": unit},
-                      f"draft-modbus-{port}-{unit}", "switchgear")
-        for table, method in MODBUS_TABLES.items():
-            for addr in await _readable(client, method, unit, timeout_s):
-                point = {"name": f"{table}_{addr}", "table": table, "address": addr}
-                point["type"] = "bool" if table in ("coil", "discrete") else "uint16"
-                draft.points.append(point)
-        log.info("Modbus %s:%d unit %d: %d readable points", host, port, unit,
-                 len(draft.points))
-        return draft if draft.points else None
+        devices: dict[int, FoundDevice] = {}
+        if targets.who_is is not None:
+            low, high = (None, None)
+            if targets.who_is:
+                units = unit_range(targets.who_is)
+                low, high = units[0], units[-1]
+            for d in await find_devices(client, timeout_s, low=low, high=high):
+                devices.setdefault(d.instance, d)
+            log.info("Who-Is %s: %d devices answered", targets.who_is or "(all)", len(devices))
+        for target in targets.bacnet:
+            host, port, _ = host_port(target, 47808)
+            answered = await find_devices(client, timeout_s, target=f"{host}:{port}")
+            if not answered:
+                log.warning("BACnet %s:%d: no I-Am to a unicast Who-Is", host, port)
+            for d in answered:
+                devices.setdefault(d.instance, d)
+        drafts = []
+        for d in devices.values():
+            try:
+                await describe(client, d, timeout_s)
+            except Exception as exc:  # one device's edge: log, go on with the others
+                log.warning("BACnet device %d at %s: cannot read its objects (%r)",
+                            d.instance, d.address, exc)
+                continue
+            drafts.append(bacnet_draft(d))
+        return drafts
     finally:
-        client.close()
+        await client.close()
 
 
-async def _readable(client: AsyncModbusTcpClient, method: str, unit: int, timeout_s: float
-                    ) -> list[int]:
-    """Addresses below PROBE_LIMIT the device answers for (a refused block is probed one
-    address at a time)."""
-    out: list[int] = []
-    call = getattr(client, method)
-
-    async def ok(address: int, count: int) -> bool:
-        try:
-            async with asyncio.timeout(timeout_s):
-                response = await call(address, count=count, device_id=unit)
-        except (TimeoutError, ModbusException):
-            return False
-        return not response.isError()
-
-    for start in range(0, PROBE_LIMIT, PROBE_BLOCK):
-        if await ok(start, PROBE_BLOCK):
-            out += range(start, start + PROBE_BLOCK)
-        else:
-            out += [a for a in range(start, start + PROBE_BLOCK) if await ok(a, 1)]
-    return out
+def modbus_draft(device_id: str, address: dict[str, Any], points: list[dict[str, Any]]
+                 ) -> Draft:
+    return Draft(device_id, address, f"draft-{device_id}", "switchgear", points)
 
 
-def write_draft(drafts: Sequence[Draft], out: Path) -> Path:
+async def discover_modbus(targets: Targets, timeout_s: float) -> list[Draft]:
+    drafts: list[Draft] = []
+    for target in targets.modbus:
+        host, port, unit = host_port(target, 502)
+        units = [unit] if unit is not None else list(targets.units or [1])
+        for u, points in (await scan_tcp(host, port, units, timeout_s)).items():
+            drafts.append(modbus_draft(f"modbus-{port}-{u}", {
+                "protocol": "modbus", "host": host, "port": port, "unit": u}, points))
+    for line in targets.gateway.lines if targets.gateway else ():
+        units = list(targets.units or range(1, 33))
+        for u, points in (await scan_line(line, units)).items():
+            drafts.append(modbus_draft(f"{line.id}-unit-{u}", {
+                "protocol": "modbus-rtu", "line": line.id, "unit": u}, points))
+    return [d for d in drafts if d.points]
+
+
+def write_draft(drafts: Sequence[Draft], out: Path, gateway: GatewayConfig | None = None
+                ) -> Path:
     pdir = out / "profiles"
     pdir.mkdir(parents=True, exist_ok=True)
     for d in drafts:
-        protocol = d.address["protocol"]
+        protocol = d.address["protocol"].removesuffix("-rtu")
+        about = f"{d.description}: " if d.description else ""
         body = yaml.safe_dump({"profile": d.profile, "version": 1, "protocol": protocol,
-                               "description": f"discovered at {d.device_id}; EDIT names, "
-                               "types, units, tags, poll_class", "points": d.points},
+                               "description": f"{about}discovered at {d.device_id}; EDIT "
+                               "names, types, units, tags, poll_class", "points": d.points},
                               sort_keys=False, allow_unicode=True)
         (pdir / f"{d.profile}.yaml").write_text(
             "# Draft written by `facility gateway discover`: review every point.\n" + body,
             encoding="utf-8")
+    gw: dict[str, Any] = {"id": "gw-draft"}
+    if gateway is not None:
+        gw.update(gateway.model_dump(include={"bacnet", "lines"}, exclude_none=True,
+                                     exclude_defaults=True))
     lines = ["# Draft written by `facility gateway discover`: set ids, names and device types.",
-             "site: draft", "profiles_dir: profiles", "gateways:", "  - {id: gw-draft}",
+             "site: draft", "profiles_dir: profiles", "gateways:",
+             "  - " + yaml.safe_dump(gw, default_flow_style=True, width=10_000).strip(),
              "buildings:", "  - id: building-1", "    gateway: gw-draft", "    devices:"]
     for d in drafts:
         address = yaml.safe_dump(d.address, default_flow_style=True).strip()
@@ -187,22 +182,20 @@ def write_draft(drafts: Sequence[Draft], out: Path) -> Path:
 
 
 async def run_discover(bacnet: Sequence[str], modbus: Sequence[str], out: Path, *,
-                       timeout_s: float = 2.0) -> None:
+                       timeout_s: float = 2.0, targets: Targets | None = None) -> None:
+    targets = targets or Targets()
+    targets = Targets(tuple(targets.bacnet) + tuple(bacnet), tuple(targets.modbus) +
+                      tuple(modbus), targets.who_is, targets.units, targets.gateway,
+                      targets.bind)
     drafts: list[Draft] = []
-    if bacnet:
-        client = BacnetClient()
-        await client.start()
-        try:
-            for target in bacnet:
-                if (d := await discover_bacnet(client, target, timeout_s)) is not None:
-                    drafts.append(d)
-        finally:
-            await client.close()
-    for target in modbus:
-        if (d := await discover_modbus(target, timeout_s)) is not None:
-            drafts.append(d)
+    if targets.bacnet or targets.who_is is not None:
+        drafts += await discover_bacnet(targets, timeout_s)
+    drafts += await discover_modbus(targets, timeout_s)
     if not drafts:
         log.warning("nothing answered; no draft written")
         return
-    site = write_draft(drafts, out)
+    site = write_draft(drafts, out, targets.gateway)
+    for d in drafts:
+        log.info("found %s at %s: %d points", d.device_id,
+                 yaml.safe_dump(d.address, default_flow_style=True).strip(), len(d.points))
     log.info("draft site with %d devices written to %s", len(drafts), site)

@@ -22,6 +22,12 @@ class TransportError(DeviceError):
     kind = "transport"
 
 
+class AddressUnresolved(DeviceError):
+    """The device's address is not known: a BACnet device instance no I-Am answered for."""
+
+    kind = "unresolved"
+
+
 class DeviceTimeout(DeviceError):
     """No answer within the device's timeout."""
 
@@ -30,6 +36,16 @@ class DeviceTimeout(DeviceError):
     def __init__(self, device_id: str, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         super().__init__(device_id, f"no answer within {timeout_s:g} s")
+
+
+class UnitSilent(DeviceTimeout):
+    """A unit of an RTU line that stopped answering, not asked again until its backoff ends
+    (so that it does not take the line's time from the others)."""
+
+    def __init__(self, device_id: str, timeout_s: float, retry_in_s: float) -> None:
+        super().__init__(device_id, timeout_s)
+        self.reason = f"silent; asked again in {retry_in_s:.0f} s"
+        self.args = (f"device {device_id}: {self.reason}",)
 
 
 class ProtocolError(DeviceError):

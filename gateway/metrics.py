@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
-from facility.metrics_http import MetricsServer, counter, counter_by, gauge
+from facility.metrics_http import MetricsServer, counter, counter_by, gauge, gauge_by
 from gateway.counters import GatewayCounters
 
 __all__ = ["Gauges", "MetricsServer", "collect"]
@@ -65,4 +65,22 @@ def collect(gateway_id: str, c: GatewayCounters, g: Gauges) -> list[Metric]:
         counter_by("gateway_device_overruns", "Skipped ticks per device.", gw, "device",
                    {d: s.overruns for d, s in devices}),
     ]
+    lines = sorted(list(c.lines.items()))
+    if lines:
+        out += [
+            counter_by("gateway_line_requests", "Requests sent on each RTU line.", gw, "line",
+                       {n: s.requests for n, s in lines}),
+            counter_by("gateway_line_timeouts",
+                       "Requests a unit of the RTU line did not answer in time.", gw, "line",
+                       {n: s.timeouts for n, s in lines}),
+            counter_by("gateway_line_opens",
+                       "Times the RTU line's port or device-server connection was opened.", gw,
+                       "line", {n: s.opens for n, s in lines}),
+            gauge_by("gateway_line_load",
+                     "Line time the RTU line's units need per second (over 1: cannot keep up).",
+                     gw, "line", {n: s.load for n, s in lines}),
+            gauge_by("gateway_line_saturated",
+                     "1 while the RTU line cannot keep its units' poll schedule.", gw, "line",
+                     {n: int(s.saturated) for n, s in lines}),
+        ]
     return out

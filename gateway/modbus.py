@@ -1,7 +1,11 @@
-"""The Modbus TCP adapter over pymodbus' AsyncModbusTcpClient: the one place pymodbus is
-imported on the gateway side.
+"""The Modbus adapter over pymodbus' AsyncModbusTcpClient (with gateway.rtu_line, the only
+places pymodbus is imported on the gateway side).
 
-``ModbusReader`` owns one connection to one device and keeps one request in flight; every
+``ModbusReader`` owns one connection to one Modbus TCP device and keeps one request in
+flight; a unit on an RTU line (``line``) is read through the line instead, which every unit
+of the line shares (one request at a time on the line); there a unit that stops answering is
+tried again after a capped exponential backoff (``UnitSilent`` meanwhile, no line time
+spent), so a dead unit costs the line one timeout now and then, not one per poll. Every
 connect and request runs under ``asyncio.timeout(timeout_s)``. Library failures become our
 exceptions: ``TransportError`` (the connection is dropped and re-opened on the next read,
 after a capped, jittered exponential backoff), ``DeviceTimeout`` (likewise: a late answer
@@ -29,12 +33,13 @@ from pymodbus.pdu import ModbusPDU
 
 from facility.messages import Value, utcnow
 from facility.profiles import ModbusPoint, ModbusTable
-from facility.site import ModbusAddress, ModbusOptions
+from facility.site import ModbusAddress, ModbusOptions, ModbusRtuAddress
 from gateway.counters import GatewayCounters
 from gateway.decode import decode_point
-from gateway.errors import DecodeError, DeviceTimeout, ProtocolError, TransportError
+from gateway.errors import DecodeError, DeviceTimeout, ProtocolError, TransportError, UnitSilent
 from gateway.plan import ReadBlock, plan_reads, split
 from gateway.reading import Reading
+from gateway.rtu_line import RtuLine
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +48,26 @@ SERVER_BUSY = 6
 BUSY_PAUSE_S = 0.05
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
+SILENT_BACKOFF_MIN_S = 1.0  # a unit silent twice in a row waits this long, doubling
+Send = Callable[[ReadBlock], Awaitable[ModbusPDU]]
 
 
 class ModbusReader:
-    """Reads every point of one Modbus TCP device, block by block."""
+    """Reads every point of one Modbus device (TCP, or a unit of an RTU line), block by
+    block."""
 
     def __init__(
-        self, device_id: str, address: ModbusAddress, points: Sequence[ModbusPoint], *,
-        timeout_s: float, fill: int | None = None, options: ModbusOptions | None = None,
-        counters: GatewayCounters | None = None,
+        self, device_id: str, address: ModbusAddress | ModbusRtuAddress,
+        points: Sequence[ModbusPoint], *, timeout_s: float, fill: int | None = None,
+        options: ModbusOptions | None = None, counters: GatewayCounters | None = None,
+        line: RtuLine | None = None, poll_interval_s: float = 1.0,
     ) -> None:
         self.device_id = device_id
         self._address = address
+        self._line = line
+        self._silent = 0  # consecutive polls this unit of a line did not answer
+        if line is not None:
+            line.register(device_id, poll_interval_s)
         self._timeout_s = timeout_s
         self._options = options or ModbusOptions()
         if fill is not None:
@@ -85,17 +98,63 @@ class ModbusReader:
 
     async def read(self, classes: Collection[str] | None = None) -> Reading:
         blocks = self._plan(classes)
+        if self._line is not None:
+            return await self._read_on_line(self._line, blocks, classes)
         client = await self._connected()
+        try:
+            return await self._read_blocks(self._sender(client), blocks, classes)
+        except (TransportError, DeviceTimeout):
+            self._drop()
+            raise
+
+    async def _read_on_line(self, line: RtuLine, blocks: list[ReadBlock],
+                            classes: Collection[str] | None) -> Reading:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._retry_at:
+            raise UnitSilent(self.device_id, line.config.timeout_s, self._retry_at - loop.time())
+        unit = self._address.unit
+
+        async def send(block: ReadBlock) -> ModbusPDU:
+            return await line.request(self.device_id, unit, block.table, block.address,
+                                      block.count)
+
+        try:
+            reading = await self._read_blocks(send, blocks, classes)
+        except DeviceTimeout:
+            self._silent += 1
+            if self._silent > 1:
+                delay = min(BACKOFF_MAX_S, SILENT_BACKOFF_MIN_S * 2 ** (self._silent - 2))
+                self._retry_at = loop.time() + delay * random.uniform(0.75, 1.0)
+            raise
+        finally:
+            line.report_poll(self.device_id)
+        self._silent = 0
+        self._retry_at = 0.0
+        return reading
+
+    def _sender(self, client: AsyncModbusTcpClient) -> Send:
+        unit = self._address.unit
+
+        async def send(block: ReadBlock) -> ModbusPDU:
+            call = _READERS[block.table](client)
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    return await call(block.address, count=block.count, device_id=unit)
+            except TimeoutError as exc:
+                raise DeviceTimeout(self.device_id, self._timeout_s) from exc
+            except (ModbusException, OSError) as exc:
+                raise TransportError(self.device_id, str(exc)) from exc
+
+        return send
+
+    async def _read_blocks(self, send: Send, blocks: list[ReadBlock],
+                           classes: Collection[str] | None) -> Reading:
         values: dict[str, Value] = {}
         bad: set[str] = set()
         errors: list[ProtocolError] = []
         sent = [0]
-        try:
-            for block in blocks:
-                await self._read_into(client, block, values, bad, errors, sent)
-        except (TransportError, DeviceTimeout):
-            self._drop()
-            raise
+        for block in blocks:
+            await self._read_into(send, block, values, bad, errors, sent)
         if errors and not values:
             raise errors[-1]
         complete = classes is None or self._all_classes <= set(classes)
@@ -113,6 +172,7 @@ class ModbusReader:
         if loop.time() < self._retry_at:
             raise TransportError(self.device_id, "waiting to reconnect")
         a = self._address
+        assert isinstance(a, ModbusAddress)
         client = AsyncModbusTcpClient(
             a.host, port=a.port, name=self.device_id, timeout=self._timeout_s * 2,
             retries=0, reconnect_delay=0,
@@ -138,11 +198,11 @@ class ModbusReader:
             self._client = None
 
     async def _read_into(
-        self, client: AsyncModbusTcpClient, block: ReadBlock, values: dict[str, Value],
+        self, send: Send, block: ReadBlock, values: dict[str, Value],
         bad: set[str], errors: list[ProtocolError], sent: list[int],
     ) -> None:
         try:
-            data = await self._request_retrying(client, block, sent)
+            data = await self._request_retrying(send, block, sent)
         except ProtocolError as exc:
             halves = split(block) if exc.code == ILLEGAL_ADDRESS else []
             if not halves:
@@ -152,7 +212,7 @@ class ModbusReader:
                 errors.append(exc)
                 return
             for half in halves:
-                await self._read_into(client, half, values, bad, errors, sent)
+                await self._read_into(send, half, values, bad, errors, sent)
             return
         for p in block.points:
             try:
@@ -162,7 +222,7 @@ class ModbusReader:
                 bad.add(p.name)
 
     async def _request_retrying(
-        self, client: AsyncModbusTcpClient, block: ReadBlock, sent: list[int]
+        self, send: Send, block: ReadBlock, sent: list[int]
     ) -> Sequence[int] | Sequence[bool]:
         """One request (after the configured pause), retried only while the device is busy."""
         attempt = 0
@@ -171,7 +231,7 @@ class ModbusReader:
                 await asyncio.sleep(self._options.pause_ms / 1000)
             sent[0] += 1
             try:
-                return await self._request(client, block)
+                return await self._request(send, block)
             except ProtocolError as exc:
                 if exc.code != SERVER_BUSY or attempt >= self._options.busy_retries:
                     raise
@@ -180,18 +240,8 @@ class ModbusReader:
                 self._counters.busy_retries += 1
             await asyncio.sleep(BUSY_PAUSE_S * attempt)
 
-    async def _request(
-        self, client: AsyncModbusTcpClient, block: ReadBlock
-    ) -> Sequence[int] | Sequence[bool]:
-        call = _READERS[block.table](client)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await call(block.address, count=block.count,
-                                      device_id=self._address.unit)
-        except TimeoutError as exc:
-            raise DeviceTimeout(self.device_id, self._timeout_s) from exc
-        except (ModbusException, OSError) as exc:
-            raise TransportError(self.device_id, str(exc)) from exc
+    async def _request(self, send: Send, block: ReadBlock) -> Sequence[int] | Sequence[bool]:
+        response = await send(block)
         if response.isError():
             code = int(response.exception_code)
             raise ProtocolError(self.device_id, f"Modbus exception {code}", code)

@@ -26,8 +26,16 @@ from pathlib import Path
 from facility.mqtt import MqttClient, MqttError, Will
 from facility.mqtt_endpoint import MqttEndpoint
 from facility.profiles import BacnetProfile, ModbusProfile
-from facility.site import BacnetAddress, Device, GatewayConfig, ModbusAddress, Site
+from facility.site import (
+    BacnetAddress,
+    Device,
+    GatewayConfig,
+    ModbusAddress,
+    ModbusRtuAddress,
+    Site,
+)
 from gateway.bacnet import BacnetClient, BacnetReader
+from gateway.bacnet_net import resolve_bind
 from gateway.buffer import MessageStore
 from gateway.counters import GatewayCounters
 from gateway.forwarder import Forwarder
@@ -36,6 +44,7 @@ from gateway.modbus import ModbusReader
 from gateway.poller import DevicePoller
 from gateway.publisher import Publisher, gateway_status
 from gateway.reading import DeviceReader
+from gateway.rtu_line import RtuLine
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,8 @@ async def run_gateway(
     """Poll and publish until cancelled; ``ready`` is set once polling. ``metrics_port``
     overrides the gateway's configured one; a started server is appended to ``metrics``."""
     gw = site.gateway(gateway_id)
+    gw_index = next(i for i, g in enumerate(site.config.gateways) if g.id == gateway_id)
+    bind = resolve_bind(gw.bacnet, site.path, f"gateways[{gw_index}].bacnet")  # fail early
     devices = site.devices_of_gateway(gateway_id)
     counters = counters if counters is not None else GatewayCounters()
     session = uuid.uuid4().hex
@@ -91,7 +102,7 @@ async def run_gateway(
             await mqtt.wait_connected(CONNECT_GRACE_S)
         except MqttError:
             log.warning("broker %s unreachable; polling into the queue meanwhile", mqtt.url)
-        readers = await _open_readers(devices, gw, counters, stack)
+        readers = await _open_readers(devices, gw, counters, stack, BacnetClient(bind))
         every = gw.poll_classes.model_dump()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -113,18 +124,30 @@ async def run_gateway(
 
 
 async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: GatewayCounters,
-                        stack: AsyncExitStack) -> dict[str, DeviceReader]:
+                        stack: AsyncExitStack, bacnet_client: BacnetClient
+                        ) -> dict[str, DeviceReader]:
     readers: dict[str, DeviceReader] = {}
     bacnet: BacnetClient | None = None
+    lines: dict[str, RtuLine] = {}
     for d in devices:
         address, profile = d.config.address, d.profile
         if isinstance(address, ModbusAddress) and isinstance(profile, ModbusProfile):
             readers[d.id] = ModbusReader(d.id, address, profile.points,
                                          timeout_s=d.config.timeout_s,
                                          options=d.config.modbus_options, counters=counters)
+        elif isinstance(address, ModbusRtuAddress) and isinstance(profile, ModbusProfile):
+            line = lines.get(address.line)
+            if line is None:  # one line, shared by its units' readers
+                line = lines[address.line] = RtuLine(gw.line(address.line),
+                                                     counters.line(address.line))
+                stack.push_async_callback(line.close)
+            readers[d.id] = ModbusReader(d.id, address, profile.points,
+                                         timeout_s=line.config.timeout_s,
+                                         options=d.config.modbus_options, counters=counters,
+                                         line=line, poll_interval_s=d.config.poll_interval_s)
         elif isinstance(address, BacnetAddress) and isinstance(profile, BacnetProfile):
             if bacnet is None:
-                bacnet = BacnetClient()
+                bacnet = bacnet_client
                 await bacnet.start()
                 stack.push_async_callback(bacnet.close)
             readers[d.id] = BacnetReader(bacnet, d.id, address, profile.points,

@@ -8,6 +8,11 @@ a `.env` file or writes under $HOME. The application answers ReadProperty,
 ReadPropertyMultiple and SubscribeCOV. Multi-state objects use the generic COV criteria:
 bacpypes3's default for them expects a covIncrement they do not have.
 
+A panel whose host is not a loopback address binds it with the prefix of the local
+interface that holds it (``10.213.1.10/24``), so that it hears the subnet's broadcasts
+(Who-Is) and answers them, as a panel on a building's network does; on loopback it binds the
+address alone.
+
 Misbehaviour (simulators.misbehaviour.Behaviour): `delay` answers every confirmed request
 late, `mute` never answers, `segmentation: false` with a small `max_apdu` makes the device
 abort a response that does not fit one APDU (segmentation-not-supported), and
@@ -17,7 +22,9 @@ that a client must fall back to ReadProperty."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -31,6 +38,7 @@ from bacpypes3.local.cov import GenericCriteria
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.multistate import MultiStateInputObject, MultiStateValueObject
 from bacpypes3.local.networkport import NetworkPortObject
+from psutil import net_if_addrs
 
 from facility.profiles import BacnetPoint, BacnetProfile
 from facility.site import BacnetAddress, Device
@@ -118,6 +126,20 @@ def _make_object(point: BacnetPoint, value: PointValue) -> Any:
     return OBJECT_CLASS[point.object_type](**kwargs)
 
 
+def link_address(address: BacnetAddress) -> str:
+    """``host/prefix:port`` for an address an interface of this host holds (broadcasts
+    heard), ``host:port`` on loopback or when no interface holds it."""
+    host = address.host or "127.0.0.1"
+    ip = ipaddress.IPv4Address(host)
+    if not ip.is_loopback:
+        for addrs in net_if_addrs().values():
+            for a in addrs:
+                if a.family == socket.AF_INET and a.address == host and a.netmask:
+                    iface = ipaddress.IPv4Interface(f"{host}/{a.netmask}")
+                    return f"{iface.with_prefixlen}:{address.port}"
+    return f"{host}:{address.port}"
+
+
 class BacnetDeviceServer:
     def __init__(
         self,
@@ -164,7 +186,7 @@ class BacnetDeviceServer:
             maxApduLengthAccepted=b.max_apdu,
         )
         port = NetworkPortObject(
-            self.endpoint,
+            link_address(self.address),
             objectIdentifier=("network-port", 1),
             objectName="NetworkPort-1",
             networkNumberQuality="unknown",

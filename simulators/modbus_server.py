@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
@@ -42,7 +43,7 @@ from simulators.models import PointValue
 log = logging.getLogger(__name__)
 
 
-class _MisbehavingHandler(ServerRequestHandler):
+class MisbehavingHandler(ServerRequestHandler):
     """One client connection: plays the unit's behaviour before the normal answer."""
 
     server: SimModbusServer
@@ -76,13 +77,15 @@ class SimModbusServer(ModbusTcpServer):
     """A ModbusTcpServer whose units can misbehave (`behaviours` by unit id)."""
 
     def __init__(self, devices: SimDevice | list[SimDevice], address: tuple[str, int],
-                 *, seed: int = 0) -> None:
-        super().__init__(devices, address=address)
+                 *, seed: int = 0, framer: FramerType = FramerType.SOCKET,
+                 ignore_missing_devices: bool = False) -> None:
+        super().__init__(devices, address=address, framer=framer,
+                         ignore_missing_devices=ignore_missing_devices)
         self.behaviours: dict[int, Behaviour] = {}
         self.rng = random.Random(seed)
 
     def callback_new_connection(self) -> Any:
-        return _MisbehavingHandler(  # type: ignore[no-untyped-call]
+        return MisbehavingHandler(  # type: ignore[no-untyped-call]
             self, self.trace_packet, self.trace_pdu, self.trace_connect
         )
 

@@ -1,17 +1,17 @@
-"""Runs a site's simulators: the entry point the CLI calls.
-
-`run_simulators` builds a model per device (seeded by the device id, so every run behaves
-the same) and links the models of each building (simulators.estate: a power outage stops
-that building's elevators and pumps, a fire alarm recalls its elevators), starts a Modbus
-TCP or BACnet/IP server for each selected device with its misbehaviour from the scenario's
-`simulation:` mapping, sets `ready` once all listen, then ticks at a fixed rate on the loop
-clock: scenario events due, models stepped, changed values published. Elapsed time counts
-from `ready`, multiplied by `time_scale` (tests run the estate ten times faster; scenario
-times are simulated time). It runs until cancelled and then closes every server, so the
-same ports can be bound again at once. Protocol faults are played on the servers:
-`comms_loss` closes the device's server while it lasts (connections refused or, over UDP,
-unanswered); `slow`, `mute`, `drop_connections`, `modbus_busy` and `modbus_device_failure`
-overlay the device's behaviour while they last."""
+"""Runs a site's simulators: the entry point the CLI calls. `run_simulators` builds a model per
+device (seeded by the device id, so every run behaves the same) and links the models of each
+building (simulators.estate: a power outage stops that building's elevators and pumps, a
+fire alarm recalls its elevators), starts a Modbus TCP or BACnet/IP server for each selected
+device (units on an RTU line share the line's simulated serial device server or pty,
+simulators.rtu_server) with its misbehaviour from the scenario's `simulation:` mapping, sets
+`ready` once all listen, then ticks at a fixed rate on the loop clock: scenario events due,
+models stepped, changed values published. Elapsed time counts from `ready`, multiplied by
+`time_scale` (tests run the estate ten times faster; scenario times are simulated time). It
+runs until cancelled and then closes every server, so the same ports can be bound again at
+once. Protocol faults are played on the servers: `comms_loss` closes the device's server
+while it lasts (connections refused or, over UDP, unanswered); `slow`, `mute`,
+`drop_connections`, `modbus_busy` and `modbus_device_failure` overlay the device's behaviour
+while they last."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from simulators.estate import Estate
 from simulators.misbehaviour import MISBEHAVIOURS, WELL_BEHAVED, Behaviour, Overlay, effective
 from simulators.modbus_server import ModbusDeviceServer
 from simulators.models import DeviceModel, PointValue, build_model, seed_for
+from simulators.rtu_server import RtuLines
 from simulators.scenario import Scenario
 from simulators.scenario_runner import FaultEvent, ScenarioRunner, apply_event
 
@@ -52,8 +53,13 @@ class DeviceServer(Protocol):
 
 
 def make_server(
-    device: Device, initial: Mapping[str, PointValue], behaviour: Behaviour = WELL_BEHAVED
+    device: Device, initial: Mapping[str, PointValue], behaviour: Behaviour = WELL_BEHAVED,
+    lines: RtuLines | None = None,
 ) -> DeviceServer:
+    if device.config.address.protocol == "modbus-rtu":
+        if lines is None:
+            raise ValueError(f"device {device.id} is on an RTU line: give the site's lines")
+        return lines.unit_server(device, initial, behaviour)
     if device.config.address.protocol == "modbus":
         return ModbusDeviceServer(device, initial, behaviour=behaviour, seed=seed_for(device.id))
     return BacnetDeviceServer(device, initial, behaviour=behaviour)
@@ -87,8 +93,10 @@ async def run_simulators(
     }
     estate = Estate(models, {d.id: d.building for d in selected})
     estate.step(0.0)
+    lines = RtuLines(site, selected, {d.id: models[d.id].points() for d in selected})
     servers = {
-        d.id: make_server(d, models[d.id].points(), sim.simulation.get(d.id, WELL_BEHAVED))
+        d.id: make_server(d, models[d.id].points(), sim.simulation.get(d.id, WELL_BEHAVED),
+                          lines)
         for d in selected
     }
     async with AsyncExitStack() as stack:

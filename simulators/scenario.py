@@ -102,7 +102,7 @@ def check_against_site(scenario: Scenario, site: Site) -> list[str]:
         dev = site.devices.get(step.device)
         if dev is None:
             problems.append(f"steps[{i}].device: {step.device} is not a device of {site.id}")
-        elif step.fault in MODBUS_STEPS and dev.config.address.protocol != "modbus":
+        elif step.fault in MODBUS_STEPS and dev.config.address.protocol == "bacnet":
             problems.append(f"steps[{i}].fault: {step.fault} applies to Modbus devices only")
         elif step.fault in FAULT_DEVICE_TYPES and dev.type not in FAULT_DEVICE_TYPES[step.fault]:
             problems.append(f"steps[{i}].fault: {step.fault} does not apply to a {dev.type}")
@@ -111,7 +111,7 @@ def check_against_site(scenario: Scenario, site: Site) -> list[str]:
         if dev is None:
             problems.append(f"simulation.{device_id}: not a device of {site.id}")
             continue
-        wrong = BACNET_ONLY if dev.config.address.protocol == "modbus" else MODBUS_ONLY
+        wrong = MODBUS_ONLY if dev.config.address.protocol == "bacnet" else BACNET_ONLY
         for name in sorted(behaviour.model_fields_set & set(wrong)):
             problems.append(
                 f"simulation.{device_id}.{name}: does not apply to a "

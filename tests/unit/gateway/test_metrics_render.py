@@ -28,6 +28,19 @@ def test_prometheus_text_has_every_series_with_labels() -> None:
     assert "# TYPE gateway_queue_depth gauge" in body.splitlines()
 
 
+def test_rtu_lines_have_their_own_series() -> None:
+    c = GatewayCounters()
+    assert "gateway_line_" not in text(lambda: collect("gw-1", c, Gauges(0, 0, 0)))  # none
+    line = c.line("rs485-1")
+    line.requests, line.timeouts, line.load, line.saturated = 40, 3, 1.25, True
+    got = samples(text(lambda: collect("gw-1", c, Gauges(0, 0, 1))))
+    lab = (("gateway", "gw-1"), ("line", "rs485-1"))
+    assert got[("gateway_line_requests_total", lab)] == 40
+    assert got[("gateway_line_timeouts_total", lab)] == 3
+    assert got[("gateway_line_load", lab)] == 1.25
+    assert got[("gateway_line_saturated", lab)] == 1
+
+
 def test_replayed_telemetry_is_flagged_historical_and_otherwise_unchanged() -> None:
     payload = b'{"ts":"2026-01-01T00:00:00.000Z","seq":7,"session":"s","points":{"a":1}}'
     out = replay_payload(Outgoing("t", payload, telemetry=True))
