@@ -83,6 +83,13 @@ class RaisedAlarm:
         return not (self.suppressed or self.out_of_service)
 
 
+def _chatter(detail: Any) -> dict[str, Any]:
+    """The chattering flag, count and last time of an alarm's detail, for its events."""
+    if not detail.get("chattering"):
+        return {}
+    return {k: detail[k] for k in ("chattering", "occurrences", "last_at") if k in detail}
+
+
 async def _open_alarm_id(
     conn: psycopg.AsyncConnection[Any], source: str, alarm_type: str
 ) -> int | None:
@@ -112,7 +119,7 @@ async def raise_alarm(
         alarm = RaisedAlarm(*row)
         event = "repeat" if not alarm.inserted else "suppressed" if alarm.suppressed else "raised"
         detail: dict[str, Any] = {"rule": act.rule_id, "message": act.message,
-                                  "repeat_count": alarm.repeat_count}
+                                  "repeat_count": alarm.repeat_count, **_chatter(act.detail)}
         if alarm.suppressed and parent is not None:
             detail["parent_alarm_id"] = parent
         await add_event(conn, alarm.id, event, ACTOR, act.at, detail)
@@ -138,7 +145,8 @@ async def update_alarm(
         if row is None:
             return []
         alarm_id, state, priority, suppressed, oos, shelved_until = row
-        detail: dict[str, Any] = {"rule": act.rule_id, "message": act.message}
+        detail: dict[str, Any] = {"rule": act.rule_id, "message": act.message,
+                                  **_chatter(act.detail)}
         if "points" in act.detail:
             detail["points"] = list(act.detail["points"])
         await add_event(conn, alarm_id, "updated", ACTOR, act.at, detail)
