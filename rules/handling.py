@@ -67,7 +67,7 @@ from rules.engine import (
     UngroupAlarms,
     UpdateAlarm,
 )
-from rules.history import History
+from rules.history import HistoricalAlarm, History
 from rules.state_store import save_rule_state
 from rules.work_orders import open_for_alarm
 
@@ -116,6 +116,7 @@ class RulesService:
         self._dirty: set[str] = set()  # devices whose last step failed: evaluate every rule
         self._lock = asyncio.Lock()
         self._rule_procedures = {r.id: r.procedure for r in engine.rules if r.procedure}
+        self._rule_defs = {r.id: r for r in engine.rules}
         # the alarm sources this process owns (None: the whole site)
         self._sources = None if sources is None else list(sources)
         # psycopg's conn.info.dsn has no password: reconnect with the URL we were given
@@ -387,7 +388,11 @@ class RulesService:
             events: list[AlarmEvent] = []
             async with self._lock, self.conn.transaction():
                 for item in items:
-                    events += await record_historical(self.conn, self.site.id, device_id, item)
+                    alarm_id, evs = await record_historical(self.conn, self.site.id, device_id,
+                                                            item)
+                    events += evs
+                    if alarm_id is not None:
+                        events += await self._follow_up(item, alarm_id, device_id)
                 await outbox.record(self.conn, self.site.id, events)
             return events
 
@@ -399,6 +404,27 @@ class RulesService:
         for ev in events:
             self._publish(ev)
         return None
+
+    async def _follow_up(self, item: HistoricalAlarm, alarm_id: int,
+                         device_id: int | None) -> list[AlarmEvent]:
+        """A critical fault (or one of a rule marked ``follow_up``) that began and ended while
+        its gateway was cut off still reaches a person: a work order with its procedure,
+        marked as found after the fact."""
+        act = item.raised
+        rule = self._rule_defs.get(act.rule_id)
+        if rule is None or not rule.wants_follow_up or act.procedure is None \
+                or act.suppressed_by is not None:
+            return []
+        log.warning("%s/%s began and ended while the gateway was cut off (%s to %s): opening "
+                    "a follow-up work order", act.source, act.alarm_type, act.at.isoformat(),
+                    item.cleared_at.isoformat())
+        text = (f"{act.message} (事后发现 found after the fact: {act.at:%Y-%m-%d %H:%M:%S}"
+                f" - {item.cleared_at:%H:%M:%S} UTC, 网关断线期间发生并已恢复 began and ended"
+                " while the gateway was cut off)")
+        return await open_for_alarm(
+            self.conn, site_id=self.site.id, device_id=device_id, source=act.source,
+            fault=act.alarm_type, alarm_id=alarm_id, procedure=self.procedures[act.procedure],
+            description=text, now=datetime.now(UTC), after_the_fact=True)
 
     async def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.dead_letters += 1

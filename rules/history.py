@@ -5,8 +5,16 @@ Those values must not re-fire real-time alarms (the fault may be long over), but
 room should still see that it happened. ``History`` runs the same engine over the replayed
 values in a state of its own, with the messages' own timestamps as the clock, and reports
 each fault that both started and ended within the replay as a ``HistoricalAlarm``: recorded
-as an alarm already closed, never a work order. A fault still going on at the end of the
-replay is the live alarm's business (the live snapshot after reconnecting raises it)."""
+as an alarm already closed (the service opens a follow-up work order for a critical one,
+marked as found after the fact). A fault still going on at the end of the replay is the live
+alarm's business (the gateway's first live message after reconnecting is a full snapshot
+that raises it).
+
+The gateway replays alarm- and state-class rows before bulk ones, so a device's replayed
+messages may arrive out of time order; History evaluates a device's messages in time order
+only: one older than the last it evaluated for that device is skipped (ingest still stores
+it). Every change of an event point (bools, points tagged state, alarm, fault) is in a
+critical row, so the faults the rules look for are seen in order."""
 
 from __future__ import annotations
 
@@ -32,9 +40,15 @@ class History:
     state: EngineState = field(default_factory=EngineState)
     values: CurrentValues = field(default_factory=CurrentValues)
     pending: dict[RuleKey, RaiseAlarm] = field(default_factory=dict)
+    last_ts: dict[str, datetime] = field(default_factory=dict)
 
     def feed(self, device: str, msg: Telemetry) -> list[HistoricalAlarm]:
-        """Evaluate one replayed message at its own time; the faults it ends."""
+        """Evaluate one replayed message at its own time; the faults it ends. A message
+        older than the device's last one evaluated is skipped (out of order)."""
+        last = self.last_ts.get(device)
+        if last is not None and msg.ts < last:
+            return []
+        self.last_ts[device] = msg.ts
         values = self.values.update(device, msg)
         self.state, actions = self.engine.evaluate(
             self.state, TelemetryInput(device, values), msg.ts)

@@ -44,7 +44,7 @@ class AlarmsTopic:
 
     async def until(self, check: Any, timeout_s: float = 15) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout_s):
-            while not check(self.received):
+            while not check(self.received):  # noqa: ASYNC110 - polled, not signalled
                 await asyncio.sleep(0.05)
         return self.received
 
