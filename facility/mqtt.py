@@ -5,7 +5,9 @@ re-subscribes on every connect, lets callers await a QoS 1 PUBACK, and hands rec
 messages to one async iterator through a bounded queue. When the queue is full, paho's
 network thread waits, so the broker holds the backlog instead of our memory. With
 ``manual_ack`` a QoS 1 message is acknowledged only when the consumer calls ``ack()``
-(ingest acknowledges after its batch is committed)."""
+(ingest acknowledges after its batch is committed). Outgoing QoS 1 messages paho keeps (in
+flight or waiting for a connection) are bounded by ``max_queued``: past it a publish fails
+with ``MqttError`` instead of growing memory while the broker is away."""
 
 from __future__ import annotations
 
@@ -85,6 +87,7 @@ class MqttClient:
         protocol: str = "5",
         queue_size: int = 10_000,
         max_inflight: int = 1_000,
+        max_queued: int = 20_000,
         keepalive_s: int = 30,
     ) -> None:
         self.url = MqttUrl.parse(url)
@@ -122,7 +125,8 @@ class MqttClient:
             manual_ack=manual_ack,
         )
         self._client.max_inflight_messages_set(max_inflight)
-        self._client.max_queued_messages_set(0)
+        # bounded: past it paho refuses a publish (MqttError), which the gateway spools to disk
+        self._client.max_queued_messages_set(max_queued)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)

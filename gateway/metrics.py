@@ -60,6 +60,9 @@ def render(gateway_id: str, c: GatewayCounters, g: Gauges) -> str:
            [("", c.replayed)])
     metric("gateway_dropped_total", "counter",
            "Bulk telemetry dropped oldest first at the queue's bound.", [("", c.dropped)])
+    metric("gateway_unstored_total", "counter",
+           "Spooled messages held in memory because the queue file could not be written.",
+           [("", c.unstored)])
     metric("gateway_queue_depth", "gauge", "Messages in the on-disk queue.",
            [("", g.queue_depth)])
     metric("gateway_inflight", "gauge", "Live messages awaiting their PUBACK.", [("", g.inflight)])

@@ -69,8 +69,9 @@ async def run_gateway(
                       protocol=mqtt_protocol, will=Will(will_topic, will_payload))
     async with AsyncExitStack() as stack:
         store = await asyncio.to_thread(MessageStore, buffer_path(site, gw, state_dir),
-                                        gw.buffer.max_messages)
-        forwarder = Forwarder(mqtt, store, counters, puback_timeout_s=gw.buffer.puback_timeout_s)
+                                        gw.buffer.max_messages, gw.buffer.max_bytes)
+        forwarder = Forwarder(mqtt, store, counters, puback_timeout_s=gw.buffer.puback_timeout_s,
+                              replay_rate_per_s=gw.buffer.replay_rate_per_s)
         await mqtt.start()
         stack.push_async_callback(mqtt.close)
         stack.push_async_callback(forwarder.close)
