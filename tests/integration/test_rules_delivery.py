@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from facility.alarm_store import acknowledge
 from facility.messages import AlarmEvent
 from facility.mqtt import MqttClient
 from tests.integration.test_rules_service import (
+    FREE,
     TRAPPED,
     Sender,
     eventually,
@@ -138,3 +139,24 @@ async def test_a_message_the_database_refuses_is_dead_lettered_after_retries_the
                                  client_id=client_id):
             await asyncio.sleep(2.0)
         assert len(await query(database_url, "SELECT id FROM dead_letters")) == 1
+
+
+async def test_a_replayed_older_message_never_undoes_the_live_state(
+    tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str,
+) -> None:
+    site = make_site(tmp_path, site_id, on_delay_s=30)
+    lift = f"{site_id}-lift"
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    async with publisher(mqtt_url, mqtt_protocol) as pub, \
+            rules_running(site, database_url, mqtt_url, mqtt_protocol):
+        send = Sender(pub, site)
+        # live after the reconnection: the alarm button raises at once, whatever the on-delay
+        await send.telemetry(lift, {**TRAPPED, "alarm_button": True})
+        await eventually(database_url, "SELECT id FROM alarms WHERE active")
+        # the backlog replays beside it: older, historical, the lift was fine then
+        for s in range(0, 60, 10):
+            await send.telemetry(lift, FREE, historical=True, ts=past + timedelta(seconds=s))
+        await asyncio.sleep(1.5)
+        rows = await query(database_url, "SELECT alarm_type, active, state, historical"
+                           " FROM alarms")
+    assert rows == [("entrapment", True, "unack", False)]
