@@ -19,11 +19,19 @@ critical row, so the faults the rules look for are seen in order."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from facility.messages import Telemetry
 from rules.current import CurrentValues
-from rules.engine import ClearAlarm, Engine, EngineState, RaiseAlarm, RuleKey, TelemetryInput
+from rules.engine import (
+    Action,
+    ClearAlarm,
+    Engine,
+    EngineState,
+    RaiseAlarm,
+    RuleKey,
+    TelemetryInput,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +57,11 @@ class History:
         if last is not None and msg.ts < last:
             return []
         self.last_ts[device] = msg.ts
+        actions = self._expire(msg.ts)
         values = self.values.update(device, msg)
-        self.state, actions = self.engine.evaluate(
+        self.state, acts = self.engine.evaluate(
             self.state, TelemetryInput(device, values), msg.ts)
+        actions += acts
         out: list[HistoricalAlarm] = []
         for act in actions:
             if isinstance(act, RaiseAlarm):
@@ -61,3 +71,24 @@ class History:
                 if raised is not None:
                     out.append(HistoricalAlarm(raised, act.at))
         return out
+
+    def _expire(self, until: datetime) -> list[Action]:
+        """The on- and off-delays that ran out before ``until``, fired at the moment each ran
+        out (the live service's tick; a replay has no clock but its messages' times): a
+        device that reports nothing while stuck for its on-delay still raises."""
+        delays = {r.id: r for r in self.engine.rules}
+        due: set[datetime] = set()
+        for (_source, rule_id), st in self.state.rules.items():
+            rule = delays.get(rule_id)
+            if rule is None or st.since is None or st.condition is None \
+                    or st.condition == st.active:
+                continue
+            at = st.since + timedelta(seconds=rule.on_delay_s if st.condition
+                                      else rule.off_delay_s)
+            if at <= until:
+                due.add(at)
+        actions: list[Action] = []
+        for at in sorted(due):
+            self.state, acts = self.engine.tick(self.state, at)
+            actions += acts
+        return actions
