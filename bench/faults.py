@@ -432,6 +432,8 @@ async def run(args: argparse.Namespace) -> None:
         lost_rows = dup_rows = 0
         for (device, ts), n in box.rows.items():
             got = stored.get((device, ts_key(ts)), 0)
+            if got != n and lost_rows + dup_rows < 10:
+                log.warning("%s at %s: %d rows expected, %d stored", device, ts, n, got)
             lost_rows += got < n
             dup_rows += got > n
         missed, dup_alarms, late, held = await asyncio.to_thread(judge, url, faults)

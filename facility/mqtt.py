@@ -89,6 +89,7 @@ class MqttClient:
         max_inflight: int = 1_000,
         max_queued: int = 20_000,
         keepalive_s: int = 30,
+        reconnect_max_s: int = 30,
     ) -> None:
         self.url = MqttUrl.parse(url)
         self.client_id = client_id
@@ -127,7 +128,7 @@ class MqttClient:
         self._client.max_inflight_messages_set(max_inflight)
         # bounded: past it paho refuses a publish (MqttError), which the gateway spools to disk
         self._client.max_queued_messages_set(max_queued)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, reconnect_max_s))
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.on_connect = self._on_connect

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_S = 2.0
 YIELD_S = 0.005  # the consumer lets the event loop run other work at least this often
 TAKE = 1_000  # deliveries taken (and acknowledged) at a time
+RECONNECT_MAX_S = 2.0  # back within this of the broker: live alarms wait no longer
 
 
 def _sync_registry(database_url: str, site: Site) -> dict[str, int]:
@@ -85,9 +86,11 @@ async def run_rules(
                  len(state.rules), "on" if plan is not None else "off")
         session = MqttSession(
             mqtt_url, client_id or part.client_id(), part.subscriptions(),
-            protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20)
+            protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20,
+            backoff_max_s=RECONNECT_MAX_S)
         publisher_id = f"rules-{site.id}-pub-{uuid.uuid4().hex[:8]}"
-        async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol) as client:
+        async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol,
+                              reconnect_max_s=int(RECONNECT_MAX_S)) as client:
             events: Counter[str] = Counter()
             relay = OutboxRelay(database_url, site.id, client, published=events)
 
