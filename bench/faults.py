@@ -426,7 +426,11 @@ async def run(args: argparse.Namespace) -> None:
         estate.set(trapped_rules, False)
         log.info("settling")
         await wait_drained(site, 120)
-        await asyncio.sleep(15)
+        for gw in ("gw-a", "gw-b", "gw-load-1"):  # no new telemetry while counting
+            proc = svc.procs[gw].proc
+            assert proc is not None
+            await asyncio.to_thread(stop_process, proc, gw, sig=signal.SIGINT)
+        await asyncio.sleep(15)  # ingest commits what it holds
         stored = await asyncio.to_thread(count_rows, url)
         lost_seq = sum(len(set(range(1, max(s) + 1)) - s) for s in box.seqs.values())
         lost_rows = dup_rows = 0

@@ -376,7 +376,7 @@ class RulesService:
         """Evaluate a replayed message for the record: faults over become closed alarms;
         the reason when they could not be recorded."""
         try:
-            items = self._history.feed(rep.device, rep.msg)
+            items = self._history.feed(rep.device, rep.msg, self._values.get(rep.device))
         except Exception as exc:
             log.exception("evaluating replayed telemetry of %s failed", rep.device)
             return f"rule evaluation raised {exc!r}"

@@ -14,14 +14,19 @@ The gateway replays alarm- and state-class rows before bulk ones, so a device's 
 messages may arrive out of time order; History evaluates a device's messages in time order
 only: one older than the last it evaluated for that device is skipped (ingest still stores
 it). Every change of an event point (bools, points tagged state, alarm, fault) is in a
-critical row, so the faults the rules look for are seen in order."""
+critical row, so the faults the rules look for are seen in order.
+
+A device's replayed messages are mostly partial (the points that changed), so its values
+start from what the live service knows of it (``live``) when History first sees it, or
+after ``RESEED_AFTER`` without a replayed message (a later outage)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from facility.messages import Telemetry
+from facility.messages import Telemetry, Value
 from rules.current import CurrentValues
 from rules.engine import (
     Action,
@@ -32,6 +37,8 @@ from rules.engine import (
     RuleKey,
     TelemetryInput,
 )
+
+RESEED_AFTER = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +57,15 @@ class History:
     pending: dict[RuleKey, RaiseAlarm] = field(default_factory=dict)
     last_ts: dict[str, datetime] = field(default_factory=dict)
 
-    def feed(self, device: str, msg: Telemetry) -> list[HistoricalAlarm]:
+    def feed(self, device: str, msg: Telemetry,
+             live: Mapping[str, Value] | None = None) -> list[HistoricalAlarm]:
         """Evaluate one replayed message at its own time; the faults it ends. A message
         older than the device's last one evaluated is skipped (out of order)."""
         last = self.last_ts.get(device)
         if last is not None and msg.ts < last:
             return []
+        if live is not None and (last is None or msg.ts - last > RESEED_AFTER):
+            self.values.seed(device, live)
         self.last_ts[device] = msg.ts
         actions = self._expire(msg.ts)
         values = self.values.update(device, msg)

@@ -45,3 +45,14 @@ def test_a_message_older_than_the_last_evaluated_is_skipped() -> None:
     # a bulk row replayed after the critical ones: older, it changes nothing
     assert h.feed("lift", msg(5, 2, TRAPPED)) == []
     assert h.feed("lift", msg(40, 6, FREE)) == []
+
+
+def test_partial_replayed_messages_start_from_the_live_values() -> None:
+    h = history()
+    live = {**FREE, "car_floor": 3}  # what the live service knows of the lift
+    stuck = {"door_zone": False, "passengers": 2}  # a partial report: what changed
+    assert h.feed("lift", msg(0, 1, stuck), live) == []
+    assert h.feed("lift", msg(15, 2, {"door_zone": True, "passengers": 0}), live) == []
+    [found] = h.feed("lift", msg(30, 3, {"car_floor": 4}), live)
+    assert found.raised.rule_id == "entrapment"
+    assert found.raised.at == T0 + timedelta(seconds=10)
