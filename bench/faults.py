@@ -357,7 +357,9 @@ async def run(args: argparse.Namespace) -> None:
                             "HOME": str(work)}
         services = Services(work, env)
         svc = services
-        await asyncio.to_thread(svc.start, "ingest", ["ingest"], "ingest subscribed to")
+        await asyncio.to_thread(svc.start, "ingest",
+                                ["ingest", "--share-group", args.ingest_share_group],
+                                "ingest subscribed to")
         await asyncio.to_thread(svc.start, "rules",
                                 ["rules", "--procedures", str(ROOT / "procedures")],
                                 "rules subscribed to")
@@ -468,6 +470,11 @@ def main() -> None:
     parser.add_argument("--load", type=int, default=500, help="simulated load devices")
     parser.add_argument("--outage-s", type=float, default=60.0, help="broker/database outage")
     parser.add_argument("--warmup-s", type=float, default=30.0)
+    parser.add_argument(
+        "--ingest-share-group", default="",
+        help="ingest's shared-subscription group; default none (one ingest, a plain "
+             "subscription): mosquitto does not keep a shared subscription's messages for a "
+             "member that has not reconnected since the broker restarted")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(run(args))

@@ -16,8 +16,8 @@ is whole again at once.
 
 The replayer publishes the queue while connected, beside the live traffic but at a bounded
 share of the link: at most ``replay_window`` messages in flight (and a tenth of a second's
-worth) and ``replay_rate_per_s`` per second, pausing while the live window is more than half
-full. Critical rows (alarm and state changes, device status, births) go before bulk
+worth) and ``replay_rate_per_s`` per second, pausing while live senders wait for the live
+window. Critical rows (alarm and state changes, device status, births) go before bulk
 telemetry; telemetry is flagged ``historical: true`` with its original ``ts``, ``seq`` and
 ``session``; rows are deleted only after their PUBACK. The consumers tell replayed from live
 by that flag, and order a device's messages by (session, seq) and ``ts``
@@ -292,8 +292,8 @@ class Forwarder:
         while True:
             await self._has_backlog.wait()
             await self._mqtt.connected.wait()
-            while len(self._live) > self._max_inflight // 2 and self._mqtt.connected.is_set():
-                await self._wait_for_slot()  # live first: replay only beside a calm window
+            while self._waiters and self._mqtt.connected.is_set():
+                await self._wait_for_slot()  # live first: senders are waiting for the window
             async with self._flush_lock:
                 if self._disk_ok:
                     await self._flush_pending()
