@@ -70,7 +70,7 @@ class OutboxRelay:
                     await self._relay(conn)
             except psycopg.Error as exc:
                 if not down:
-                    log.warning("event relay of site %s: database unreachable (%s); events "
+                    log.warning("event relay of site %s: cannot reach the database (%s); events "
                                 "wait in the outbox", self._site, str(exc).strip())
                     down = True
                 await asyncio.sleep(delay)
