@@ -1,6 +1,7 @@
 """One message at a time, from MQTT to the database: ``RulesService`` turns a message into the
 pure engine's input, runs the engine and applies its actions (alarms, work orders, rule
-state and their outbox events) in one transaction, then hands the events to ``publish``.
+state and their outbox events) in one transaction, then hands the events to ``publish``
+(after the commit: the outbox relay puts them on MQTT, dispatch assigns new orders).
 
 If the transaction fails, the engine state is not advanced, so the next tick or message
 tries again. A malformed message is logged and kept in ``dead_letters``; it never stops the
@@ -11,8 +12,9 @@ is handled or dead-lettered. Live telemetry older than what a device already rep
 gateway session, seq not above the last) is a duplicate or out of order: counted in
 ``stale``, logged, not evaluated. While the database is unreachable a message is held and
 retried with backoff (the caller does not acknowledge it meanwhile); historical (replayed)
-telemetry is evaluated for the record only. ``handle`` and ``tick`` are serialised by a
-lock."""
+telemetry is evaluated for the record only (``rules.history``): a critical fault over before
+the replay is recorded and opens a follow-up work order marked found after the fact.
+``handle`` and ``tick`` are serialised by a lock."""
 
 from __future__ import annotations
 
