@@ -19,6 +19,7 @@ import pytest
 from facility.embedded.broker import Broker
 from facility.embedded.ports import free_port
 from facility.messages import Telemetry
+from facility.mqtt import MqttClient, MqttError
 from facility.site import Site
 from gateway.buffer import MessageStore, Outgoing
 from gateway.counters import GatewayCounters
@@ -187,3 +188,18 @@ async def test_a_full_disk_loses_nothing_held_and_polling_and_live_publishing_go
                 await gateway
     assert_contiguous(telemetry(subscriber), session)  # nothing lost
     assert counters.dropped == 0
+
+
+async def test_pahos_outgoing_queue_is_bounded_while_the_broker_is_away() -> None:
+    client = MqttClient(f"mqtt://127.0.0.1:{free_port()}", "bounded", max_queued=5)
+    await client.start()  # nobody listens: never connected
+    futs: list[asyncio.Future[None]] = []
+    try:
+        futs = [client.publish_nowait("t/x", b"m", qos=1) for _ in range(8)]
+        refused = [f for f in futs if f.done() and isinstance(f.exception(), MqttError)]
+        assert len(refused) == 3  # past the bound a publish fails (the gateway spools it)
+        assert "queue" in str(refused[0].exception()).lower()
+    finally:
+        for f in futs:
+            f.cancel()
+        await client.close()
