@@ -4,7 +4,9 @@ full snapshot) while the backlog replays beside them at a bounded rate, and a fa
 begins during the replay is published live; nothing is lost. The disk queue is bounded by
 bytes as well as rows (bulk dropped first, critical kept, counted) and replays critical rows
 first; a full disk (a tiny tmpfs this test mounts) loses nothing the gateway held and stops
-neither polling nor publishing."""
+neither polling nor publishing. (A read-only remount is refused while the queue file is open
+for writing, so it is not staged here; a read-only file system raises the same sqlite3.Error
+the forwarder handles.)"""
 
 from __future__ import annotations
 
