@@ -1,7 +1,9 @@
 """The event outbox: alarm, work-order and device-status events recorded in the ``events``
 table inside the transaction that made the change, so the API's live stream (SSE) sees
 exactly what was committed, in order, and a reconnecting page resumes from its last id.
-PostgreSQL notifies channel ``facility_events`` with each new id on commit."""
+PostgreSQL notifies channel ``facility_events`` with each new id on commit. The outbox relay
+(``rules.relay``) reads the alarm and work-order events after its per-site watermark
+(``outbox_relay``) and publishes them on MQTT."""
 
 from __future__ import annotations
 
@@ -41,3 +43,37 @@ async def since(
         (after_id, site_id, site_id, limit),
     )
     return [(int(r[0]), str(r[1]), dict(r[2])) for r in await cur.fetchall()]
+
+
+RELAYED = ("alarm.", "work_order.")  # the kinds the outbox relay publishes on MQTT
+
+
+async def relay_watermark(conn: psycopg.AsyncConnection[Any], site_id: str) -> int:
+    """The last event id of the site the relay had acknowledged by the broker (0: none)."""
+    cur = await conn.execute(
+        "SELECT published_id FROM outbox_relay WHERE site_id = %s", (site_id,))
+    row = await cur.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+async def to_relay(
+    conn: psycopg.AsyncConnection[Any], site_id: str, after_id: int, limit: int,
+) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+    """The site's alarm and work-order events after ``after_id`` in id order (at most
+    ``limit``), and the last id read (other kinds are read past, not returned)."""
+    cur = await conn.execute(
+        "SELECT id, kind, payload FROM events WHERE site_id = %s AND id > %s ORDER BY id"
+        " LIMIT %s", (site_id, after_id, limit))
+    rows = await cur.fetchall()
+    last = int(rows[-1][0]) if rows else after_id
+    return [(int(r[0]), dict(r[2])) for r in rows if str(r[1]).startswith(RELAYED)], last
+
+
+async def set_relay_watermark(
+    conn: psycopg.AsyncConnection[Any], site_id: str, published_id: int,
+) -> None:
+    await conn.execute(
+        "INSERT INTO outbox_relay (site_id, published_id, updated_at) VALUES (%s, %s, now())"
+        " ON CONFLICT (site_id) DO UPDATE SET published_id = GREATEST("
+        "outbox_relay.published_id, EXCLUDED.published_id), updated_at = now()",
+        (site_id, published_id))

@@ -100,6 +100,8 @@ class AlarmEvent(_Message):
     state: str | None = None
     priority: str | None = None
     detail: dict[str, Any] = {}
+    # the outbox id (events.id) the relay published it under: consumers de-duplicate by it
+    event_id: int | None = None
 
 
 M = TypeVar("M", bound=BaseModel)

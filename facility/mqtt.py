@@ -9,7 +9,10 @@ network thread waits, so the broker holds the backlog instead of our memory. Wit
 
 The endpoint's login and TLS context are given to paho; a refused login, a certificate
 that is not accepted or a broker that cannot be reached is logged once per distinct reason
-(naming the broker) while paho retries with its backoff (1 s doubling to 30 s)."""
+(naming the broker) while paho retries with its backoff (1 s doubling to ``reconnect_max_s``).
+Outgoing QoS 1 messages paho keeps (in flight or waiting for a connection) are bounded by
+``max_queued``: past it a publish fails with ``MqttError`` instead of growing memory while
+the broker is away."""
 
 from __future__ import annotations
 
@@ -80,7 +83,9 @@ class MqttClient:
         protocol: str = "5",
         queue_size: int = 10_000,
         max_inflight: int = 1_000,
+        max_queued: int = 20_000,
         keepalive_s: int = 30,
+        reconnect_max_s: int = 30,
     ) -> None:
         self.endpoint = MqttEndpoint.of(url)
         self.url: MqttUrl = self.endpoint.url
@@ -121,8 +126,9 @@ class MqttClient:
             manual_ack=manual_ack,
         )
         self._client.max_inflight_messages_set(max_inflight)
-        self._client.max_queued_messages_set(0)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # bounded: past it paho refuses a publish (MqttError), which the gateway spools to disk
+        self._client.max_queued_messages_set(max_queued)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, reconnect_max_s))
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.on_connect = self._on_connect

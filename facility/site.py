@@ -137,6 +137,11 @@ class BufferConfig(_Strict):
     path: str = Field(default="", description="file; default <state dir>/gateway-<id>.sqlite")
     max_messages: int = Field(default=1_000_000, ge=100,
                               description="bulk telemetry beyond this is dropped oldest first")
+    max_bytes: int = Field(default=1 << 30, ge=64 * 1024,
+                           description="... and beyond this many bytes (topics and payloads)")
+    replay_rate_per_s: float = Field(
+        default=2000.0, gt=0, description="queued messages replayed per second at most, "
+                                          "beside the live ones")
     puback_timeout_s: float = Field(default=10.0, gt=0, le=600)
 
 

@@ -39,6 +39,7 @@ class GatewayCounters:
     queued: int = 0  # messages spooled to the on-disk queue
     dropped: int = 0  # bulk telemetry dropped oldest first at the queue's bound
     replayed: int = 0  # queued messages acknowledged by the broker after replay
+    unstored: int = 0  # spooled messages held in memory because the disk refused them
     requests: int = 0  # protocol requests sent (Modbus reads, BACnet RP/RPM)
     busy_retries: int = 0  # Modbus requests retried after exception 6 (busy)
     cov_notifications: int = 0

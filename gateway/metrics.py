@@ -38,6 +38,8 @@ _COUNTERS = (  # attribute of GatewayCounters, metric name (without _total), hel
     ("queued", "gateway_queued", "Messages spooled to the on-disk queue."),
     ("replayed", "gateway_replayed", "Queued messages replayed and acknowledged."),
     ("dropped", "gateway_dropped", "Bulk telemetry dropped oldest first at the queue's bound."),
+    ("unstored", "gateway_unstored",
+     "Spooled messages held in memory because the queue file could not be written."),
     ("cov_notifications", "gateway_cov_notifications", "BACnet COV notifications received."),
 )
 

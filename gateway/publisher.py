@@ -4,7 +4,9 @@ device of the gateway), the per-device report state and whether a device's birth
 out. Everything is QoS 1; status and birth messages are retained. Device status, birth and
 telemetry carrying an alarm or state change are *critical* (never dropped from the on-disk
 queue); other telemetry is bulk. Gateway status goes straight to the broker, never queued:
-``online`` is said again at every (re)connect and the will says ``offline``."""
+``online`` is said again at every (re)connect and the will says ``offline``. A device's first
+complete poll on a new connection (the forwarder's ``epoch``) is sent as a full snapshot, so
+the consumers' live view of it is whole again at once, whatever the queue still replays."""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class Publisher:
         self._period_s = report_period_s
         self._seq = 0
         self._reports: dict[str, ReportState] = {}
+        self._epochs: dict[str, int] = {}  # the forwarder's connection a device last reported on
         self._born: set[str] = set()
 
     async def publish_gateway_status(self, state: Literal["online", "offline"],
@@ -92,6 +95,10 @@ class Publisher:
         if state is None:
             state = self._reports[device.id] = ReportState.for_points(
                 device.profile.points, self._period_s)
+        epoch = self._forwarder.epoch
+        if self._epochs.get(device.id) != epoch:
+            self._epochs[device.id] = epoch
+            state.force_snapshot()
         return state
 
     def _telemetry(self, reading: Reading, report: Report) -> Telemetry:

@@ -60,6 +60,10 @@ class ReportState:
                    percent={p.name: p.deadband_percent for p in pts if p.deadband_percent},
                    events=[p.name for p in pts if p.is_event])
 
+    def force_snapshot(self) -> None:
+        """Send the next complete poll as a full snapshot (a new broker connection)."""
+        self._last_full = None
+
     def snapshot_due(self, now: float) -> bool:
         """True when the next complete poll will be sent as a full snapshot."""
         return self._last_full is None or now - self._last_full >= self._period_s

@@ -52,6 +52,7 @@ SHUTDOWN_TIMEOUT_S = 5.0
 RECONNECT_CHECK_S = 1.0
 STATUS_TIMEOUT_S = 10.0
 CONNECT_GRACE_S = 5.0
+RECONNECT_MAX_S = 2  # the longest wait between two connection attempts
 DEFAULT_STATE_DIR = Path(".facility")
 
 
@@ -77,12 +78,15 @@ async def run_gateway(
     counters = counters if counters is not None else GatewayCounters()
     session = uuid.uuid4().hex
     will_topic, will_payload = gateway_status(site.id, gateway_id, session, "offline")
+    # back within RECONNECT_MAX_S of the broker: what it read meanwhile goes out live
     mqtt = MqttClient(mqtt_url, f"gateway-{site.id}-{gateway_id}-{session[:8]}",
-                      protocol=mqtt_protocol, will=Will(will_topic, will_payload))
+                      protocol=mqtt_protocol, will=Will(will_topic, will_payload),
+                      reconnect_max_s=RECONNECT_MAX_S)
     async with AsyncExitStack() as stack:
         store = await asyncio.to_thread(MessageStore, buffer_path(site, gw, state_dir),
-                                        gw.buffer.max_messages)
-        forwarder = Forwarder(mqtt, store, counters, puback_timeout_s=gw.buffer.puback_timeout_s)
+                                        gw.buffer.max_messages, gw.buffer.max_bytes)
+        forwarder = Forwarder(mqtt, store, counters, puback_timeout_s=gw.buffer.puback_timeout_s,
+                              replay_rate_per_s=gw.buffer.replay_rate_per_s)
         await mqtt.start()
         stack.push_async_callback(mqtt.close)
         stack.push_async_callback(forwarder.close)

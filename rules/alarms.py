@@ -9,7 +9,7 @@ point's shelve and out-of-service (``alarm_controls``). An alarm still open is a
 it inactive: unack -> rtn_unack, ack -> normal (closed); an alarm nobody was asked to see
 (suppressed or out of service) closes at once. ``group`` and ``ungroup`` attach a parent's
 children after the fact and release them when the parent clears. ``record_historical``
-stores a replayed fault that is already over as a closed alarm. The actor is ``rules``;
+stores a replayed fault that is already over as a closed alarm, once. The actor is ``rules``;
 every function returns the ``AlarmEvent``s, which the service records in the outbox in the
 same transaction and publishes after the commit."""
 
@@ -83,6 +83,13 @@ class RaisedAlarm:
         return not (self.suppressed or self.out_of_service)
 
 
+def _chatter(detail: Any) -> dict[str, Any]:
+    """The chattering flag, count and last time of an alarm's detail, for its events."""
+    if not detail.get("chattering"):
+        return {}
+    return {k: detail[k] for k in ("chattering", "occurrences", "last_at") if k in detail}
+
+
 async def _open_alarm_id(
     conn: psycopg.AsyncConnection[Any], source: str, alarm_type: str
 ) -> int | None:
@@ -112,7 +119,7 @@ async def raise_alarm(
         alarm = RaisedAlarm(*row)
         event = "repeat" if not alarm.inserted else "suppressed" if alarm.suppressed else "raised"
         detail: dict[str, Any] = {"rule": act.rule_id, "message": act.message,
-                                  "repeat_count": alarm.repeat_count}
+                                  "repeat_count": alarm.repeat_count, **_chatter(act.detail)}
         if alarm.suppressed and parent is not None:
             detail["parent_alarm_id"] = parent
         await add_event(conn, alarm.id, event, ACTOR, act.at, detail)
@@ -138,7 +145,8 @@ async def update_alarm(
         if row is None:
             return []
         alarm_id, state, priority, suppressed, oos, shelved_until = row
-        detail: dict[str, Any] = {"rule": act.rule_id, "message": act.message}
+        detail: dict[str, Any] = {"rule": act.rule_id, "message": act.message,
+                                  **_chatter(act.detail)}
         if "points" in act.detail:
             detail["points"] = list(act.detail["points"])
         await add_event(conn, alarm_id, "updated", ACTOR, act.at, detail)
@@ -218,24 +226,28 @@ async def ungroup(conn: psycopg.AsyncConnection[Any], act: UngroupAlarms) -> lis
 async def record_historical(
     conn: psycopg.AsyncConnection[Any], site_id: str, device_id: int | None,
     item: HistoricalAlarm,
-) -> list[AlarmEvent]:
-    """Store a replayed fault that is already over: a closed alarm, no work order."""
+) -> tuple[int | None, list[AlarmEvent]]:
+    """Store a replayed fault that is already over as a closed alarm (once: a redelivered
+    replay finds it recorded and returns no id); its id and events."""
     act, cleared = item.raised, item.cleared_at
     async with conn.transaction():
         cur = await conn.execute(
             "INSERT INTO alarms (site_id, device_id, source, alarm_type, rule_id, priority,"
             " state, active, message, detail, raised_at, cleared_at, closed_at, historical,"
             " suppressed) VALUES (%s, %s, %s, %s, %s, %s, 'normal', false, %s, %s, %s, %s, %s,"
-            " true, %s) RETURNING id",
+            " true, %s) ON CONFLICT (source, alarm_type, raised_at) WHERE historical"
+            " DO NOTHING RETURNING id",
             (site_id, device_id, act.source, act.alarm_type, act.rule_id, act.priority,
              act.message, Jsonb({**dict(act.detail), "historical": True}), act.at, cleared,
              cleared, act.suppressed_by is not None))
         row = await cur.fetchone()
-        assert row is not None
+        if row is None:
+            return None, []
         alarm_id = int(row[0])
         for event, at in (("raised", act.at), ("cleared", cleared), ("closed", cleared)):
             await add_event(conn, alarm_id, event, ACTOR, at, {"historical": True})
-    return [message("alarm.historical", cleared, alarm_id=alarm_id, source=act.source,
-                    alarm_type=act.alarm_type, state="normal", priority=act.priority,
-                    detail={"raised_at": act.at.isoformat(), "cleared_at": cleared.isoformat(),
-                            "message": act.message, "annunciate": False})]
+    return alarm_id, [message(
+        "alarm.historical", cleared, alarm_id=alarm_id, source=act.source,
+        alarm_type=act.alarm_type, state="normal", priority=act.priority,
+        detail={"raised_at": act.at.isoformat(), "cleared_at": cleared.isoformat(),
+                "message": act.message, "annunciate": False})]

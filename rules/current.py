@@ -47,6 +47,10 @@ class CurrentValues:
                        if msg.quality.get(n, "good") == "good"})
         return merged
 
+    def seed(self, device: str, values: Mapping[str, Value]) -> None:
+        """Replace the device's values (a replay starting from what is known live)."""
+        self._values[device] = dict(values)
+
     def forget(self, device: str) -> None:
         self._values.pop(device, None)
 

@@ -35,6 +35,16 @@ class Suppression(BaseModel):
     device_types: tuple[DeviceType, ...] = ()
 
 
+class Chatter(BaseModel):
+    """Intermittent signals (ISA-18.2 chattering): a condition that becomes true ``count``
+    times within ``window_s`` raises one alarm flagged chattering, whatever its on-delay."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(default=3, ge=2)
+    window_s: float = Field(default=60.0, gt=0)
+
+
 class RuleDef(BaseModel):
     """One rule: which devices, the condition, its delays, the alarm and the procedure."""
 
@@ -55,11 +65,25 @@ class RuleDef(BaseModel):
     message_en: str = ""
     detail_tag: str | None = Field(default=None, description="name the true points of this tag")
     suppressed_by: tuple[Suppression, ...] = ()
+    immediate_condition: str | None = Field(
+        default=None,
+        description="while the condition holds, this raises at once, without the on-delay")
+    chatter: Chatter | None = None
+    follow_up: bool | None = Field(
+        default=None,
+        description="a fault that began and ended while its gateway was cut off opens a "
+                    "follow-up work order (default: the critical rules)")
     release_s: float = Field(
         default=30.0, ge=0,
         description="a parent: how long after its clear the alarms grouped under it that are "
                     "still active are released (annunciated, given work orders)")
     enabled: bool = True
+
+    @property
+    def wants_follow_up(self) -> bool:
+        """Whether a fault found after the fact opens a work order."""
+        wanted = self.priority == "critical" if self.follow_up is None else self.follow_up
+        return wanted and self.procedure is not None
 
     @model_validator(mode="before")
     @classmethod
@@ -72,10 +96,11 @@ class RuleDef(BaseModel):
     def _check(self) -> RuleDef:
         try:
             cond = Condition.compile(self.condition)
-            if self.clear_condition is not None:
-                clear = Condition.compile(self.clear_condition)
-                cond = Condition(cond.text, cond.tree, cond.names | clear.names,
-                                 cond.tags | clear.tags)
+            for extra in (self.clear_condition, self.immediate_condition):
+                if extra is not None:
+                    more = Condition.compile(extra)
+                    cond = Condition(cond.text, cond.tree, cond.names | more.names,
+                                     cond.tags | more.tags)
         except ConditionError as exc:
             raise ValueError(exc.reason) from None
         if self.input != "telemetry":
@@ -151,10 +176,11 @@ def check_rules(
         if rule.input != "telemetry":
             continue
         cond = Condition.compile(rule.condition)
-        if rule.clear_condition is not None:
-            clear = Condition.compile(rule.clear_condition)
-            cond = Condition(cond.text, cond.tree, cond.names | clear.names,
-                             cond.tags | clear.tags)
+        for extra in (rule.clear_condition, rule.immediate_condition):
+            if extra is not None:
+                more = Condition.compile(extra)
+                cond = Condition(cond.text, cond.tree, cond.names | more.names,
+                                 cond.tags | more.tags)
         tags = cond.tags | ({rule.detail_tag} if rule.detail_tag else set())
         for dev in site.devices.values():
             if rule.device_types and dev.type not in rule.device_types:

@@ -15,7 +15,14 @@ rule that is active in its scope carries ``suppressed_by`` (the parent's source 
 type); a parent's raise comes with ``GroupAlarms`` naming its children already active, and
 ``release_s`` after its clear (time for the consequences to clear too) ``UngroupAlarms``.
 Historical (replayed) telemetry is evaluated by rules.history, not here: it changes no live
-state and raises nothing."""
+state and raises nothing.
+
+A rule's ``immediate_condition`` (the entrapment's alarm button) raises at once while the
+condition holds, without the on-delay. A rule with ``chatter`` remembers when its condition
+last became true: the ``count``-th time within ``window_s`` raises one alarm flagged
+chattering (ISA-18.2) even though no occurrence outlasted the on-delay; each further
+occurrence updates that alarm (``UpdateAlarm`` with the count and the last time), and it
+clears only once the condition stayed false for the window (or the off-delay, if longer)."""
 
 from __future__ import annotations
 
@@ -40,15 +47,22 @@ class RuleState:
     active: bool = False
     detail: Mapping[str, Any] = field(default_factory=dict)
     grouped: bool = False  # a parent whose children are grouped under it, not yet released
+    rises: tuple[datetime, ...] = ()  # when the condition became true, within the chatter window
+    chattering: bool = False  # the alarm was raised (or is held) as chattering
+    occurrences: int = 0  # times the condition became true since the chattering alarm rose
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "condition": self.condition,
             "since": self.since.isoformat() if self.since else None,
             "active": self.active,
             "detail": dict(self.detail),
             "grouped": self.grouped,
         }
+        if self.rises or self.chattering:
+            out.update(rises=[t.isoformat() for t in self.rises], chattering=self.chattering,
+                       occurrences=self.occurrences)
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> RuleState:
@@ -59,6 +73,9 @@ class RuleState:
             active=bool(raw.get("active", False)),
             detail=dict(raw.get("detail") or {}),
             grouped=bool(raw.get("grouped", False)),
+            rises=tuple(datetime.fromisoformat(t) for t in raw.get("rises") or ()),
+            chattering=bool(raw.get("chattering", False)),
+            occurrences=int(raw.get("occurrences", 0)),
         )
 
 
@@ -176,6 +193,11 @@ class _Rule:
     defn: RuleDef
     condition: Condition
     clear: Condition | None
+    immediate: Condition | None = None
+
+    @property
+    def _conditions(self) -> list[Condition]:
+        return [c for c in (self.condition, self.clear, self.immediate) if c is not None]
 
     def applies_to(self, device_type: str) -> bool:
         return not self.defn.device_types or device_type in self.defn.device_types
@@ -183,11 +205,11 @@ class _Rule:
     @property
     def names(self) -> frozenset[str]:
         """The point names the conditions name (a device lacking one is not evaluated)."""
-        return self.condition.names | (self.clear.names if self.clear else frozenset())
+        return frozenset(n for c in self._conditions for n in c.names)
 
     def reads(self, tags: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
         """The point names the rule reads on a device with these point tags."""
-        conds = [self.condition] if self.clear is None else [self.condition, self.clear]
+        conds = self._conditions
         wanted = {t for c in conds for t in c.tags} | (
             {self.defn.detail_tag} if self.defn.detail_tag else set())
         names = {n for c in conds for n in c.names}
@@ -207,7 +229,9 @@ class Engine:
     def __init__(self, rules: Iterable[RuleDef], devices: Mapping[str, DeviceInfo]) -> None:
         self._rules = {
             r.id: _Rule(r, Condition.compile(r.condition),
-                        None if r.clear_condition is None else Condition.compile(r.clear_condition))
+                        None if r.clear_condition is None else Condition.compile(r.clear_condition),
+                        None if r.immediate_condition is None
+                        else Condition.compile(r.immediate_condition))
             for r in rules
         }
         self._devices = dict(devices)
@@ -302,9 +326,12 @@ class Engine:
             if changed:
                 detail = _detail(rule, ctx) if cond else st.detail
                 st = replace(st, condition=cond, since=now, detail=detail)
+                if cond and rule.defn.chatter is not None:
+                    st, named = _rise(key, rule.defn, st, now)
             elif cond and rule.defn.detail_tag:
                 st, named = self._named_points(key, rule, st, ctx, now)
-            st, acts = self._fire(key, rule, st, now, _Lookup(state, updates))
+            at_once = bool(cond) and _holds(rule.immediate, ctx)
+            st, acts = self._fire(key, rule, st, now, _Lookup(state, updates), at_once=at_once)
             if acts:  # raised now, with the points as they are: no separate update
                 acts = [*(a for a in named if not isinstance(a, SaveRuleState)), *acts]
             else:
@@ -334,16 +361,22 @@ class Engine:
         return st, acts
 
     def _fire(
-        self, key: RuleKey, rule: _Rule, st: RuleState, now: datetime, lookup: _Lookup,
+        self, key: RuleKey, rule: _Rule, st: RuleState, now: datetime, lookup: _Lookup, *,
+        at_once: bool = False,
     ) -> tuple[RuleState, list[Action]]:
-        """Raise or clear when the condition has held for its delay; else nothing."""
+        """Raise or clear when the condition has held for its delay (raise at once when
+        ``at_once`` or chattering); else nothing."""
         if st.condition is None or st.since is None or st.condition == st.active:
             return st, []
         source, d = key[0], rule.defn
         held_s = (now - st.since).total_seconds()
         device = None if d.input == "gateway_status" else source
-        if st.condition and held_s >= d.on_delay_s:
+        chatter = d.chatter is not None and len(st.rises) >= d.chatter.count
+        if st.condition and (held_s >= d.on_delay_s or at_once or chatter):
             st = replace(st, active=True, grouped=st.grouped or self._groups.is_parent(d.id))
+            if chatter:
+                st = replace(st, chattering=True, occurrences=len(st.rises),
+                             detail={**st.detail, **_chatter_detail(d, st, now)})
             gateway = source if device is None else self._devices[source].gateway
             acts: list[Action] = [
                 RaiseAlarm(source, device, gateway, d.id, d.alarm_type, d.priority, d.procedure,
@@ -355,8 +388,11 @@ class Engine:
             if children is not None:
                 acts.append(GroupAlarms((source, d.alarm_type), children, st.since or now, now))
             return st, acts
-        if not st.condition and held_s >= d.off_delay_s:
-            st = replace(st, active=False)
+        off_delay_s = d.off_delay_s
+        if st.chattering and d.chatter is not None:
+            off_delay_s = max(off_delay_s, d.chatter.window_s)
+        if not st.condition and held_s >= off_delay_s:
+            st = replace(st, active=False, chattering=False, occurrences=0, rises=())
             return st, [ClearAlarm(source, device, d.id, d.alarm_type, now),
                         SaveRuleState(source, d.id, st, now)]
         return st, []
@@ -389,9 +425,46 @@ class _Lookup:
         return (st if st is not None else self._state.get(key)).active
 
 
+def _rise(key: RuleKey, d: RuleDef, st: RuleState, now: datetime
+          ) -> tuple[RuleState, list[Action]]:
+    """The condition became true again: remember when (within the chatter window); an alarm
+    already up becomes (or stays) chattering and is updated with the count and the time."""
+    assert d.chatter is not None
+    window = d.chatter.window_s
+    rises = (*(t for t in st.rises if (now - t).total_seconds() < window), now)
+    st = replace(st, rises=rises)
+    if not st.active or not (st.chattering or len(rises) >= d.chatter.count):
+        return st, []
+    occurrences = st.occurrences + 1 if st.chattering else len(rises)
+    st = replace(st, chattering=True, occurrences=occurrences)
+    st = replace(st, detail={**st.detail, **_chatter_detail(d, st, now)})
+    device = None if d.input == "gateway_status" else key[0]
+    return st, [UpdateAlarm(key[0], device, d.id, d.alarm_type, _message(d, st.detail),
+                            {**st.detail, "message_en": d.message_en}, now),
+                SaveRuleState(key[0], d.id, st, now)]
+
+
+def _chatter_detail(d: RuleDef, st: RuleState, now: datetime) -> dict[str, Any]:
+    assert d.chatter is not None
+    return {"chattering": True, "occurrences": max(st.occurrences, len(st.rises)),
+            "window_s": d.chatter.window_s, "last_at": now.isoformat()}
+
+
+def _holds(cond: Condition | None, ctx: Context) -> bool:
+    if cond is None:
+        return False
+    try:
+        return cond.evaluate(ctx) is True
+    except ConditionError:
+        return False
+
+
 def _message(d: RuleDef, detail: Mapping[str, Any]) -> str:
     points = detail.get("points", [])
-    return d.message + (f" ({', '.join(points)})" if points else "")
+    text = d.message + (f" ({', '.join(points)})" if points else "")
+    if detail.get("chattering"):
+        text += f" [间歇报警: {detail.get('occurrences', 0)} 次]"
+    return text
 
 
 def _detail(rule: _Rule, ctx: Context) -> dict[str, Any]:

@@ -1,14 +1,20 @@
-"""One message at a time, from MQTT to the database: ``RulesService`` turns a message into
-the pure engine's input, runs the engine and applies its actions (alarms, work orders, rule
-state and their outbox events) in one transaction, then hands the events to ``publish``.
+"""One message at a time, from MQTT to the database: ``RulesService`` turns a message into the
+pure engine's input, runs the engine and applies its actions (alarms, work orders, rule
+state and their outbox events) in one transaction, then hands the events to ``publish``
+(after the commit: the outbox relay puts them on MQTT, dispatch assigns new orders).
 
-If the transaction fails, the engine state is not advanced, so the next tick or message tries
-again. A malformed message is logged and kept in ``dead_letters``; it never stops the
-service. Live telemetry older than what a device already reported (same gateway session, seq
-not above the last) is a duplicate or out of order: counted in ``stale``, logged, not
-evaluated. While the database is unreachable a message is held and retried with backoff (the
-caller does not acknowledge it meanwhile); historical (replayed) telemetry is evaluated for
-the record only. ``handle`` and ``tick`` are serialised by a lock."""
+If the transaction fails, the engine state is not advanced, so the next tick or message
+tries again. A malformed message is logged and kept in ``dead_letters``; it never stops the
+service. A message whose handling fails for a reason other than the database being
+unreachable (the database refused the writes, the engine raised) is tried ``ATTEMPTS``
+times, then dead-lettered with the reason, so the caller acknowledges a message only once it
+is handled or dead-lettered. Live telemetry older than what a device already reported (same
+gateway session, seq not above the last) is a duplicate or out of order: counted in
+``stale``, logged, not evaluated. While the database is unreachable a message is held and
+retried with backoff (the caller does not acknowledge it meanwhile); historical (replayed)
+telemetry is evaluated for the record only (``rules.history``): a critical fault over before
+the replay is recorded and opens a follow-up work order marked found after the fact.
+``handle`` and ``tick`` are serialised by a lock."""
 
 from __future__ import annotations
 
@@ -63,7 +69,7 @@ from rules.engine import (
     UngroupAlarms,
     UpdateAlarm,
 )
-from rules.history import History
+from rules.history import HistoricalAlarm, History
 from rules.state_store import save_rule_state
 from rules.work_orders import open_for_alarm
 
@@ -71,6 +77,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONSUMER = "rules"
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0  # backoff while the database is unreachable
+ATTEMPTS = 3  # tries of a message that fails for another reason, then a dead letter
 TOPIC_CACHE = 100_000  # parsed topics remembered (a site's topics are a fixed set)
 
 
@@ -111,11 +118,13 @@ class RulesService:
         self._dirty: set[str] = set()  # devices whose last step failed: evaluate every rule
         self._lock = asyncio.Lock()
         self._rule_procedures = {r.id: r.procedure for r in engine.rules if r.procedure}
+        self._rule_defs = {r.id: r for r in engine.rules}
         # the alarm sources this process owns (None: the whole site)
         self._sources = None if sources is None else list(sources)
         # psycopg's conn.info.dsn has no password: reconnect with the URL we were given
         self._database_url = database_url or conn.info.dsn
         self._db_down_since: float | None = None
+        self._failure = ""  # why the last step failed
         self.dead_letters = 0
         self.messages = 0
         self.stale = 0
@@ -126,29 +135,51 @@ class RulesService:
         return self._db_down_since is None
 
     async def handle(self, topic: str, payload: bytes) -> None:
+        """Handle one message, or dead-letter it with the reason; never raises (but
+        cancellation): once it returns, the message may be acknowledged."""
         self.messages += 1
         try:
             inp = self._input(topic, payload)
         except (MessageError, TopicError) as exc:
             await self._dead_letter(topic, payload, getattr(exc, "reason", str(exc)))
             return
+        except Exception as exc:  # a bug reading it: retrying would not help
+            log.exception("reading a message on %s failed", topic)
+            await self._dead_letter(topic, payload, f"could not be read: {exc!r}")
+            return
+        failure: str | None = None
         if isinstance(inp, _Replayed):
-            await self._record_history(inp)
+            failure = await self._record_history(inp)
         elif inp is not None:
             async with self._lock:
-                await self._step_held(inp, lambda now: self.engine.evaluate(self.state, inp, now))
+                failure = await self._step_held(
+                    inp, lambda now: self.engine.evaluate(self.state, inp, now))
+        if failure is not None:
+            await self._dead_letter(topic, payload, failure)
 
-    async def _step_held(self, inp: Input, run: Any) -> None:
+    async def _step_held(self, inp: Input, run: Any) -> str | None:
         """Step on a message; while the database is unreachable, hold it (and, since the
         consumer waits, every message after it, unacknowledged) and retry with backoff, so
-        no accepted message is lost. Any other failure is logged and the device's rules are
-        all evaluated on its next message."""
+        no accepted message is lost. Any other failure is retried ``ATTEMPTS`` times; then
+        the device's rules are all evaluated on its next message and the reason is returned
+        (the caller dead-letters the message)."""
         delay = RETRY_MIN_S
-        while (outcome := await self._step(run)) is _Outcome.UNAVAILABLE:
-            delay = await _backoff(delay)
+        attempt = 1
+        while True:
+            outcome = await self._step(run)
+            if outcome is _Outcome.DONE:
+                return None
+            if outcome is _Outcome.UNAVAILABLE:
+                delay = await _backoff(delay)
+                continue
+            if attempt >= ATTEMPTS:
+                break
+            attempt += 1
+            await asyncio.sleep(RETRY_MIN_S * attempt)
         device = getattr(inp, "device", None)
-        if outcome is _Outcome.FAILED and device is not None:
+        if device is not None:
             self._dirty.add(device)
+        return f"handling failed {ATTEMPTS} times: {self._failure}"
 
     async def tick(self) -> None:
         async with self._lock:
@@ -224,7 +255,12 @@ class RulesService:
     async def _step(self, run: Any) -> _Outcome:
         """Run the engine and apply its actions; on failure the state is not advanced."""
         now = datetime.now(UTC)
-        new_state, actions = run(now)
+        try:
+            new_state, actions = run(now)
+        except Exception as exc:  # a rule that raises on these values: the engine's bug
+            log.exception("evaluating the rules failed")
+            self._failure = f"rule evaluation raised {exc!r}"
+            return _Outcome.FAILED
         if not actions:
             self.state = new_state
             return _Outcome.DONE
@@ -234,7 +270,8 @@ class RulesService:
             if self._unavailable(exc):
                 await self._database_lost(exc)
                 return _Outcome.UNAVAILABLE
-            log.exception("applying %d rule actions failed; will retry", len(actions))
+            log.exception("applying %d rule actions failed", len(actions))
+            self._failure = f"the database refused the rule actions: {exc}"
             return _Outcome.FAILED
         self._database_back()
         self.state = new_state
@@ -337,27 +374,59 @@ class RulesService:
                 procedure=self._rule_procedures[rule_id], description=text, now=now)
         return events
 
-    async def _record_history(self, rep: _Replayed) -> None:
-        """Evaluate a replayed message for the record: faults over become closed alarms."""
-        items = self._history.feed(rep.device, rep.msg)
+    async def _record_history(self, rep: _Replayed) -> str | None:
+        """Evaluate a replayed message for the record: faults over become closed alarms;
+        the reason when they could not be recorded."""
+        try:
+            items = self._history.feed(rep.device, rep.msg, self._values.get(rep.device))
+        except Exception as exc:
+            log.exception("evaluating replayed telemetry of %s failed", rep.device)
+            return f"rule evaluation raised {exc!r}"
         if not items:
-            return
+            return None
         device_id = self.device_ids.get(rep.device)
 
         async def write() -> list[AlarmEvent]:
             events: list[AlarmEvent] = []
             async with self._lock, self.conn.transaction():
                 for item in items:
-                    events += await record_historical(self.conn, self.site.id, device_id, item)
+                    alarm_id, evs = await record_historical(self.conn, self.site.id, device_id,
+                                                            item)
+                    events += evs
+                    if alarm_id is not None:
+                        events += await self._follow_up(item, alarm_id, device_id)
                 await outbox.record(self.conn, self.site.id, events)
             return events
 
-        events = await self._until_stored(write, f"recording {len(items)} replayed alarms")
+        events = await self._until_stored(write, f"recording {len(items)} replayed alarms",
+                                          attempts=ATTEMPTS)
         if events is None:
-            return
+            return f"recording replayed alarms failed {ATTEMPTS} times: {self._failure}"
         log.info("recorded %d alarms of %s from replayed telemetry", len(items), rep.device)
         for ev in events:
             self._publish(ev)
+        return None
+
+    async def _follow_up(self, item: HistoricalAlarm, alarm_id: int,
+                         device_id: int | None) -> list[AlarmEvent]:
+        """A critical fault (or one of a rule marked ``follow_up``) that began and ended while
+        its gateway was cut off still reaches a person: a work order with its procedure,
+        marked as found after the fact."""
+        act = item.raised
+        rule = self._rule_defs.get(act.rule_id)
+        if rule is None or not rule.wants_follow_up or act.procedure is None \
+                or act.suppressed_by is not None:
+            return []
+        log.warning("%s/%s began and ended while the gateway was cut off (%s to %s): opening "
+                    "a follow-up work order", act.source, act.alarm_type, act.at.isoformat(),
+                    item.cleared_at.isoformat())
+        text = (f"{act.message} (事后发现 found after the fact: {act.at:%Y-%m-%d %H:%M:%S}"
+                f" - {item.cleared_at:%H:%M:%S} UTC, 网关断线期间发生并已恢复 began and ended"
+                " while the gateway was cut off)")
+        return await open_for_alarm(
+            self.conn, site_id=self.site.id, device_id=device_id, source=act.source,
+            fault=act.alarm_type, alarm_id=alarm_id, procedure=self.procedures[act.procedure],
+            description=text, now=datetime.now(UTC), after_the_fact=True)
 
     async def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.dead_letters += 1
@@ -369,12 +438,15 @@ class RulesService:
                 " VALUES (%s, %s, %s, %s)", (CONSUMER, topic, payload, reason))
             return True
 
-        await self._until_stored(write, "storing a dead letter")
+        await self._until_stored(write, "storing a dead letter", attempts=ATTEMPTS)
 
-    async def _until_stored(self, write: Callable[[], Awaitable[T]], what: str) -> T | None:
+    async def _until_stored(self, write: Callable[[], Awaitable[T]], what: str, *,
+                            attempts: int = 1) -> T | None:
         """``write()``, retried with backoff while the database is unreachable (the message
-        stays unacknowledged meanwhile); None, logged, if the database refuses it."""
+        stays unacknowledged meanwhile); None, logged, if the database refuses it
+        ``attempts`` times."""
         delay = RETRY_MIN_S
+        attempt = 1
         while True:
             try:
                 result = await write()
@@ -383,8 +455,13 @@ class RulesService:
                     await self._database_lost(exc)
                     delay = await _backoff(delay)
                     continue
-                log.exception("%s failed", what)
-                return None
+                self._failure = str(exc).strip() or type(exc).__name__
+                if attempt >= attempts:
+                    log.exception("%s failed", what)
+                    return None
+                attempt += 1
+                await asyncio.sleep(RETRY_MIN_S * attempt)
+                continue
             self._database_back()
             return result
 

@@ -1,17 +1,19 @@
-"""The rules service: MQTT v1 telemetry and device / gateway status in, alarms and work
-orders out.
+"""The rules service: MQTT v1 telemetry and device / gateway status in, alarms and work orders
+out.
 
 ``run_rules`` checks the schema, syncs the site registry and the procedures, loads the saved
 rule state, subscribes, and until cancelled feeds every message and a tick every ``tick_s``
-to ``rules.handling.RulesService`` (engine, database, events), publishes the lifecycle events
-on facility/v1/{site}/alarms with QoS 1, runs dispatch (rosters, SLA timers,
-notifications, maintenance) unless told not to, and serves metrics if asked.
+to ``rules.handling.RulesService`` (engine, database, events), relays the lifecycle events
+from the database outbox to facility/v1/{site}/alarms (``rules.relay``), runs dispatch
+(rosters, SLA timers, notifications, maintenance) unless told not to, and serves metrics if
+asked.
 
-Messages are received with ``facility.mqtt_session`` (a persistent session, ``rules-{site}``;
-a process that takes a part of the site's gateways, ``rules.partition``, names its session
-after them and keeps to their devices) and acknowledged only after they were handled, so a
-message the broker handed over before a crash is redelivered to the restarted service; alarm
-events are published with ``facility.mqtt`` (paho)."""
+Messages are received with ``facility.mqtt_session`` (a persistent session,
+``rules-{site}``; a process that takes a part of the site's gateways, ``rules.partition``,
+names its session after them and keeps to their devices) and acknowledged only after they
+were handled, so a message the broker handed over before a crash is redelivered to the
+restarted service (a message that cannot be handled is dead-lettered with its reason, then
+acknowledged); alarm events are published with ``facility.mqtt`` (paho) by the relay."""
 
 from __future__ import annotations
 
@@ -24,10 +26,9 @@ from pathlib import Path
 
 import psycopg
 
-from facility import topics
 from facility.db import migrate
 from facility.db.registry import load_ids, sync_site
-from facility.messages import AlarmEvent, encode
+from facility.messages import AlarmEvent
 from facility.metrics_http import MetricsServer
 from facility.mqtt import MqttClient
 from facility.mqtt_endpoint import MqttEndpoint
@@ -40,6 +41,7 @@ from rules.engine import Engine
 from rules.handling import RulesService
 from rules.metrics import RulesCounters, collect
 from rules.partition import partition_of
+from rules.relay import OutboxRelay
 from rules.state_store import load_state
 
 __all__ = ["run_rules"]
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_S = 2.0
 YIELD_S = 0.005  # the consumer lets the event loop run other work at least this often
 TAKE = 1_000  # deliveries taken (and acknowledged) at a time
+RECONNECT_MAX_S = 2.0  # back within this of the broker: live alarms wait no longer
 
 
 def _sync_registry(database_url: str, site: Site) -> dict[str, int]:
@@ -84,22 +87,22 @@ async def run_rules(
                  len(state.rules), "on" if plan is not None else "off")
         session = MqttSession(
             mqtt_url, client_id or part.client_id(), part.subscriptions(),
-            protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20)
+            protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20,
+            backoff_max_s=RECONNECT_MAX_S)
         publisher_id = f"rules-{site.id}-pub-{uuid.uuid4().hex[:8]}"
-        async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol) as client:
-            alarms_topic = topics.alarms(site.id)
+        async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol,
+                              reconnect_max_s=int(RECONNECT_MAX_S)) as client:
             events: Counter[str] = Counter()
+            relay = OutboxRelay(database_url, site.id, client, published=events)
 
-            def send(ev: AlarmEvent) -> None:
-                events[ev.event] += 1
-                fut = client.publish_nowait(alarms_topic, encode(ev), qos=1)
-                fut.add_done_callback(_log_publish_failure)
+            def send(_ev: AlarmEvent) -> None:  # committed to the outbox: the relay sends it
+                relay.wake()
 
             dispatcher = None if plan is None else Dispatcher(
                 site, plan, procedures, database_url, publish=send)
 
             def publish(ev: AlarmEvent) -> None:  # after commit
-                send(ev)
+                relay.wake()
                 if dispatcher is not None:
                     dispatcher.committed(ev)  # dispatch hook: assign new orders at once
 
@@ -125,6 +128,7 @@ async def run_rules(
                     tg.create_task(_signal_ready(session, ready), name=f"rules[{site.id}].ready")
                     tg.create_task(_consume(session, svc), name=f"rules[{site.id}].consume")
                     tg.create_task(_ticks(svc, tick_s), name=f"rules[{site.id}].tick")
+                    tg.create_task(relay.run(), name=f"rules[{site.id}].relay")
                     if dispatcher is not None:
                         tg.create_task(dispatcher.run(), name=f"rules[{site.id}].dispatch")
             finally:
@@ -164,10 +168,7 @@ async def _consume(session: MqttSession, svc: RulesService) -> None:
 
 async def _handle(svc: RulesService, delivery: Delivery) -> None:
     topic = delivery.topic.decode(errors="replace")  # not UTF-8: refused by the topic check
-    try:
-        await svc.handle(topic, delivery.payload)
-    except Exception:  # one message never stops the service
-        log.exception("handling a message on %s failed", topic)
+    await svc.handle(topic, delivery.payload)  # handled or dead-lettered; never raises
 
 
 async def _ticks(svc: RulesService, tick_s: float) -> None:
@@ -186,8 +187,3 @@ async def _ticks(svc: RulesService, tick_s: float) -> None:
                 await svc.housekeeping()
         except Exception:
             log.exception("rule tick failed")
-
-
-def _log_publish_failure(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.warning("publishing an alarm event failed: %s", fut.exception())

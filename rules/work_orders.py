@@ -24,9 +24,10 @@ _OPEN_STATES_SQL = "state NOT IN ('resolved', 'closed', 'cancelled')"
 _INSERT = f"""
 INSERT INTO work_orders (site_id, device_id, source, fault, origin, alarm_id, procedure_id,
                          title, description, trade, priority, state, created_at, updated_at,
-                         due_at)
+                         due_at, after_the_fact)
 VALUES (%(site)s, %(device_id)s, %(source)s, %(fault)s, 'alarm', %(alarm_id)s, %(proc)s,
-        %(title)s, %(description)s, %(trade)s, %(priority)s, 'open', %(now)s, %(now)s, %(due)s)
+        %(title)s, %(description)s, %(trade)s, %(priority)s, 'open', %(now)s, %(now)s, %(due)s,
+        %(after_the_fact)s)
 ON CONFLICT (source, fault) WHERE origin = 'alarm' AND {_OPEN_STATES_SQL} DO NOTHING
 RETURNING id
 """
@@ -39,12 +40,18 @@ _STEP = (
 async def open_for_alarm(
     conn: psycopg.AsyncConnection[Any], *, site_id: str, device_id: int | None, source: str,
     fault: str, alarm_id: int, procedure: Procedure, description: str, now: datetime,
+    after_the_fact: bool = False,
 ) -> list[AlarmEvent]:
-    """Open the alarm's work order, or link the alarm to the one already open."""
+    """Open the alarm's work order, or link the alarm to the one already open.
+    ``after_the_fact``: a follow-up of a fault that was over before anyone could see it
+    (it began and ended while its gateway was cut off); the order says so."""
+    title = f"{procedure.title}: {source}"
+    if after_the_fact:
+        title = f"[事后发现 found after the fact] {title}"
     params = {
         "site": site_id, "device_id": device_id, "source": source, "fault": fault,
-        "alarm_id": alarm_id, "proc": procedure.id, "now": now,
-        "title": f"{procedure.title}: {source}", "description": description,
+        "alarm_id": alarm_id, "proc": procedure.id, "now": now, "after_the_fact": after_the_fact,
+        "title": title, "description": description,
         "trade": procedure.trade, "priority": procedure.priority,
         "due": now + timedelta(seconds=procedure.sla.resolve_s),
     }
@@ -91,4 +98,5 @@ def _message(event: str, wo_id: int, state: str, params: dict[str, Any]) -> Alar
     return AlarmEvent(ts=params["now"], event=f"work_order.{event}", work_order_id=wo_id,
                       alarm_id=params["alarm_id"], device=params["source"],
                       alarm_type=params["fault"], state=state, priority=params["priority"],
-                      detail={"procedure": params["proc"], "title": params["title"]})
+                      detail={"procedure": params["proc"], "title": params["title"],
+                              **({"after_the_fact": True} if params["after_the_fact"] else {})})

@@ -49,7 +49,10 @@ def private_broker(tmp_path: Path) -> Iterator[Broker]:
 @pytest.fixture
 async def subscriber(private_broker: Broker, site_id: str) -> AsyncIterator[Inbox]:
     """A persistent session: what the broker takes while we reconnect is kept for us."""
-    client = MqttClient(private_broker.url, f"sub-{site_id}", persistent=True, protocol="5")
+    # back within a second of the broker, as the gateway is (paho's default backoff reaches
+    # 30 s: the test would end before this subscriber saw the replay)
+    client = MqttClient(private_broker.url, f"sub-{site_id}", persistent=True, protocol="5",
+                        reconnect_max_s=1)
     await client.start()
     await client.wait_connected(5)
     await client.subscribe(f"facility/v1/{site_id}/+/+/telemetry")

@@ -282,28 +282,45 @@ async def test_rule_state_survives_a_restart_mid_on_delay(
     assert held.total_seconds() >= 2.5
 
 
-async def test_historical_telemetry_is_recorded_but_opens_no_alarm_or_work_order(
+async def test_a_critical_fault_over_before_the_replay_is_recorded_with_a_follow_up_order(
     tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str,
 ) -> None:
     site = make_site(tmp_path, site_id, on_delay_s=0)
     lift = f"{site_id}-lift"
     past = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
-    async with publisher(mqtt_url, mqtt_protocol) as pub, \
-            rules_running(site, database_url, mqtt_url, mqtt_protocol):
-        send = Sender(pub, site)
-        # an entrapment from 10:00 to 10:20 (ten minutes ago) replayed from a gateway buffer
-        for s, points in ((0, TRAPPED), (10, TRAPPED), (20, FREE), (30, FREE)):
-            await send.telemetry(lift, points, historical=True, ts=past + timedelta(seconds=s))
-        rows = await eventually(database_url, "SELECT state, active, historical, raised_at,"
-                                " cleared_at, work_order_id FROM alarms")
-        await send.telemetry(lift, FREE)  # live: the lift is fine now
-        await asyncio.sleep(0.5)
-    [(state, active, historical, raised_at, cleared_at, wo)] = rows
-    assert (state, active, historical, wo) == ("normal", False, True, None)
-    assert raised_at == past and cleared_at == past + timedelta(seconds=30)
-    assert len(await query(database_url, "SELECT id FROM alarms")) == 1
-    assert await query(database_url, "SELECT id FROM work_orders") == []
-    assert await query(database_url, "SELECT kind FROM events") == [("alarm.historical",)]
+    # an entrapment from 10:00 to 10:20 (ten minutes ago) and a controller fault code (a
+    # high-priority rule: no follow-up) replayed from a gateway buffer
+    replay = ((0, TRAPPED), (10, TRAPPED), (20, FREE), (30, FREE),
+              (40, {**FREE, "fault_code": 5}), (50, {**FREE, "fault_code": 5}),
+              (60, {**FREE, "fault_code": 0}), (70, {**FREE, "fault_code": 0}))
+    async with publisher(mqtt_url, mqtt_protocol) as pub:
+        for attempt in range(2):  # the second: a redelivery to a restarted service
+            async with rules_running(site, database_url, mqtt_url, mqtt_protocol):
+                send = Sender(pub, site)
+                for s, points in replay:
+                    await send.telemetry(lift, points, historical=True,
+                                         ts=past + timedelta(seconds=s))
+                await eventually(database_url, "SELECT id FROM alarms",
+                                 check=lambda r: len(r) == 2)
+                await send.telemetry(lift, FREE)  # live: the lift is fine now
+                await asyncio.sleep(0.5 + attempt)
+    rows = await query(database_url, "SELECT alarm_type, state, active, historical, raised_at,"
+                       " cleared_at, work_order_id FROM alarms ORDER BY raised_at")
+    assert len(rows) == 2  # recorded once, however often replayed
+    (atype, state, active, historical, raised_at, cleared_at, wo) = rows[0]
+    assert (atype, state, active, historical) == ("entrapment", "normal", False, True)
+    # freed at 10:20, cleared when its 2 s off-delay ran out
+    assert raised_at == past and cleared_at == past + timedelta(seconds=22)
+    assert rows[1][0] == "elevator_fault" and rows[1][3] is True and rows[1][6] is None
+    [(wo_id, proc, origin, after, title, desc)] = await query(
+        database_url, "SELECT id, procedure_id, origin, after_the_fact, title, description"
+        " FROM work_orders")
+    assert wo == wo_id and proc == "elevator_entrapment" and origin == "alarm"
+    assert after is True and "found after the fact" in title and "cut off" in desc
+    assert len(await query(database_url, "SELECT seq FROM work_order_steps"
+                           " WHERE work_order_id = %s", wo_id)) > 0
+    kinds = [k for (k,) in await query(database_url, "SELECT kind FROM events ORDER BY id")]
+    assert kinds.count("alarm.historical") == 2 and kinds.count("work_order.created") == 1
 
 
 async def test_device_offline_raises_an_alarm_without_a_work_order_and_bad_input_is_kept(

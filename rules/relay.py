@@ -1,0 +1,141 @@
+"""The outbox relay: alarm and work-order events go from the database's ``events`` table
+(the outbox every writer records its events in, in the transaction of the change: rules,
+dispatch, the API) to facility/v1/{site}/alarms, once per event id.
+
+Event ids become visible in commit order (migration 0008), so the relay keeps one watermark
+per site (``outbox_relay.published_id``): it reads the events after it in id order, publishes
+the alarm and work-order ones with QoS 1, each carrying its ``event_id``, and advances the
+watermark only once the broker has acknowledged them all. A crash between a commit and its
+publication loses nothing (the next relay reads the event from the table); a crash between
+the PUBACKs and the watermark's update republishes at most that batch, under the same event
+ids, so a consumer that keeps the last event id it saw drops the repeat. One relay per site
+is active at a time (a session-level advisory lock; the rules processes of a partitioned site
+take over from each other). ``wake`` lets a writer in the same process skip the poll
+interval."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+import psycopg
+import pydantic
+
+from facility import topics
+from facility.events import relay_watermark, set_relay_watermark, to_relay
+from facility.messages import AlarmEvent, encode
+from facility.mqtt import MqttClient
+
+log = logging.getLogger(__name__)
+BATCH = 500
+POLL_S = 0.25  # how often the table is read when nobody in this process woke the relay
+LEADER_RETRY_S = 2.0
+RETRY_MIN_S, RETRY_MAX_S = 0.5, 5.0
+
+
+class OutboxRelay:
+    def __init__(
+        self, database_url: str, site_id: str, client: MqttClient, *,
+        published: Counter[str] | None = None, poll_s: float = POLL_S,
+        puback_timeout_s: float = 10.0,
+    ) -> None:
+        self._url = database_url
+        self._site = site_id
+        self._topic = topics.alarms(site_id)
+        self._client = client
+        self.published = published if published is not None else Counter()
+        self._poll_s = poll_s
+        self._puback_timeout_s = puback_timeout_s
+        self._wake = asyncio.Event()
+        self.watermark = 0
+
+    def wake(self) -> None:
+        """New events were committed: read the table now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until cancelled; reconnects (with backoff) when the database goes away."""
+        delay = RETRY_MIN_S
+        down = False
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._url,
+                                                                 autocommit=True) as conn:
+                    await self._lead(conn)
+                    if down:
+                        log.info("event relay of site %s: database back", self._site)
+                        down, delay = False, RETRY_MIN_S
+                    await self._relay(conn)
+            except psycopg.Error as exc:
+                if not down:
+                    log.warning("event relay of site %s: cannot reach the database (%s); events "
+                                "wait in the outbox", self._site, str(exc).strip())
+                    down = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _lead(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Until this relay holds the site's relay lock (released when its connection ends)."""
+        waited = False
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                                     (f"facility.relay.{self._site}",))
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                log.info("relaying the events of site %s to %s", self._site, self._topic)
+                return
+            if not waited:
+                log.info("another process relays the events of site %s; standing by",
+                         self._site)
+                waited = True
+            await asyncio.sleep(LEADER_RETRY_S)
+
+    async def _relay(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.watermark = await relay_watermark(conn, self._site)
+        while True:
+            rows, last = await to_relay(conn, self._site, self.watermark, BATCH)
+            if last == self.watermark:
+                await self._idle()
+                continue
+            await self._publish(rows)
+            await set_relay_watermark(conn, self._site, last)
+            self.watermark = last
+
+    async def _idle(self) -> None:
+        try:
+            async with asyncio.timeout(self._poll_s):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _publish(self, rows: list[tuple[int, dict[str, Any]]]) -> None:
+        """Publish every row; returns once the broker acknowledged each (retrying the rest)."""
+        pending: list[tuple[int, str, bytes]] = []
+        for event_id, payload in rows:
+            try:
+                ev = AlarmEvent.model_validate({**payload, "event_id": event_id})
+            except pydantic.ValidationError as exc:  # written by our own code: never expected
+                log.error("event %d is not an alarm event (%s); not relayed", event_id, exc)
+                continue
+            pending.append((event_id, ev.event, encode(ev)))
+        while pending:
+            await self._client.connected.wait()
+            futs = [self._client.publish_nowait(self._topic, body, qos=1)
+                    for _id, _name, body in pending]
+            await asyncio.wait(futs, timeout=self._puback_timeout_s)
+            left = []
+            for item, fut in zip(pending, futs, strict=True):
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    self.published[item[1]] += 1
+                else:
+                    if not fut.done():
+                        fut.cancel()
+                    left.append(item)
+            if left:
+                log.warning("event relay: %d events not acknowledged by the broker; retrying",
+                            len(left))
+                await asyncio.sleep(RETRY_MIN_S)
+            pending = left
