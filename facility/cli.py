@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="store MQTT telemetry in PostgreSQL")
     _common(p)
-    p.add_argument("--share-group", help="MQTT 5 shared-subscription group (default: ingest)")
+    p.add_argument("--share-group", help="MQTT 5 shared-subscription group, to split telemetry among several "
+                        "ingest processes (default: none, one process with a plain persistent "
+                        "subscription; see docs/operations.md on broker restarts)")
     p.add_argument("--instance", default="",
                    help="instance name within the share group (default: the host name); "
                         "each process of a group needs its own")
@@ -257,7 +259,7 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         try:
             options = IngestOptions(
                 mqtt_protocol=settings.mqtt_protocol, instance=args.instance,
-                share_group=_share_group(args, settings, "ingest"),
+                share_group=_share_group(args, settings, ""),
                 batch_rows=args.batch_rows, batch_ms=args.batch_ms,
                 receive_maximum=args.receive_maximum, seq_check=args.seq_check,
                 metrics_port=args.metrics_port, storage=StorageSettings(
