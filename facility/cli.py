@@ -164,10 +164,10 @@ def settings_from(args: argparse.Namespace) -> CommonSettings:
     return CommonSettings(**overrides)
 
 
-def _share_group(args: argparse.Namespace, settings: CommonSettings, default: str) -> str:
-    if args.share_group is not None:
-        return str(args.share_group)
-    return default if settings.mqtt_protocol == "5" else ""
+def _share_group(args: argparse.Namespace) -> str:
+    """Ingest's shared-subscription group: none unless given (a plain persistent
+    subscription keeps its messages across a mosquitto restart; a group's member does not)."""
+    return str(args.share_group or "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,7 +259,7 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         try:
             options = IngestOptions(
                 mqtt_protocol=settings.mqtt_protocol, instance=args.instance,
-                share_group=_share_group(args, settings, ""),
+                share_group=_share_group(args),
                 batch_rows=args.batch_rows, batch_ms=args.batch_ms,
                 receive_maximum=args.receive_maximum, seq_check=args.seq_check,
                 metrics_port=args.metrics_port, storage=StorageSettings(
