@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="store MQTT telemetry in PostgreSQL")
     _common(p)
-    p.add_argument("--share-group", help="MQTT 5 shared-subscription group, to split telemetry among several "
+    p.add_argument("--share-group",
+                   help="MQTT 5 shared-subscription group, to split telemetry among several "
                         "ingest processes (default: none, one process with a plain persistent "
                         "subscription; see docs/operations.md on broker restarts)")
     p.add_argument("--instance", default="",
