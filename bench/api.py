@@ -25,6 +25,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import argparse
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -180,6 +181,7 @@ def main() -> None:
             sizes[label] = pf.devices
     finally:
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     report(results, sizes)
 
 
