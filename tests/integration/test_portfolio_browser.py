@@ -116,6 +116,7 @@ async def _board(page, url: str, database_url: str, critical: int) -> dict[str, 
     assert dues > 10
     await expect(page.locator("#work-orders tr", has_text="月度保养")).to_have_count(0)
     await screenshot(page, "board_portfolio.png")
+    await page.screenshot(path=ARTIFACTS / "board_portfolio_screen.png", animations="disabled")
 
     await page.locator("#f-site").select_option("e002")
     await expect(page.locator("#alarms .site-group")).to_have_count(1)
@@ -159,3 +160,4 @@ async def _device_page(page, url: str) -> None:  # type: ignore[no-untyped-def]
     await expect(page.locator("#chart-info")).to_contain_text("samples")
     await expect(page.locator("#board-error")).to_have_text("")
     await screenshot(page, "device_portfolio.png")
+    await page.screenshot(path=ARTIFACTS / "device_portfolio_screen.png", animations="disabled")
