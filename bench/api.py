@@ -86,7 +86,8 @@ def routes(conn: psycopg.Connection) -> list[Route]:
     ]
 
 
-def prepare(server: PostgresServer, name: str, portfolio: Portfolio) -> tuple[str, dict[str, float]]:
+def prepare(server: PostgresServer, name: str,
+            portfolio: Portfolio) -> tuple[str, dict[str, float]]:
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = server.url(name)

@@ -110,7 +110,8 @@ def load_portfolio(paths: list[Path]) -> Portfolio:
 
 
 def populate(database_url: str, portfolio: Portfolio, password: str, *,
-             active_every: int = 20, seed: int = 7, now: datetime | None = None) -> dict[str, float]:
+             active_every: int = 20, seed: int = 7,
+             now: datetime | None = None) -> dict[str, float]:
     """Fill the database (see the module docstring); seconds per step."""
     now = now or datetime.now(UTC)
     rng = random.Random(seed)
@@ -154,8 +155,8 @@ def _statuses_and_values(conn: psycopg.Connection, now: datetime, rng: random.Ra
     with conn.cursor().copy(
             "COPY latest_values (point_id, time, value, value_text, quality) FROM STDIN") as cp:
         for pid, ptype in points:
-            value = (0.0 if ptype == "bool" else float(rng.randint(0, 3)) if ptype == "uint16"
-                     else round(rng.uniform(0, 400), 2))
+            value = (0.0 if ptype == "bool" else round(rng.uniform(0, 50), 2)
+                     if ptype.startswith("float") else float(rng.randint(0, 2)))
             cp.write_row((pid, now - timedelta(seconds=rng.randint(0, 30)),
                           None if ptype == "string" else value,
                           "ok" if ptype == "string" else None, 0))

@@ -123,7 +123,8 @@ async def list_alarms(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlarmOut]:
     params = {"states": state, "active": active, "prios": priority, "site": site,
-              "device": device, "building": building, "type": type, "shelved": shelved, "limit": limit}
+              "device": device, "building": building, "type": type, "shelved": shelved,
+              "limit": limit}
     cur = await conn.execute(_SELECT + _WHERE + _ORDER, params)
     return [from_row(AlarmOut, row) for row in await cur.fetchall()]
 

@@ -40,27 +40,22 @@ class SiteOut(BaseModel):
     buildings: list[BuildingOut]
 
 
-# Open alarms are few, devices many: count the open alarms per device once (the partial index
-# alarms_open), then one pass over the devices with their status.
-_BUILDINGS = """
-WITH per AS (
-  SELECT device_id, count(*) AS n,
-         count(*) FILTER (WHERE priority = 'critical') AS c,
-         count(*) FILTER (WHERE priority = 'high') AS h,
-         count(*) FILTER (WHERE priority = 'medium') AS m,
-         count(*) FILTER (WHERE priority = 'low') AS l
-  FROM alarms WHERE state <> 'normal' AND device_id IS NOT NULL GROUP BY 1)
-SELECT d.site_id, d.building, min(b.name), count(*),
-       count(*) FILTER (WHERE s.state = 'online'), count(*) FILTER (WHERE s.state = 'offline'),
-       count(*) FILTER (WHERE s.state IS NULL),
-       coalesce(sum(per.n), 0)::int, coalesce(sum(per.c), 0)::int, coalesce(sum(per.h), 0)::int,
-       coalesce(sum(per.m), 0)::int, coalesce(sum(per.l), 0)::int
+# Devices are many, open alarms few: one pass over the devices with their status grouped by
+# building (no other join in that pass), then the open alarms by building and priority (the
+# partial index alarms_open), and the building names; merged here.
+_STATES = """
+SELECT d.site_id, d.building, count(*)::int,
+       (count(*) FILTER (WHERE s.state = 'online'))::int,
+       (count(*) FILTER (WHERE s.state = 'offline'))::int,
+       (count(*) FILTER (WHERE s.state IS NULL))::int
 FROM devices d LEFT JOIN device_status s ON s.device_id = d.id
-LEFT JOIN per ON per.device_id = d.id
-LEFT JOIN buildings b ON b.site_id = d.site_id AND b.id = d.building
 GROUP BY 1, 2 ORDER BY 1, 2
 """
-
+_OPEN_ALARMS = """
+SELECT d.site_id, d.building, a.priority, count(*)::int
+FROM alarms a JOIN devices d ON d.id = a.device_id
+WHERE a.state <> 'normal' GROUP BY 1, 2, 3
+"""
 
 _SITES_JSON: TypeAdapter[list[SiteOut]] = TypeAdapter(list[SiteOut])
 
@@ -79,15 +74,21 @@ async def list_sites(conn: Conn, user: CurrentUser, config: Config) -> Response:
     cur = await conn.execute("SELECT id, name FROM sites ORDER BY id")
     sites = {r[0]: SiteOut(id=r[0], name=site_name.get(r[0]) or r[1] or r[0], buildings=[])
              for r in await cur.fetchall()}
-    cur = await conn.execute(_BUILDINGS)
-    for site, building, name, total, online, offline, unknown, alarms, *prio in (
-            await cur.fetchall()):
+    cur = await conn.execute("SELECT site_id, id, name FROM buildings")
+    names.update({(r[0], r[1]): r[2] for r in await cur.fetchall() if r[2]})
+    cur = await conn.execute(_OPEN_ALARMS)
+    alarms: dict[tuple[str, str], dict[str, int]] = {}
+    for site, building, priority, count in await cur.fetchall():
+        alarms.setdefault((site, building), {})[priority] = count
+    cur = await conn.execute(_STATES)
+    for site, building, total, online, offline, unknown in await cur.fetchall():
         if site in sites:
+            prio = alarms.get((site, building), {})
             sites[site].buildings.append(BuildingOut.model_construct(
-                id=building, name=name or names.get((site, building)) or building,
-                devices=total, online=online, offline=offline, unknown=unknown,
-                open_alarms=alarms, critical=prio[0], high=prio[1], medium=prio[2],
-                low=prio[3]))
+                id=building, name=names.get((site, building)) or building, devices=total,
+                online=online, offline=offline, unknown=unknown,
+                open_alarms=sum(prio.values()), critical=prio.get("critical", 0),
+                high=prio.get("high", 0), medium=prio.get("medium", 0), low=prio.get("low", 0)))
     return Response(_SITES_JSON.dump_json(list(sites.values())), media_type="application/json")
 
 

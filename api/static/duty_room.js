@@ -179,11 +179,13 @@ function maintenanceRow(w) {
 function renderOrders() {
   const faults = Board.orders.filter((w) => passes(w, w.trade));
   $("order-count").textContent = `(${faults.length})`;
-  $("work-orders").replaceChildren(...faults.map(orderRow));
+  $("work-orders").replaceChildren(...(faults.length ? faults.map(orderRow)
+    : [el("tr", { className: "meta" }, el("td", { colSpan: 6 }, "none open 无"))]));
   const planned = Board.maintenance.filter((w) => passes(w, w.trade));
   const late = planned.filter((w) => w.due_at && new Date(w.due_at) < Date.now()).length;
   $("maintenance-count").textContent = `(${planned.length}${planned.length >= 200 ? "+" : ""}, ${late} late 逾期)`;
   const rows = planned.slice(0, MAINTENANCE_SHOWN).map(maintenanceRow);
+  if (!planned.length) rows.push(el("tr", { className: "meta" }, el("td", { colSpan: 5 }, "none due 无")));
   if (planned.length > MAINTENANCE_SHOWN)
     rows.push(el("tr", { className: "meta" }, el("td", { colSpan: 5 }, `… ${planned.length - MAINTENANCE_SHOWN} more 更多`)));
   $("maintenance").replaceChildren(...rows);
@@ -219,7 +221,7 @@ function buildingCard(site, b) {
   const badge = PRIORITIES.filter((p) => b[p] > 0).map((p) => el("span", { className: `prio prio-${p}` }, `${b[p]}`));
   return el("div", { className: `building${hasProblem(b) ? " problem" : ""}`, dataset: { building: b.id, site: site.id } },
     el("h3", {}, b.name, " ", ...badge,
-       el("span", { className: "count" }, ` ${b.devices} · ${b.offline} offline`)),
+       el("span", { className: "count" }, ` ${b.devices} devices 台${b.offline ? ` · ${b.offline} offline 离线` : ""}`)),
     ...devs.map(deviceLink),
     all ? null : el("button", { className: "link", onclick: () => openBuilding(site.id, b.id) },
       `all ${b.devices} devices 全部设备`));

@@ -7,7 +7,6 @@ telemetry rows can use small integer ids.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import psycopg

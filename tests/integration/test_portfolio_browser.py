@@ -33,7 +33,6 @@ from tests.integration.browser_support import (
     WALL_SCREEN,
     launch_chromium,
     screenshot,
-    sign_in,
     watch_csp,
 )
 
@@ -52,10 +51,10 @@ def _telemetry(database_url: str, device: str, points: dict[str, float]) -> None
         for point, base in points.items():
             conn.execute(
                 "INSERT INTO telemetry (time, point_id, value, quality)"
-                " SELECT t, p.id, %s + 5 * sin(extract(epoch FROM t) / 600), 0"
+                " SELECT t, p.id, %s * (1 + 0.2 * sin(extract(epoch FROM t) / (300 * %s))), 0"
                 " FROM points p JOIN devices d ON d.id = p.device_id,"
                 " generate_series(%s::timestamptz - interval '59 min', %s, interval '1 min') t"
-                " WHERE d.name = %s AND p.name = %s", (base, now, now, device, point))
+                " WHERE d.name = %s AND p.name = %s", (base, base, now, now, device, point))
 
 
 async def test_board_and_device_page_at_portfolio_size(database_url: str, tmp_path: Path) -> None:
@@ -65,7 +64,7 @@ async def test_board_and_device_page_at_portfolio_size(database_url: str, tmp_pa
     run_sql(database_url, "UPDATE latest_values SET value = 3 FROM points p JOIN devices d"
             " ON d.id = p.device_id WHERE latest_values.point_id = p.id AND d.name = %s"
             " AND p.name = 'fault_code'", (QUIET_DEVICE,))
-    _telemetry(database_url, QUIET_DEVICE, {"load_kg": 400.0, "speed_mps": 1.0})
+    _telemetry(database_url, QUIET_DEVICE, {"load_kg": 400.0, "speed_mps": 1.6})
     critical = run_sql(database_url, "SELECT count(*) FROM alarms WHERE state <> 'normal'"
                        " AND priority = 'critical'")[0][0]
     port = free_port()
