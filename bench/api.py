@@ -73,6 +73,7 @@ def routes(conn: psycopg.Connection) -> list[Route]:
     return [
         ("sites overview", lambda i: "/sites"),
         ("devices of a building", building),
+        ("devices with problems", lambda i: "/devices?problems=true&limit=2000"),
         ("active alarms", lambda i: "/alarms?state=unack&state=ack&state=rtn_unack&limit=1000"),
         ("open fault orders", lambda i: "/work-orders?open=true&kind=fault"),
         ("open maintenance, due first", lambda i: "/work-orders?open=true&kind=maintenance"),
