@@ -65,7 +65,7 @@ def routes(conn: psycopg.Connection) -> list[Route]:
 
     def building(i: int) -> str:
         site, b = buildings[(i * 37) % len(buildings)]
-        return f"/devices?site={site}&building={b}"
+        return f"/devices?site={site}&building={b}&values=false"
 
     def device(i: int) -> str:
         return devices[(i * 101) % len(devices)]
@@ -73,11 +73,11 @@ def routes(conn: psycopg.Connection) -> list[Route]:
     return [
         ("sites overview", lambda i: "/sites"),
         ("devices of a building", building),
-        ("devices with problems", lambda i: "/devices?problems=true&limit=2000"),
+        ("devices with problems", lambda i: "/devices?problems=true&values=false&limit=2000"),
         ("active alarms", lambda i: "/alarms?state=unack&state=ack&state=rtn_unack&limit=1000"),
         ("open fault orders", lambda i: "/work-orders?open=true&kind=fault"),
         ("open maintenance, due first", lambda i: "/work-orders?open=true&kind=maintenance"),
-        ("device search", lambda i: f"/devices?q=lift-{i % 6 + 1}&limit=20"),
+        ("device search", lambda i: f"/devices?q=lift-{i % 6 + 1}&values=false&limit=20"),
         ("a device", lambda i: f"/devices/{device(i)}"),
         ("a device's points", lambda i: f"/devices/{device(i)}/points"),
         ("a device's alarms", lambda i: f"/alarms?device={device(i)}&limit=20"),

@@ -251,7 +251,7 @@ async function openBuilding(site, building) {
 }
 
 async function loadBuilding(site, building) {
-  Board.devices.set(key(site, building), await api(`/devices?site=${site}&building=${building}`));
+  Board.devices.set(key(site, building), await api(`/devices?site=${site}&building=${building}&values=false`));
   renderBuildings();
 }
 
@@ -278,7 +278,7 @@ const search = debounce(async () => {
   const q = $("search").value.trim(), list = $("search-results");
   if (!q) { list.hidden = true; list.replaceChildren(); return; }
   try {
-    const found = await api(`/devices?q=${encodeURIComponent(q)}&limit=20`);
+    const found = await api(`/devices?q=${encodeURIComponent(q)}&values=false&limit=20`);
     list.replaceChildren(...(found.length ? found.map((d) => el("li", {}, deviceLink(d),
       el("span", { className: "meta" }, ` ${siteName(d.site)} · ${buildingName(d.site, d.building)}`)))
       : [el("li", { className: "meta" }, "no device 无匹配设备")]));
@@ -295,13 +295,13 @@ async function loadOrders() {
 }
 async function loadPlaces() {
   // The overview, the devices with problems, and the devices of the buildings shown whole.
-  const [sites, problems] = await Promise.all([api("/sites"), api("/devices?problems=true&limit=2000")]);
+  const [sites, problems] = await Promise.all([api("/sites"), api("/devices?problems=true&values=false&limit=2000")]);
   Board.sites = sites; Board.problemDevices = problems;
   if (totalBuildings() <= SMALL_ESTATE)
     for (const s of sites) for (const b of s.buildings) Board.open.add(key(s.id, b.id));
   await Promise.all([...Board.open].map((k) => {
     const [site, building] = k.split("/");
-    return api(`/devices?site=${site}&building=${building}`).then((d) => Board.devices.set(k, d));
+    return api(`/devices?site=${site}&building=${building}&values=false`).then((d) => Board.devices.set(k, d));
   }));
   fillFilters();
   renderBuildings(); renderSummary();

@@ -35,8 +35,11 @@ async def test_portfolio_routes(database_url: str, tmp_path: Path) -> None:
         found = (await client.get("/api/v1/devices?q=ELEVATOR-1&limit=5", headers=auth)).json()
         assert [d["name"] for d in found] == ["a-elevator-1", "b-elevator-1"]
         assert (await client.get("/api/v1/devices?q=_", headers=auth)).json() == []
-        problems = (await client.get("/api/v1/devices?problems=true", headers=auth)).json()
+        problems = (await client.get("/api/v1/devices?problems=true&values=false",
+                                     headers=auth)).json()
         assert sorted(d["name"] for d in problems) == ["a-elevator-1", "b-elevator-1"]
+        assert [len(d["open_alarms"]) for d in problems] == [1, 0]
+        assert all(d["values"] == {} for d in problems)
 
         in_a = (await client.get("/api/v1/alarms?building=a", headers=auth)).json()
         assert [x["id"] for x in in_a] == [alarm_id] and in_a[0]["trade"] == "elevator"
