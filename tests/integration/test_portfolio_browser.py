@@ -120,6 +120,7 @@ async def _board(page, url: str, database_url: str, critical: int) -> dict[str, 
     await page.locator("#f-site").select_option("e002")
     await expect(page.locator("#alarms .site-group")).to_have_count(1)
     await expect(page.locator("#alarms .site-group")).to_have_attribute("data-site", "e002")
+    await page.screenshot(path=ARTIFACTS / "board_portfolio_site.png", animations="disabled")
     await page.locator("#f-site").select_option("")
     await page.locator("#search").fill("e003-b07-pump")
     result = page.locator("#search-results a.dev")
