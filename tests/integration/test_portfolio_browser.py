@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from api.service import serve_api
 from bench.portfolio import load_portfolio, populate, write_portfolio
@@ -93,7 +93,7 @@ async def test_board_and_device_page_at_portfolio_size(database_url: str, tmp_pa
     print(timings)
 
 
-async def _board(page, url: str, database_url: str, critical: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def _board(page: Page, url: str, database_url: str, critical: int) -> dict[str, float]:
     await page.goto(url)
     await page.locator("#login").get_by_label("Username").fill("operator")
     await page.locator("#login").get_by_label("Password").fill(PASSWORD)
@@ -144,7 +144,7 @@ async def _board(page, url: str, database_url: str, critical: int) -> dict[str, 
     return {"sign_in_to_board": sign_in_to_board, "alarm_to_row": alarm_to_row}
 
 
-async def _device_page(page, url: str) -> None:  # type: ignore[no-untyped-def]
+async def _device_page(page: Page, url: str) -> None:
     await page.goto(f"{url}/devices/{QUIET_DEVICE}")
     await expect(page.locator("#who")).to_have_text("operator (operator)")
     fault = page.locator('#values tr[data-point="fault_code"]')
