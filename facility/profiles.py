@@ -64,6 +64,15 @@ class WordOrder(StrEnum):
     DCBA = "DCBA"
 
 
+class EnumLabel(BaseModel):
+    """What an enumerated value means, for people: Chinese and English."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zh: str = Field(min_length=1, max_length=80)
+    en: str = Field(min_length=1, max_length=80)
+
+
 class _Point(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,7 +80,12 @@ class _Point(BaseModel):
     unit: str = ""
     tags: tuple[str, ...] = ()
     description: str = ""
+    label: str = Field(default="", max_length=80, description="display name in Chinese")
+    label_en: str = Field(default="", max_length=80, description="display name in English")
     enum: dict[int, str] | None = None
+    enum_labels: dict[int, EnumLabel] | None = Field(
+        default=None, description="what each value means on the pages (zh, en); the codes in "
+        "`enum` stay what rules and messages use")
     poll_class: Literal["fast", "normal", "slow"] = "normal"
     deadband: float = Field(default=0.0, ge=0)
     deadband_percent: float = Field(

@@ -47,6 +47,8 @@ class AlarmOut(BaseModel):
     closed_at: datetime | None
     repeat_count: int
     building: str | None
+    trade: str = Field(description="the trade of the device: elevator, plumbing, electrical,"
+                       " fire or general")
 
 
 class AlarmEventOut(BaseModel):
@@ -75,7 +77,10 @@ _SELECT = """
 SELECT a.id, a.site_id, d.name, a.source, a.alarm_type, a.rule_id, a.priority, a.state,
        a.active, a.suppressed, a.shelved_until, a.out_of_service, a.message,
        a.raised_at, a.acked_at, a.acked_by, a.cleared_at, a.closed_at, a.repeat_count,
-       d.building
+       d.building,
+       CASE d.type WHEN 'elevator' THEN 'elevator' WHEN 'pump_set' THEN 'plumbing'
+                   WHEN 'switchgear' THEN 'electrical' WHEN 'fire_panel' THEN 'fire'
+                   ELSE 'general' END
 FROM alarms a LEFT JOIN devices d ON d.id = a.device_id
 """
 _ORDER = """
@@ -91,6 +96,7 @@ WHERE (%(states)s::text[] IS NULL OR a.state = ANY(%(states)s))
   AND (%(prios)s::text[] IS NULL OR a.priority = ANY(%(prios)s))
   AND (%(site)s::text IS NULL OR a.site_id = %(site)s)
   AND (%(device)s::text IS NULL OR d.name = %(device)s)
+  AND (%(building)s::text IS NULL OR d.building = %(building)s)
   AND (%(type)s::text IS NULL OR a.alarm_type = %(type)s)
   AND (%(shelved)s::boolean IS NULL
        OR (a.shelved_until IS NOT NULL AND a.shelved_until > now()) = %(shelved)s)
@@ -111,12 +117,14 @@ async def list_alarms(
     priority: Annotated[list[Priority] | None, Query()] = None,
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     device: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    building: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     type: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     shelved: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlarmOut]:
     params = {"states": state, "active": active, "prios": priority, "site": site,
-              "device": device, "type": type, "shelved": shelved, "limit": limit}
+              "device": device, "building": building, "type": type, "shelved": shelved,
+              "limit": limit}
     cur = await conn.execute(_SELECT + _WHERE + _ORDER, params)
     return [from_row(AlarmOut, row) for row in await cur.fetchall()]
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, Field, TypeAdapter
 
 from api.deps import Conn, CurrentUser
 from api.errors import NotFound
@@ -39,11 +39,19 @@ class OpenAlarm(BaseModel):
     raised_at: datetime
 
 
+class EnumLabel(BaseModel):
+    zh: str
+    en: str
+
+
 class PointOut(BaseModel):
     name: str
     type: str
     unit: str
     tags: list[str]
+    label: str = Field(description="display name in Chinese ('' if the profile has none)")
+    label_en: str
+    enum_labels: dict[str, EnumLabel] = Field(description="value -> what it means")
 
 
 class StatusChange(BaseModel):
@@ -80,7 +88,12 @@ WHERE (%(name)s::text IS NULL OR d.name = %(name)s)
   AND (%(site)s::text IS NULL OR d.site_id = %(site)s)
   AND (%(building)s::text IS NULL OR d.building = %(building)s)
   AND (%(type)s::text IS NULL OR d.type = %(type)s)
+  AND (%(q)s::text IS NULL OR d.name ILIKE %(q)s OR d.display_name ILIKE %(q)s)
+  AND (NOT %(problems)s OR s.state = 'offline' OR g.state = 'offline'
+       OR d.id IN (SELECT device_id FROM alarms WHERE state <> 'normal'
+                   AND device_id IS NOT NULL))
 ORDER BY d.site_id, d.building, d.name
+LIMIT %(limit)s
 """
 
 _VALUES_SQL = """
@@ -97,19 +110,21 @@ WHERE device_id = ANY(%s) AND state <> 'normal' ORDER BY raised_at DESC
 """
 
 
-async def _load(conn: psycopg.AsyncConnection[Any], **filters: str | None) -> list[DeviceOut]:
+async def _load(conn: psycopg.AsyncConnection[Any], *, with_values: bool = True,
+                **filters: str | int | bool | None) -> list[DeviceOut]:
     cur = await conn.execute(_DEVICES_SQL, filters)
     rows = await cur.fetchall()
     values: dict[int, dict[str, PointValue]] = {row[0]: {} for row in rows}
     alarms: dict[int, list[OpenAlarm]] = {row[0]: [] for row in rows}
     now = datetime.now(UTC)
-    if values:
+    if values and with_values:
         cur = await conn.execute(_VALUES_SQL, (list(values),))
         for dev_id, point, ptype, unit, value, text, quality, time in await cur.fetchall():
             values[dev_id][point] = PointValue(
                 value=typed_value(ptype, value, text), quality=quality_name(quality),
                 time=time, unit=unit, age_s=max(0.0, (now - time).total_seconds()),
             )
+    if values:
         cur = await conn.execute(_ALARMS_SQL, (list(values),))
         for dev_id, *alarm in await cur.fetchall():
             alarms[dev_id].append(from_row(OpenAlarm, alarm))
@@ -123,6 +138,9 @@ async def _load(conn: psycopg.AsyncConnection[Any], **filters: str | None) -> li
     ]
 
 
+_DEVICES_JSON: TypeAdapter[list[DeviceOut]] = TypeAdapter(list[DeviceOut])
+
+
 @router.get("/devices", response_model=list[DeviceOut])
 async def list_devices(
     conn: Conn,
@@ -130,15 +148,30 @@ async def list_devices(
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     building: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     type: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-) -> list[DeviceOut]:
-    return await _load(conn, name=None, site=site, building=building, type=type)
+    q: Annotated[str | None, Query(min_length=1, max_length=64,
+                                   description="part of the id or the display name")] = None,
+    problems: Annotated[bool, Query(description="only devices offline or with an open alarm"
+                                    )] = False,
+    limit: Annotated[int, Query(ge=1, le=20_000)] = 1000,
+    values: Annotated[bool, Query(description="false: without latest values (status only)"
+                                  )] = True,
+) -> Response:
+    """Devices in site, building and name order; a page shows one building (``site`` and
+    ``building``) or searches (``q``), never the whole portfolio at once."""
+    pattern = None if q is None else "%" + q.replace("\\", "").replace("%", "").replace(
+        "_", "\\_") + "%"
+    found = await _load(conn, with_values=values, name=None, site=site, building=building,
+                        type=type, q=pattern, problems=problems, limit=limit)
+    # built and checked once above; FastAPI would validate every value a second time
+    return Response(_DEVICES_JSON.dump_json(found), media_type="application/json")
 
 
 @router.get("/devices/{name}", response_model=DeviceOut, responses={404: {}})
 async def get_device(
     conn: Conn, user: CurrentUser, name: Annotated[str, Path(pattern=ID_PATTERN)]
 ) -> DeviceOut:
-    found = await _load(conn, name=name, site=None, building=None, type=None)
+    found = await _load(conn, name=name, site=None, building=None, type=None, q=None,
+                         problems=False, limit=1)
     if not found:
         raise NotFound("device", name)
     return found[0]
@@ -157,11 +190,11 @@ async def device_points(
     conn: Conn, user: CurrentUser, name: Annotated[str, Path(pattern=ID_PATTERN)]
 ) -> list[PointOut]:
     cur = await conn.execute(
-        "SELECT name, type, unit, tags FROM points WHERE device_id = %s ORDER BY name",
-        (await _device_id(conn, name),),
+        "SELECT name, type, unit, tags, label, label_en, enum_labels FROM points"
+        " WHERE device_id = %s ORDER BY id", (await _device_id(conn, name),),
     )
-    return [PointOut(name=r[0], type=r[1], unit=r[2], tags=list(r[3]))
-            for r in await cur.fetchall()]
+    return [PointOut(name=r[0], type=r[1], unit=r[2], tags=list(r[3]), label=r[4],
+                     label_en=r[5], enum_labels=r[6]) for r in await cur.fetchall()]
 
 
 @router.get("/devices/{name}/status-history", response_model=list[StatusChange],

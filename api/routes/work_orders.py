@@ -51,8 +51,12 @@ WHERE (%(states)s::text[] IS NULL OR w.state = ANY(%(states)s))
   AND (%(prios)s::text[] IS NULL OR w.priority = ANY(%(prios)s))
   AND (%(site)s::text IS NULL OR w.site_id = %(site)s)
   AND (%(device)s::text IS NULL OR d.name = %(device)s)
-  AND (%(origin)s::text IS NULL OR w.origin = %(origin)s)
+  AND (%(building)s::text IS NULL OR d.building = %(building)s)
+  AND (%(origins)s::text[] IS NULL OR w.origin = ANY(%(origins)s))
 """
+_NEWEST = " ORDER BY w.created_at DESC, w.id DESC LIMIT %(limit)s"
+_DUE_FIRST = " ORDER BY w.due_at NULLS LAST, w.id LIMIT %(limit)s"
+KINDS: dict[str, list[str]] = {"fault": ["alarm", "request"], "maintenance": ["schedule"]}
 
 
 async def _detail(conn: psycopg.AsyncConnection[Any], wo_id: int) -> WorkOrderDetail:
@@ -86,16 +90,23 @@ async def list_work_orders(
     priority: Annotated[list[Priority] | None, Query()] = None,
     site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     device: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    building: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     origin: Literal["alarm", "request", "schedule"] | None = None,
+    kind: Annotated[Literal["fault", "maintenance"] | None, Query(
+        description="fault: opened by an alarm or a request, newest first; maintenance:"
+        " planned (schedule), due first")] = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[WorkOrderOut]:
     states = list(state or []) + (list(OPEN_STATES) if open else [])
+    origins = [origin] if origin else KINDS[kind] if kind else None
+    if origin and kind and origin not in KINDS[kind]:
+        origins = ["-"]  # nothing is both
     params = {"states": states or None, "assignee": user.username if mine else assignee,
               "trade": trade, "prios": priority, "site": site, "device": device,
-              "origin": origin, "limit": limit}
-    cur = await conn.execute(
-        SELECT + _WHERE + " ORDER BY w.created_at DESC, w.id DESC LIMIT %(limit)s", params)
+              "building": building, "origins": origins, "limit": limit}
+    order = _DUE_FIRST if kind == "maintenance" else _NEWEST
+    cur = await conn.execute(SELECT + _WHERE + order, params)
     now = datetime.now(UTC)
     orders = [WorkOrderOut.model_validate(order_fields(r, now)) for r in await cur.fetchall()]
     return [o for o in orders if overdue is None or o.overdue == overdue]

@@ -1,24 +1,57 @@
-// Device page: live values with quality and age, open alarms, online/offline history, and a
-// chart (uPlot, vendored) of any numeric point over the last hour, day or month; the API picks
-// the bucket size. Events about this device reload it; values refresh every few seconds.
+// Device page: live values under each point's display name (Chinese and English, from the
+// profile) with units and enum labels (fault_code 3 reads 安全回路动作 / safety circuit), open
+// and recent alarms, the device's work orders, online/offline history, and one chart (uPlot,
+// vendored) of several points together over the last hour, day or month; the API picks the
+// bucket size per series and the series are joined on time. Events about this device reload
+// it; values refresh every few seconds.
 "use strict";
 const NAME = $("device").dataset.device;
-const Dev = { range: "hour", point: null, plot: null };
+const Dev = { range: "hour", points: [], chosen: new Set(), plot: null };
 const VALUES_MS = 5000;
+const MAX_SERIES = 6;
+const COLOURS = ["#1a73e8", "#d93025", "#188038", "#f29900", "#9334e6", "#12b5cb"];
 
 function age(s) { return s < 60 ? `${Math.round(s)} s` : s < 3600 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`; }
+function pointInfo(name) { return Dev.points.find((p) => p.name === name) || { name, label: "", label_en: "", unit: "", enum_labels: {} }; }
+function pointName(p) { return p.label ? `${p.label} ${p.label_en}` : p.label_en || p.name; }
+
+function valueText(p, v) {
+  // An enumerated value reads as its label; a boolean as yes/no; else the number and its unit.
+  if (v.value === null || v.value === undefined) return "—";
+  const label = p.enum_labels && p.enum_labels[String(Number(v.value))];
+  if (label && typeof v.value !== "boolean") return `${label.zh} / ${label.en} (${v.value})`;
+  if (typeof v.value === "boolean") return v.value ? "是 yes" : "否 no";
+  return `${v.value}${v.unit ? " " + v.unit : ""}`;
+}
 
 async function loadDevice() {
   const d = await api(`/devices/${NAME}`);
   $("device-title").textContent = `${d.display_name || d.name} (${d.name})`;
   $("device-status").textContent = `${d.status}${d.status_reason ? " · " + d.status_reason : ""} · gateway ${d.gateway_status}`;
-  $("device-meta").textContent = `${d.type} · ${d.profile} · ${d.protocol} · building ${d.building} · gateway ${d.gateway}`;
-  $("values").replaceChildren(...Object.entries(d.values).map(([p, v]) =>
-    el("tr", { dataset: { point: p } }, el("td", {}, p), el("td", {}, `${v.value} ${v.unit}`),
-       el("td", { className: `quality-${v.quality}` }, v.quality), el("td", {}, age(v.age_s)))));
+  $("device-meta").textContent = `${d.type} · ${d.profile} · ${d.protocol} · ${d.site} · building ${d.building} · gateway ${d.gateway}`;
+  const order = new Map(Dev.points.map((p, i) => [p.name, i]));
+  const entries = Object.entries(d.values).sort((a, b) => (order.get(a[0]) ?? 999) - (order.get(b[0]) ?? 999));
+  $("values").replaceChildren(...entries.map(([name, v]) => {
+    const p = pointInfo(name);
+    return el("tr", { dataset: { point: name } },
+      el("td", {}, pointName(p), el("div", { className: "meta" }, name)),
+      el("td", { className: "value" }, valueText(p, v)),
+      el("td", { className: `quality-${v.quality}` }, v.quality), el("td", {}, age(v.age_s)));
+  }));
   $("device-alarms").replaceChildren(...(d.open_alarms.length ? d.open_alarms.map((a) =>
     el("li", {}, el("span", { className: `prio prio-${a.priority}` }, a.priority), ` ${a.message || a.type} · ${a.state} · ${clock(a.raised_at)}`))
     : [el("li", { className: "meta" }, "none 无")]));
+}
+
+async function loadRecent() {
+  const [alarms, orders] = await Promise.all([api(`/alarms?device=${NAME}&limit=10`),
+                                              api(`/work-orders?device=${NAME}&limit=10`)]);
+  $("recent-alarms").replaceChildren(...(alarms.length ? alarms.map((a) => el("tr", {},
+    el("td", {}, stamp(a.raised_at)), el("td", {}, el("span", { className: `prio prio-${a.priority}` }, a.priority)),
+    el("td", {}, a.message || a.type), el("td", { className: "state" }, a.state))) : [el("tr", {}, el("td", { className: "meta" }, "none 无"))]));
+  $("device-orders").replaceChildren(...(orders.length ? orders.map((w) => el("tr", { dataset: { workOrderId: w.id } },
+    el("td", {}, `#${w.id}`), el("td", {}, stamp(w.created_at)), el("td", {}, w.procedure_title || w.title),
+    el("td", { className: "state" }, w.state), el("td", {}, w.assignee || "—"))) : [el("tr", {}, el("td", { className: "meta" }, "none 无"))]));
 }
 
 async function loadHistory() {
@@ -28,23 +61,41 @@ async function loadHistory() {
 }
 
 async function loadPoints() {
-  const points = (await api(`/devices/${NAME}/points`)).filter((p) => p.type !== "string");
-  $("point").replaceChildren(...points.map((p) => el("option", { value: p.name }, `${p.name}${p.unit ? " (" + p.unit + ")" : ""}`)));
-  Dev.point = points.length ? points[0].name : null;
+  Dev.points = await api(`/devices/${NAME}/points`);
+  const numeric = Dev.points.filter((p) => p.type !== "string");
+  // First chosen: the first measurement with a unit, else the first point.
+  const first = numeric.find((p) => p.unit) || numeric[0];
+  if (first) Dev.chosen.add(first.name);
+  $("point-picker").replaceChildren(...numeric.map((p) => el("label", {},
+    el("input", { type: "checkbox", value: p.name, checked: Dev.chosen.has(p.name), onchange: (ev) => choose(p.name, ev.target) }),
+    `${pointName(p)}${p.unit ? " (" + p.unit + ")" : ""}`)));
+}
+
+function choose(name, box) {
+  if (box.checked && Dev.chosen.size >= MAX_SERIES) { box.checked = false; showError(new Error(`at most ${MAX_SERIES} points 最多${MAX_SERIES}个测点`)); return; }
+  if (box.checked) Dev.chosen.add(name); else Dev.chosen.delete(name);
+  showError(null);
+  loadChart().catch(showError);
 }
 
 async function loadChart() {
-  if (!Dev.point) return;
-  const s = await api(`/devices/${NAME}/telemetry?point=${encodeURIComponent(Dev.point)}&range=${Dev.range}`);
-  $("chart-info").textContent = `${s.samples.length} samples · bucket ${s.bucket_s ? s.bucket_s + " s" : "raw"}`;
-  const xs = s.samples.map((p) => new Date(p.time).getTime() / 1000);
-  const data = [xs, s.samples.map((p) => p.avg), s.samples.map((p) => p.min), s.samples.map((p) => p.max)];
+  const names = [...Dev.chosen];
+  const series = await Promise.all(names.map((n) =>
+    api(`/devices/${NAME}/telemetry?point=${encodeURIComponent(n)}&range=${Dev.range}`)));
+  const buckets = [...new Set(series.map((s) => (s.bucket_s ? s.bucket_s + " s" : "raw")))];
+  $("chart-info").textContent = `${series.reduce((n, s) => n + s.samples.length, 0)} samples · bucket ${buckets.join(", ") || "—"}`;
+  const tables = series.map((s) => [s.samples.map((p) => new Date(p.time).getTime() / 1000), s.samples.map((p) => p.avg)]);
+  const data = tables.length ? uPlot.join(tables) : [[]];
+  const units = [...new Set(series.map((s) => s.unit || "·"))];
   const width = Math.max(300, $("chart").clientWidth || 800);
   if (Dev.plot) Dev.plot.destroy();
+  const scales = { x: { time: true } };
+  for (const u of units) scales[u] = { auto: true };
   Dev.plot = new uPlot({
-    width, height: 280, scales: { x: { time: true } },
-    series: [{}, { label: `${s.point} avg ${s.unit}`, stroke: "#1a73e8", width: 2 },
-             { label: "min", stroke: "#9aa0a6" }, { label: "max", stroke: "#f29900" }],
+    width, height: 300, scales,
+    series: [{}, ...series.map((s, i) => ({ label: `${pointName(pointInfo(s.point))}${s.unit ? " " + s.unit : ""}`,
+      stroke: COLOURS[i % COLOURS.length], width: 2, scale: s.unit || "·", spanGaps: true }))],
+    axes: [{}, ...units.slice(0, 2).map((u, i) => ({ scale: u, side: i ? 1 : 3, label: u === "·" ? "" : u, grid: { show: i === 0 } }))],
   }, data, $("chart"));
 }
 
@@ -55,12 +106,12 @@ for (const b of document.querySelectorAll(".ranges button")) {
     loadChart().catch(showError);
   });
 }
-$("point").addEventListener("change", () => { Dev.point = $("point").value; loadChart().catch(showError); });
 
-const reload = debounce(() => Promise.all([loadDevice(), loadHistory()]).then(() => showError(null), showError), 150);
+const reload = debounce(() => Promise.all([loadDevice(), loadHistory(), loadRecent()]).then(() => showError(null), showError), 150);
 window.Page = {
   async start() {
-    await Promise.all([loadDevice(), loadHistory(), loadPoints()]);
+    await loadPoints();
+    await Promise.all([loadDevice(), loadHistory(), loadRecent()]);
     await loadChart();
     setInterval(() => loadDevice().catch(showError), VALUES_MS);
   },

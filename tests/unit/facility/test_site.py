@@ -104,3 +104,21 @@ def test_point_deadbands_and_event_points() -> None:
     assert ModbusPoint(name="p", table="holding", address=0, tags=("fault",)).is_event  # type: ignore[arg-type]
     assert not ModbusPoint(name="p", table="holding", address=0, tags=("energy",)).is_event  # type: ignore[arg-type]
     assert BacnetPoint(name="z", object_type="binaryInput", instance=1, type="bool").is_event
+
+
+def test_profile_display_names_and_enum_labels(tmp_path: Path) -> None:
+    from facility.profiles import load_profile
+
+    elevator = load_profile(ROOT_PROFILES / "elevator.yaml")
+    fault = next(p for p in elevator.points if p.name == "fault_code")
+    assert (fault.label, fault.label_en) == ("故障代码", "Fault code")
+    assert fault.enum_labels is not None
+    assert (fault.enum_labels[3].zh, fault.enum_labels[3].en) == ("安全回路动作", "safety circuit")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("profile: bad\nprotocol: modbus\npoints:\n  - {name: x, table: holding,"
+                   " address: 0, enum_labels: {1: {zh: 一}}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"points\[0\]\.enum_labels\[1\]\.en: Field required"):
+        load_profile(bad)
+
+
+ROOT_PROFILES = Path(__file__).resolve().parents[3] / "profiles"
