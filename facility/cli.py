@@ -14,6 +14,7 @@ import psycopg
 
 from facility.config_errors import ConfigError
 from facility.runner import run_service, setup_logging
+from facility.stopping import Stopping
 from facility.settings import CommonSettings
 
 log = logging.getLogger("facility.cli")
@@ -208,10 +209,12 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         if args.gateway not in {g.id for g in site.config.gateways}:
             log.error("gateway %s is not defined in %s", args.gateway, settings.site)
             return 2
+        stopping = Stopping()
         return run_service(run_gateway(site, args.gateway, settings.mqtt_url,
                                        mqtt_protocol=settings.mqtt_protocol,
                                        state_dir=args.state_dir,
-                                       metrics_port=args.metrics_port))
+                                       metrics_port=args.metrics_port, stopping=stopping),
+                           stopping=stopping)
     if args.command == "ingest":
         from ingest.service import IngestOptions, run_ingest
         from ingest.storage import StorageSettings

@@ -101,6 +101,21 @@ class Forwarder:
         await self._run(self._store.close)
         self._executor.shutdown(wait=True)
 
+    def salvage(self, timeout_s: float = 2.0) -> None:
+        """The last save of an overdue stop, synchronous and off the event loop's objects:
+        spool the messages in flight and in the in-memory batch (waiting at most
+        ``timeout_s`` for the buffer thread)."""
+        batch = [msg for msg, _t in self._live.values()] + self._pending
+        self._live, self._pending = {}, []
+        try:
+            if batch:
+                self._executor.submit(self._store.append, batch).result(timeout_s)
+            else:  # let an append in progress (close's) finish
+                self._executor.submit(lambda: None).result(timeout_s)
+        except RuntimeError:  # closed meanwhile: close spooled them
+            if batch:
+                raise
+
     # live path
 
     async def _wait_for_slot(self) -> None:

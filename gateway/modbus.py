@@ -30,6 +30,7 @@ from pymodbus.pdu import ModbusPDU
 from facility.messages import Value, utcnow
 from facility.profiles import ModbusPoint, ModbusTable
 from facility.site import ModbusAddress, ModbusOptions
+from facility.stopping import within
 from gateway.counters import GatewayCounters
 from gateway.decode import decode_point
 from gateway.errors import DecodeError, DeviceTimeout, ProtocolError, TransportError
@@ -117,9 +118,8 @@ class ModbusReader:
             a.host, port=a.port, name=self.device_id, timeout=self._timeout_s * 2,
             retries=0, reconnect_delay=0,
         )
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                ok = await client.connect()
+        try:  # a timeout that cannot lose a cancellation to pymodbus' wait_for
+            ok = await within(self._timeout_s, client.connect())
         except TimeoutError:
             ok = False
         if not ok:
@@ -184,10 +184,9 @@ class ModbusReader:
         self, client: AsyncModbusTcpClient, block: ReadBlock
     ) -> Sequence[int] | Sequence[bool]:
         call = _READERS[block.table](client)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await call(block.address, count=block.count,
-                                      device_id=self._address.unit)
+        try:  # a timeout that cannot lose a cancellation to pymodbus' wait_for
+            response = await within(self._timeout_s, call(
+                block.address, count=block.count, device_id=self._address.unit))
         except TimeoutError as exc:
             raise DeviceTimeout(self.device_id, self._timeout_s) from exc
         except (ModbusException, OSError) as exc:

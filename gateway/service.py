@@ -9,10 +9,15 @@ is reachable: messages wait in the queue until it is. At every (re)connect it pu
 one BACnet application if any device speaks BACnet, the metrics endpoint if a port is
 configured, and one named task
 ``poll[<device>]`` per device in a TaskGroup, with start offsets staggered across the poll
-interval and poll-class phases staggered across devices. On cancellation it publishes
-``offline`` for the same session, waits briefly for in-flight messages, spools whatever is
-unacknowledged to disk, then closes the readers, the BACnet application and the MQTT
-connection."""
+interval and poll-class phases staggered across devices.
+
+It stops at its stop signal (``stopping``, set by the runner at SIGTERM/SIGINT) or when
+cancelled, within ``STOP_BUDGET_S`` in all: the pollers finish the poll in hand (those
+still busy after ``POLLERS_STOP_S`` are cancelled, again until they end), then it publishes
+``offline`` for the same session, waits up to ``DRAIN_S`` for the PUBACKs of messages in
+flight, spools whatever is unacknowledged to disk, then closes the BACnet application and
+the MQTT connection. If the runner's bound passes first, the same spool runs as its last
+save."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from pathlib import Path
 from facility.mqtt import MqttClient, MqttError, Will
 from facility.profiles import BacnetProfile, ModbusProfile
 from facility.site import BacnetAddress, Device, GatewayConfig, ModbusAddress, Site
+from facility.stopping import Stopping, wind_down
 from gateway.bacnet import BacnetClient, BacnetReader
 from gateway.buffer import MessageStore
 from gateway.counters import GatewayCounters
@@ -38,7 +44,9 @@ from gateway.reading import DeviceReader
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT_S = 5.0
+POLLERS_STOP_S = 2.0  # for the polls in hand to finish before they are cancelled
+DRAIN_S = 5.0  # offline status and the PUBACKs of the messages in flight
+STOP_BUDGET_S = POLLERS_STOP_S + DRAIN_S + 1.0  # and the spool: inside the runner's bound
 RECONNECT_CHECK_S = 1.0
 STATUS_TIMEOUT_S = 10.0
 CONNECT_GRACE_S = 5.0
@@ -56,10 +64,12 @@ async def run_gateway(
     site: Site, gateway_id: str, mqtt_url: str, *, mqtt_protocol: str = "5",
     ready: asyncio.Event | None = None, counters: GatewayCounters | None = None,
     state_dir: Path = DEFAULT_STATE_DIR, metrics_port: int | None = None,
-    metrics: list[MetricsServer] | None = None,
+    metrics: list[MetricsServer] | None = None, stopping: Stopping | None = None,
 ) -> None:
-    """Poll and publish until cancelled; ``ready`` is set once polling. ``metrics_port``
-    overrides the gateway's configured one; a started server is appended to ``metrics``."""
+    """Poll and publish until ``stopping`` is set or cancelled; ``ready`` is set once
+    polling. ``metrics_port`` overrides the gateway's configured one; a started server is
+    appended to ``metrics``."""
+    stopping = stopping if stopping is not None else Stopping()
     gw = site.gateway(gateway_id)
     devices = site.devices_of_gateway(gateway_id)
     counters = counters if counters is not None else GatewayCounters()
@@ -74,6 +84,7 @@ async def run_gateway(
         await mqtt.start()
         stack.push_async_callback(mqtt.close)
         stack.push_async_callback(forwarder.close)
+        stopping.on_overdue("the unacknowledged messages to the queue", forwarder.salvage)
         publisher = Publisher(mqtt, forwarder, site.id, gateway_id, session,
                               report_period_s=gw.report_period_s)
         port = metrics_port if metrics_port is not None else gw.metrics_port
@@ -94,17 +105,22 @@ async def run_gateway(
         every = gw.poll_classes.model_dump()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(forwarder.run(), name=f"forward[{gateway_id}]")
-                tg.create_task(_announce_on_connect(mqtt, publisher, gateway_id),
-                               name=f"announce[{gateway_id}]")
+                tg.create_task(stopping.watch_cancel(), name=f"stop-watch[{gateway_id}]")
+                services = [
+                    tg.create_task(forwarder.run(), name=f"forward[{gateway_id}]"),
+                    tg.create_task(_announce_on_connect(mqtt, publisher, gateway_id),
+                                   name=f"announce[{gateway_id}]")]
+                pollers: list[asyncio.Task[None]] = []
                 for i, device in enumerate(devices):
                     poller = DevicePoller(
                         device, readers[device.id], publisher, counters,
                         offline_after=gw.offline_after_failures,
                         offset_s=device.config.poll_interval_s * i / len(devices),
-                        every=every, phase=i,
+                        every=every, phase=i, stopping=stopping,
                     )
-                    tg.create_task(poller.run(), name=f"poll[{device.id}]")
+                    pollers.append(tg.create_task(poller.run(), name=f"poll[{device.id}]"))
+                tg.create_task(wind_down(stopping, pollers, services, grace_s=POLLERS_STOP_S),
+                               name=f"wind-down[{gateway_id}]")
                 if ready is not None:
                     ready.set()
         finally:
@@ -149,7 +165,7 @@ async def _announce_on_connect(mqtt: MqttClient, publisher: Publisher, gateway_i
 async def _say_offline(publisher: Publisher, gateway_id: str) -> None:
     """Publish the session's offline status and let in-flight messages finish (bounded)."""
     with contextlib.suppress(TimeoutError, MqttError):
-        async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
-            await publisher.publish_gateway_status("offline", timeout_s=SHUTDOWN_TIMEOUT_S)
-            await publisher.drain(SHUTDOWN_TIMEOUT_S)
+        async with asyncio.timeout(DRAIN_S):
+            await publisher.publish_gateway_status("offline", timeout_s=DRAIN_S)
+            await publisher.drain(DRAIN_S)
     log.info("gateway %s offline (session %s)", gateway_id, publisher.session)
