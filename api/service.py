@@ -1,6 +1,7 @@
-"""Serving the API: ``run_api`` blocks in uvicorn (the ``facility api`` command);
-``serve_api`` runs the same server inside an existing event loop, sets ``ready`` once it
-listens, and shuts down gracefully when cancelled (tests, in-process use). A server that
+"""Serving the API: ``serve_api`` runs uvicorn inside an event loop, sets ``ready`` once
+it listens, and shuts down gracefully when cancelled (live streams get
+``GRACEFUL_SHUTDOWN_S``, then are closed); ``run_api`` (the ``facility api`` command) runs
+it under ``facility.runner`` until SIGTERM/SIGINT. A server that
 cannot start (schema behind, database unreachable, port taken) raises ApiStartFailed."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uvicorn
 
 from api.app import create_app
 from facility.db.migrate import check
+from facility.runner import run_service
 from facility.site import Site
 
 log = logging.getLogger(__name__)
@@ -45,12 +47,17 @@ def _config(database_url: str, host: str, port: int, site: Site | None) -> uvico
     )
 
 
-def run_api(database_url: str, host: str, port: int, *, site: Site | None = None) -> None:
-    """Serve in this process until SIGINT/SIGTERM. The database and its schema are checked
+def run_api(database_url: str, host: str, port: int, *, site: Site | None = None) -> int:
+    """Serve in this process until SIGINT/SIGTERM (through ``facility.runner``: the stop is
+    bounded like every service's); the exit status. The database and its schema are checked
     first, so an unreachable database or a schema that is behind is one clear error
     (psycopg.OperationalError / SchemaBehind) rather than uvicorn's start-up traceback."""
     check(database_url)
-    uvicorn.Server(_config(database_url, host, port, site)).run()
+    try:
+        return run_service(serve_api(database_url, host, port, site=site))
+    except ApiStartFailed as exc:
+        log.error("%s", exc)
+        return 1
 
 
 async def _serve(server: uvicorn.Server, host: str, port: int) -> None:

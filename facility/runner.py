@@ -44,6 +44,25 @@ def setup_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+class StoppedBeforeStart(BaseException):
+    """SIGTERM or SIGINT arrived before the service's event loop took the signals over."""
+
+    def __init__(self, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(signal_name)
+
+
+def stop_before_start() -> None:
+    """Until ``run_service`` takes the signals over, SIGTERM and SIGINT raise
+    ``StoppedBeforeStart`` (a clean exit while loading the configuration)."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise StoppedBeforeStart(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
 class _Stop:
     """The stop in progress: when it began, the loop-side check of the bound, the watchdog."""
 
