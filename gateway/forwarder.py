@@ -77,7 +77,11 @@ class Forwarder:
                 self._publish_live(message)
                 return
             self._counters.publish_waits += 1
-            await self._wait_for_slot()
+            try:
+                await self._wait_for_slot()
+            except asyncio.CancelledError:  # a stop: the message is kept, not lost
+                self._spool(message)
+                raise
             self._check_pubacks()
         self._spool(message)
 

@@ -168,4 +168,5 @@ async def _say_offline(publisher: Publisher, gateway_id: str) -> None:
         async with asyncio.timeout(DRAIN_S):
             await publisher.publish_gateway_status("offline", timeout_s=DRAIN_S)
             await publisher.drain(DRAIN_S)
-    log.info("gateway %s offline (session %s)", gateway_id, publisher.session)
+    log.info("gateway %s offline (session %s, last seq %d)", gateway_id, publisher.session,
+             publisher.last_seq)
