@@ -13,6 +13,7 @@ way a few seconds later if the event loop itself is blocked."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -156,4 +157,7 @@ def run_service(main: Coroutine[Any, Any, None], *, stopping: Stopping | None = 
     finally:  # asyncio.run's own clean-up (executor threads) is inside the bound too
         if stop is not None:
             stop.finished()
+    # Everything is saved and closed: spare the exit a last garbage collection over every
+    # object the service made (measured: 1-2 s for a gateway of 500 devices).
+    gc.freeze()
     return 0

@@ -142,6 +142,8 @@ async def run_rules(
                 await session.close()
                 if metrics is not None:
                     await metrics.close()
+                log.info("rules for site %s stopped: %d messages handled (%d stale, %d dead "
+                         "letters)", site.id, svc.messages, svc.stale, svc.dead_letters)
 
 
 async def _signal_ready(session: MqttSession, ready: asyncio.Event | None) -> None:

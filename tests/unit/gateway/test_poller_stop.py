@@ -31,17 +31,17 @@ class SwallowingReader:
         self.reads = 0
         self.swallowed = 0
         self.closed = False
-        self.in_read = False
+        self.reading = asyncio.Event()
 
     async def read(self, classes: Collection[str] | None = None) -> Reading:
         self.reads += 1
-        self.in_read = True
+        self.reading.set()
         try:
             await asyncio.sleep(0.01)
         except asyncio.CancelledError:
             self.swallowed += 1
         finally:
-            self.in_read = False
+            self.reading.clear()
         return Reading(ts=utcnow(), values={})
 
     async def close(self) -> None:
@@ -82,8 +82,7 @@ async def test_a_poller_whose_cancellation_was_swallowed_ends_at_the_stop_signal
             tg.create_task(_poller(device, reader, stopping).run())
 
     task = asyncio.create_task(gateway())
-    while not reader.in_read:
-        await asyncio.sleep(0.001)
+    await reader.reading.wait()
     task.cancel()  # while the read is in hand: the reader swallows it
     async with asyncio.timeout(5):
         with pytest.raises(asyncio.CancelledError):
@@ -97,8 +96,7 @@ async def test_at_the_stop_signal_the_poll_in_hand_finishes_and_no_new_one_start
     stopping = Stopping()
     reader = SwallowingReader()
     task = asyncio.create_task(_poller(device, reader, stopping).run())
-    while not reader.in_read:
-        await asyncio.sleep(0.001)
+    await reader.reading.wait()
     stopping.set()
     async with asyncio.timeout(5):
         await task  # ends by itself, not cancelled
