@@ -43,7 +43,7 @@ from tests.integration.stop_support import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 SITE, GATEWAY = "stops", "gw-flood"
-STOPS = 4
+STOPS = 3  # and the first run's: each a stop under the flood; then the last run's
 RUN_S = 1.5  # consuming between ready and the stop
 Message = tuple[str, bytes]
 
@@ -157,9 +157,10 @@ def test_ingest_stops_in_bound_under_a_flood_and_stores_every_row_once(
     with private_broker(tmp_path / "broker") as broker:
         env = _env(tmp_path, database_url, broker.url)
         first = start("ingest", args, tmp_path / "ingest-first.log", env, tmp_path)
-        wait_log(first, tmp_path / "ingest-first.log", "ingest subscribed", 90)  # the session
-        stops = [stop_timed("ingest", first, signal.SIGTERM)]
+        wait_log(first, tmp_path / "ingest-first.log", "ingest subscribed", 90)
         with flood(broker.port, msgs) as published:
+            time.sleep(RUN_S)
+            stops = [stop_timed("ingest", first, signal.SIGINT)]
             more, logs = _cycles("ingest", args, "ingest subscribed", tmp_path, env, STOPS)
             stops += more
             last_log = tmp_path / "ingest-last.log"
@@ -192,9 +193,10 @@ def test_rules_stop_in_bound_under_a_flood_and_handle_every_message(
     with private_broker(tmp_path / "broker") as broker:
         env = _env(tmp_path, database_url, broker.url)
         first = start("rules", args, tmp_path / "rules-first.log", env, tmp_path)
-        wait_log(first, tmp_path / "rules-first.log", "rules subscribed", 90)  # the session
-        stops = [stop_timed("rules", first, signal.SIGTERM)]
+        wait_log(first, tmp_path / "rules-first.log", "rules subscribed", 90)
         with flood(broker.port, msgs) as published:
+            time.sleep(RUN_S)
+            stops = [stop_timed("rules", first, signal.SIGINT)]
             more, logs = _cycles("rules", args, "rules subscribed", tmp_path, env, STOPS)
             stops += more
             poll(published.is_set, 180, "the flood published")
