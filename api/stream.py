@@ -55,6 +55,7 @@ class EventHub:
         self._generation = 0
         self._changed = asyncio.Condition()
         self.connected = False
+        self.closing = False  # set at shutdown: every stream ends at its next wake-up
 
     @property
     def generation(self) -> int:
@@ -69,6 +70,11 @@ class EventHub:
             except TimeoutError:
                 return False
         return True
+
+    async def close(self) -> None:
+        """End every live stream now (server shutdown), so each response finishes cleanly."""
+        self.closing = True
+        await self._bump()
 
     async def _bump(self) -> None:
         async with self._changed:
@@ -109,11 +115,11 @@ async def event_stream(
     pool: AsyncConnectionPool[Any], hub: EventHub, *, cursor: int | None, site: str | None,
     heartbeat_s: float,
 ) -> AsyncIterator[str]:
-    """The SSE text of one client, forever (the server ends it when the client goes)."""
+    """The SSE text of one client until the client goes or the hub closes (shutdown)."""
     last = await _latest_id(pool) if cursor is None else cursor
     # Tell the client where it starts; a page loads its snapshot after this.
     yield f"retry: {RETRY_MS}\nid: {last}\nevent: ready\ndata: {json.dumps({'id': last})}\n\n"
-    while True:
+    while not hub.closing:
         seen = hub.generation
         async with pool.connection() as conn:
             rows = await events.since(conn, last, site_id=site, limit=BATCH)
