@@ -65,5 +65,6 @@ def stop_processes(
         if statuses[name] != 0:
             log.warning("%s exited with status %d", name, statuses[name])
     if running:
-        log.info("%d processes stopped in %.1f s", len(running), time.monotonic() - started)
+        log.info("stopped %s in %.1f s", ", ".join(name for name, _p in running),
+                 time.monotonic() - started)
     return statuses
