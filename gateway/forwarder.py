@@ -58,6 +58,7 @@ class Forwarder:
         self._has_backlog = asyncio.Event()
         self._spooled = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._no_waiting = False
         if self._backlog:
             self._has_backlog.set()
             log.info("resuming %d queued messages from %s", store.count, store.path)
@@ -76,6 +77,8 @@ class Forwarder:
             if len(self._live) < self._max_inflight:
                 self._publish_live(message)
                 return
+            if self._no_waiting:
+                break
             self._counters.publish_waits += 1
             try:
                 await self._wait_for_slot()
@@ -104,6 +107,13 @@ class Forwarder:
             await self._flush_pending()
         await self._run(self._store.close)
         self._executor.shutdown(wait=True)
+
+    def stop_waiting(self) -> None:
+        """At a stop: from now on a sender finding the in-flight window full spools its
+        message at once instead of waiting for a PUBACK (a broker that stopped answering
+        must not hold the gateway's stop)."""
+        self._no_waiting = True
+        self._wake_all_waiters()
 
     def salvage(self, timeout_s: float = 2.0) -> None:
         """The last save of an overdue stop, synchronous and off the event loop's objects:

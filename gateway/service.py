@@ -1,5 +1,5 @@
 """The gateway service: polls the devices of one gateway and publishes per MQTT contract v1
-until cancelled.
+until stopped.
 
 ``run_gateway`` opens the on-disk store-and-forward queue (resuming whatever a previous run
 left in it) and the MQTT connection with a will saying ``offline`` for a fresh session id,
@@ -12,8 +12,9 @@ configured, and one named task
 interval and poll-class phases staggered across devices.
 
 It stops at its stop signal (``stopping``, set by the runner at SIGTERM/SIGINT) or when
-cancelled, within ``STOP_BUDGET_S`` in all: the pollers finish the poll in hand (those
-still busy after ``POLLERS_STOP_S`` are cancelled, again until they end), then it publishes
+cancelled, inside the runner's bound (``facility.runner.STOP_BOUND_S``): the pollers
+finish the poll in hand without waiting for room in the in-flight window (those still busy
+after ``POLLERS_STOP_S`` are cancelled, again until they end), then it publishes
 ``offline`` for the same session, waits up to ``DRAIN_S`` for the PUBACKs of messages in
 flight, spools whatever is unacknowledged to disk, then closes the BACnet application and
 the MQTT connection. If the runner's bound passes first, the same spool runs as its last
@@ -48,8 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLLERS_STOP_S = 2.0  # for the polls in hand to finish before they are cancelled
-DRAIN_S = 5.0  # offline status and the PUBACKs of the messages in flight
-STOP_BUDGET_S = POLLERS_STOP_S + DRAIN_S + 1.0  # and the spool: inside the runner's bound
+DRAIN_S = 4.0  # offline status and the PUBACKs of the messages in flight
 RECONNECT_CHECK_S = 1.0
 STATUS_TIMEOUT_S = 10.0
 CONNECT_GRACE_S = 5.0
@@ -124,6 +124,8 @@ async def run_gateway(
                     pollers.append(tg.create_task(poller.run(), name=f"poll[{device.id}]"))
                 tg.create_task(wind_down(stopping, pollers, services, grace_s=POLLERS_STOP_S),
                                name=f"wind-down[{gateway_id}]")
+                tg.create_task(_stop_waiting(stopping, forwarder),
+                               name=f"stop-waiting[{gateway_id}]")
                 if ready is not None:
                     ready.set()
         finally:
@@ -167,6 +169,12 @@ async def _announce_on_connect(mqtt: MqttClient, publisher: Publisher, gateway_i
             first = False
         while mqtt.connected.is_set():  # noqa: ASYNC110 - no disconnect event to await
             await asyncio.sleep(RECONNECT_CHECK_S)
+
+
+async def _stop_waiting(stopping: Stopping, forwarder: Forwarder) -> None:
+    """At the stop signal, pollers no longer wait for room in the in-flight window."""
+    await stopping.wait()
+    forwarder.stop_waiting()
 
 
 async def _say_offline(publisher: Publisher, gateway_id: str) -> None:
