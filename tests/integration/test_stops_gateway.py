@@ -14,6 +14,7 @@ gateway log has an error."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import time
@@ -52,7 +53,7 @@ OFFLINE = re.compile(r"offline \(session (\w+), last seq (\d+)\)")
 
 def test_twenty_stops_under_load_each_in_bound_and_nothing_lost(tmp_path: Path) -> None:
     with private_broker(tmp_path / "broker") as broker:
-        env = {**_base_env(), "FACILITY_MQTT_URL": broker.url, "FACILITY_LOG_LEVEL": "INFO",
+        env = {**os.environ, "FACILITY_MQTT_URL": broker.url, "FACILITY_LOG_LEVEL": "INFO",
                "HOME": str(tmp_path)}
         with load_simulators(tmp_path, DEVICES, env) as site_file, \
                 recorder(tmp_path, broker.port, "facility/v1/+/+/+/telemetry") as out:
@@ -73,12 +74,6 @@ def test_twenty_stops_under_load_each_in_bound_and_nothing_lost(tmp_path: Path) 
     assert len(last_seq) == CYCLES and all(n > 0 for n in last_seq.values())
     for i in PAUSED:  # the stop at a paused broker spooled; the next start resumed it
         assert "resuming" in logs[i + 1].read_text(), logs[i + 1].name
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def _cycles(tmp_path: Path, site_file: Path, broker: Broker,

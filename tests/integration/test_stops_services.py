@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,7 +59,8 @@ def _site(tmp_path: Path, devices: int, device_type: str) -> Path:
     return path
 
 
-def _telemetry(n: int, devices: int, points: object) -> list[Message]:
+def _telemetry(n: int, devices: int,
+               points: Callable[[int], dict[str, object]]) -> list[Message]:
     """n messages round robin over the devices, one second apart per device (a row key of
     its own for every point), seq increasing per device."""
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -67,7 +68,7 @@ def _telemetry(n: int, devices: int, points: object) -> list[Message]:
     for i in range(n):
         k, dev = divmod(i, devices)
         ts = (base + timedelta(seconds=k)).isoformat().replace("+00:00", "Z")
-        pts = points(k) if callable(points) else points
+        pts = points(k)
         out.append((topics.device_topic(topics.TopicKind.TELEMETRY, SITE, GATEWAY,
                                         f"d{dev:03d}"),
                     orjson.dumps({"ts": ts, "seq": k + 1, "session": "flood", "points": pts})))
