@@ -70,6 +70,7 @@ class _Stop:
     def __init__(self, task: asyncio.Task[None], stopping: Stopping | None,
                  bound_s: float) -> None:
         self.task = task
+        self.runner = asyncio.current_task()  # the runner's own task, not the service's
         self.stopping = stopping
         self.bound_s = bound_s
         self.signals = 0
@@ -100,8 +101,7 @@ class _Stop:
             log.info("stopped in %.1f s", time.monotonic() - self.started)
 
     def _overdue(self) -> None:
-        current = asyncio.current_task()
-        running = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        running = [t for t in asyncio.all_tasks() if t is not self.runner and not t.done()]
         log.error("stop overdue: still running %.0f s after the signal: %s", self.bound_s,
                   "; ".join(describe(t) for t in running) or "no task (blocked in cleanup)")
         self._exit()
@@ -131,7 +131,7 @@ def describe(task: asyncio.Task[Any]) -> str:
 
 async def _run_until_signal(main: Coroutine[Any, Any, None], stopping: Stopping | None,
                             bound_s: float) -> _Stop:
-    task = asyncio.ensure_future(main)
+    task = asyncio.create_task(main, name="service")
     stop = _Stop(task, stopping, bound_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
