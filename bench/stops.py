@@ -89,6 +89,12 @@ def gateway(work: Path, site: Path, env: dict[str, str]) -> list[tuple[float, in
         wait_for(lambda log=log: "online (session" in log.read_text(), 120, "gateway online")
         time.sleep(RUN_S)
         out.append(stop(proc, signal.SIGTERM if i % 2 == 0 else signal.SIGINT))
+        text = log.read_text(errors="replace")
+        shutdown = text[text.find("received SIG"):].splitlines()
+        noisy = [line for line in shutdown if " WARNING " in line or " ERROR " in line]
+        if noisy:
+            print(f"  gateway run {i}: {len(noisy)} warnings/errors at shutdown, e.g. "
+                  f"{noisy[0]}", flush=True)
     return out
 
 
