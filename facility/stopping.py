@@ -99,12 +99,14 @@ class Stopping:
 async def wind_down(
     stopping: Stopping, first: Collection[asyncio.Task[Any]],
     then: Collection[asyncio.Task[Any]] = (), *, grace_s: float, cancel_first: bool = False,
+    between: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """A TaskGroup member that ends a service's tasks in order at the stop signal: ``first``
     get ``grace_s`` to end by themselves (with ``cancel_first``, they are cancelled at once
     and get ``grace_s`` for their clean-up); those still running are cancelled, again every
     ``RECANCEL_S`` until they end (one may have lost a cancellation to a library); then
-    ``then`` are cancelled the same way."""
+    ``between`` runs (e.g. a goodbye on a connection that ``then`` keeps up) and ``then``
+    are cancelled the same way."""
     await stopping.wait()
     if cancel_first:
         for task in first:
@@ -113,6 +115,8 @@ async def wind_down(
     if busy:
         _done, busy = await asyncio.wait(busy, timeout=grace_s)
     await _cancel_until_done(busy, "still busy after the grace")
+    if between is not None:
+        await between()
     await _cancel_until_done(set(then), "")
 
 

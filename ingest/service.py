@@ -117,9 +117,10 @@ async def run_ingest(
                     metrics_started), name="ingest-metrics"))
             consume = tg.create_task(consumer.run(), name=f"ingest-consume[{site.id}]")
             # the consumer's cancellation is its flush; the session stays up meanwhile so
-            # that the batches it commits are acknowledged
+            # that the batches it commits are acknowledged, then says goodbye (DISCONNECT)
             tg.create_task(wind_down(stopping, [consume], others, cancel_first=True,
-                                     grace_s=SHUTDOWN_FLUSH_S + 1.0), name="ingest-wind-down")
+                                     grace_s=SHUTDOWN_FLUSH_S + 1.0, between=session.close),
+                           name="ingest-wind-down")
     finally:
         await session.close()
         await writer.close()

@@ -136,7 +136,7 @@ async def run_rules(
                         others.append(tg.create_task(dispatcher.run(),
                                                      name=f"rules[{site.id}].dispatch"))
                     tg.create_task(wind_down(stopping, [consume], others,
-                                             grace_s=CONSUME_STOP_S),
+                                             grace_s=CONSUME_STOP_S, between=session.close),
                                    name=f"rules[{site.id}].wind-down")
             finally:
                 await session.close()
