@@ -266,7 +266,17 @@ class Forwarder:
             self._check_pubacks()
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Run ``fn`` on the buffer thread. Shielded: cancelling the caller (a stop) must not
+        cancel a job still queued behind another, or the batch it appends would be lost."""
+        job = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        job.add_done_callback(_retrieve)
+        return await asyncio.shield(job)
+
+
+def _retrieve(job: asyncio.Future[T]) -> None:
+    """Mark the outcome as seen: the caller, unless cancelled, has it raised too."""
+    if not job.cancelled():
+        job.exception()
 
 
 def replay_payload(message: Outgoing) -> bytes:

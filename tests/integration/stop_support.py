@@ -1,8 +1,9 @@
 """Stopping services as a service manager does, for the stop tests (issue 17): a private
 mosquitto that a test may pause (SIGSTOP: a broker that takes no packets and answers none),
 `facility simulate --load N` as load, a QoS 1 recorder of every telemetry message
-(`mosquitto_sub` with a persistent session), and ``stop_timed``: one signal, the time to
-exit and the exit status (``facility.runner`` exits non-zero past its bound)."""
+(a paho client with a persistent session, in a process of its own), and ``stop_timed``:
+one signal, the time to exit and the exit status (``facility.runner`` exits non-zero past
+its bound)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt import publish
 
 from facility.embedded.broker import Broker
 from facility.embedded.lifetime import die_with_parent, stop_process
@@ -122,27 +124,46 @@ def load_simulators(tmp_path: Path, devices: int, env: Mapping[str, str]) -> Ite
         stop_process(proc, "simulate", sig=signal.SIGINT)
 
 
+# The recorder: a child process (paho, QoS 1, persistent session: nothing is missed while it
+# is busy or the broker is paused), one payload per line, written as it arrives.
+RECORDER = r"""
+import signal, sys, threading
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+port, out = int(sys.argv[1]), open(sys.argv[3], "ab", buffering=0)
+filters = [(sys.argv[2], 1), ("stop-test/probe", 1)]
+stop = threading.Event()
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda *_: stop.set())
+c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"stop-recorder-{port}",
+                protocol=paho.MQTTv311, clean_session=False)
+c.on_connect = lambda c, u, f, rc, p=None: c.subscribe(filters)
+c.on_message = lambda c, u, m: out.write(m.payload + b"\n")
+c.connect("127.0.0.1", port)
+c.loop_start()
+stop.wait()
+c.disconnect()
+c.loop_stop()
+"""
+
+
 @contextmanager
 def recorder(tmp_path: Path, port: int, topic: str) -> Iterator[Path]:
     """Every payload on ``topic`` (QoS 1, persistent session), one per line, in a file."""
     out = tmp_path / "recorded.jsonl"
-    with open(out, "wb") as sink:
-        proc = subprocess.Popen(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-c",
-             "-i", f"stop-recorder-{port}", "-t", topic, "-t", "stop-test/probe", "-F", "%p"],
-            stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent)
+    out.touch()
+    proc = subprocess.Popen([sys.executable, "-c", RECORDER, str(port), topic, str(out)],
+                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     try:
         def probed() -> bool:
-            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                            "-t", "stop-test/probe", "-m", '{"probe":true}'], check=True,
-                           timeout=10)
+            publish.single("stop-test/probe", b'{"probe":true}', qos=1, hostname="127.0.0.1",
+                           port=port)
             return b'"probe"' in out.read_bytes()
 
         poll(probed, 30, "the recorder subscribed", interval_s=0.3)
         yield out
     finally:
-        stop_process(proc, "mosquitto_sub", sig=signal.SIGINT)
+        stop_process(proc, "recorder", sig=signal.SIGINT)
 
 
 def recorded(out: Path) -> list[dict[str, Any]]:
