@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facility: bad configuration: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.command, settings.log_level)
-    stop_before_start()
+    if args.command in ("gateway", "ingest", "rules", "api", "simulate"):
+        stop_before_start()  # a long-running service: a signal while starting is a clean stop
     from facility.db.migrate import SchemaBehind
 
     try:
