@@ -20,7 +20,6 @@ library call that itself uses ``wait_for``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
@@ -37,11 +36,16 @@ class Stopping:
         self._event = asyncio.Event()
         self.reason = ""
         self._salvage: list[tuple[str, Callable[[], None]]] = []
+        # sleepers in a set, not on the event: an Event's waiters are a deque whose
+        # remove() is O(waiters), and thousands of pollers sleep at once
+        self._sleepers: set[asyncio.Future[None]] = set()
 
     def set(self, reason: str = "requested") -> None:
         if not self._event.is_set():
             self.reason = reason
             self._event.set()
+            for sleeper in self._sleepers:
+                _wake(sleeper)
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -57,9 +61,15 @@ class Stopping:
         if delay_s <= 0:
             await asyncio.sleep(0)
             return self._event.is_set()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay_s):
-                await self._event.wait()
+        loop = asyncio.get_running_loop()
+        sleeper: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(delay_s, _wake, sleeper)
+        self._sleepers.add(sleeper)
+        try:
+            await sleeper
+        finally:
+            timer.cancel()
+            self._sleepers.discard(sleeper)
         return self._event.is_set()
 
     async def until(self, event: asyncio.Event) -> bool:
@@ -149,6 +159,11 @@ async def within(timeout_s: float, awaitable: Awaitable[T]) -> T:
         inner.cancel()
         raise TimeoutError(f"no result within {timeout_s:g} s")
     return inner.result()
+
+
+def _wake(sleeper: asyncio.Future[None]) -> None:
+    if not sleeper.done():
+        sleeper.set_result(None)
 
 
 def _retrieve(task: asyncio.Future[T]) -> None:
