@@ -110,11 +110,14 @@ def resume(broker: Broker) -> None:
 
 
 @contextmanager
-def load_simulators(tmp_path: Path, devices: int, env: Mapping[str, str]) -> Iterator[Path]:
-    """``devices`` Modbus devices (1 s polls in the written site); the site file."""
+def load_simulators(tmp_path: Path, devices: int, env: Mapping[str, str],
+                    update_period_s: float = 1.0) -> Iterator[Path]:
+    """``devices`` Modbus devices (1 s polls in the written site) whose values change every
+    ``update_period_s``, so that the gateway publishes all the time; the site file."""
     site = tmp_path / "load-site.yaml"
     log = tmp_path / "simulate.log"
     proc = start("simulate", ["simulate", "--load", str(devices), "--bacnet-panels", "0",
+                              "--update-period", str(update_period_s),
                               "--write-site", str(site)], log, env, tmp_path)
     try:
         poll(lambda: site.exists() or proc.poll() is not None, 120, "the load site file")
