@@ -1,7 +1,8 @@
-"""Serving the API: ``run_api`` blocks in uvicorn (the ``facility api`` command);
-``serve_api`` runs the same server inside an existing event loop, sets ``ready`` once it
-listens, and shuts down gracefully when cancelled (tests, in-process use). A server that
-cannot start (schema behind, database unreachable, port taken) raises ApiStartFailed."""
+"""Serving the API: ``serve_api`` runs uvicorn inside an event loop, sets ``ready`` once
+it listens, and shuts down gracefully when cancelled (live streams end at once, other
+requests in progress get ``GRACEFUL_SHUTDOWN_S``); ``run_api`` (the ``facility api``
+command) runs it under ``facility.runner`` until SIGTERM/SIGINT. A server that cannot
+start (schema behind, database unreachable, port taken) raises ApiStartFailed."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import logging
 from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
+from api.stream import EventHub
 from facility.db.migrate import check
+from facility.runner import run_service
 from facility.site import Site
 
 log = logging.getLogger(__name__)
@@ -36,21 +40,26 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-def _config(database_url: str, host: str, port: int, site: Site | None) -> uvicorn.Config:
+def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(database_url, site=site), host=host, port=port, lifespan="on",
+        app, host=host, port=port, lifespan="on",
         log_config=None, access_log=False,
-        # Live streams (SSE) never end by themselves: give them this long at shutdown.
+        # Requests in progress at shutdown get this long (live streams are ended first).
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
-def run_api(database_url: str, host: str, port: int, *, site: Site | None = None) -> None:
-    """Serve in this process until SIGINT/SIGTERM. The database and its schema are checked
+def run_api(database_url: str, host: str, port: int, *, site: Site | None = None) -> int:
+    """Serve in this process until SIGINT/SIGTERM (through ``facility.runner``: the stop is
+    bounded like every service's); the exit status. The database and its schema are checked
     first, so an unreachable database or a schema that is behind is one clear error
     (psycopg.OperationalError / SchemaBehind) rather than uvicorn's start-up traceback."""
     check(database_url)
-    uvicorn.Server(_config(database_url, host, port, site)).run()
+    try:
+        return run_service(serve_api(database_url, host, port, site=site))
+    except ApiStartFailed as exc:
+        log.error("%s", exc)
+        return 1
 
 
 async def _serve(server: uvicorn.Server, host: str, port: int) -> None:
@@ -71,7 +80,8 @@ async def serve_api(
     ready: asyncio.Event | None = None,
 ) -> None:
     """Serve until cancelled; ``ready`` is set once the socket listens."""
-    server = _EmbeddedServer(_config(database_url, host, port, site))
+    app = create_app(database_url, site=site)
+    server = _EmbeddedServer(_config(app, host, port))
     serving = asyncio.create_task(_serve(server, host, port), name=f"api[{host}:{port}]")
     try:
         # uvicorn exposes only a `started` flag, no event to wait on.
@@ -81,5 +91,8 @@ async def serve_api(
             ready.set()
         await asyncio.shield(serving)
     finally:
+        hub: EventHub | None = getattr(app.state, "hub", None)
+        if hub is not None:  # live streams end now and cleanly, not cut at the grace's end
+            await hub.close()
         server.should_exit = True
         await serving

@@ -58,6 +58,7 @@ class EventHub:
         self._generation = 0
         self._changed = asyncio.Condition()
         self.connected = False
+        self.closing = False  # set at shutdown: every stream ends at its next wake-up
 
     @property
     def generation(self) -> int:
@@ -72,6 +73,11 @@ class EventHub:
             except TimeoutError:
                 return False
         return True
+
+    async def close(self) -> None:
+        """End every live stream now (server shutdown), so each response finishes cleanly."""
+        self.closing = True
+        await self._bump()
 
     async def _bump(self) -> None:
         async with self._changed:
@@ -112,13 +118,14 @@ async def event_stream(
     pool: AsyncConnectionPool[Any], hub: EventHub, *, cursor: int | None, site: str | None,
     heartbeat_s: float, still_valid: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[str]:
-    """The SSE text of one client until it goes or its token stops being valid."""
+    """The SSE text of one client until the client goes, its token stops being valid or
+    the hub closes (shutdown)."""
     last = await _latest_id(pool) if cursor is None else cursor
     # Tell the client where it starts; a page loads its snapshot after this.
     yield f"retry: {RETRY_MS}\nid: {last}\nevent: ready\ndata: {json.dumps({'id': last})}\n\n"
     loop = asyncio.get_running_loop()
     check_at = loop.time() + heartbeat_s
-    while True:
+    while not hub.closing:
         if still_valid is not None and loop.time() >= check_at:
             if not await still_valid():
                 yield SIGNED_OUT

@@ -15,8 +15,9 @@ import psycopg
 
 from facility.config_errors import ConfigError
 from facility.embedded.broker import BrokerError, require_mosquitto
-from facility.runner import run_service, setup_logging
+from facility.runner import StoppedBeforeStart, run_service, setup_logging, stop_before_start
 from facility.settings import CommonSettings, check_mqtt_endpoint
+from facility.stopping import Stopping
 
 log = logging.getLogger("facility.cli")
 
@@ -179,10 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facility: bad configuration: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.command, settings.log_level)
+    if args.command in ("gateway", "ingest", "rules", "api", "simulate"):
+        stop_before_start()  # a long-running service: a signal while starting is a clean stop
     from facility.db.migrate import SchemaBehind
 
     try:
         return _dispatch(args, settings)
+    except StoppedBeforeStart as exc:
+        log.info("received %s while starting: exiting", exc.signal_name)
+        return 0
     except ConfigError as exc:
         log.error("bad configuration:\n%s", exc)
         return 2
@@ -249,10 +255,12 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         if args.gateway not in {g.id for g in site.config.gateways}:
             log.error("gateway %s is not defined in %s", args.gateway, settings.site)
             return 2
+        stopping = Stopping()
         return run_service(run_gateway(site, args.gateway, mqtt,
                                        mqtt_protocol=settings.mqtt_protocol,
                                        state_dir=args.state_dir,
-                                       metrics_port=args.metrics_port))
+                                       metrics_port=args.metrics_port, stopping=stopping),
+                           stopping=stopping)
     if args.command == "ingest":
         from ingest.service import IngestOptions, run_ingest
         from ingest.storage import StorageSettings
@@ -269,21 +277,24 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         except ValueError as exc:
             log.error("bad ingest options: %s", exc)
             return 2
+        stopping = Stopping()
         return run_service(run_ingest(
-            site, settings.require_database(), mqtt, options=options))
+            site, settings.require_database(), mqtt, options=options,
+            stopping=stopping), stopping=stopping)
     if args.command == "rules":
         from rules.service import run_rules
 
+        stopping = Stopping()
         return run_service(run_rules(
             site, settings.require_database(), mqtt,
             procedures_dir=args.procedures, mqtt_protocol=settings.mqtt_protocol,
             gateways=args.gateways, dispatch_path=args.dispatch,
-            dispatch=not args.no_dispatch, metrics_port=args.metrics_port))
+            dispatch=not args.no_dispatch, metrics_port=args.metrics_port,
+            stopping=stopping), stopping=stopping)
     if args.command == "api":
         from api.service import run_api
 
-        run_api(settings.require_database(), args.host, args.port, site=site)
-        return 0
+        return run_api(settings.require_database(), args.host, args.port, site=site)
     raise AssertionError(args.command)
 
 

@@ -7,8 +7,9 @@ certificate made in ``.facility/tls`` on the first run, one login per service an
 gets its own user name, password file and the CA in its environment. It applies
 migrations, creates the demo users, then runs the simulators, one gateway per site gateway,
 ingest, rules and the API as child processes. A child that dies is restarted after a pause.
-Ctrl-C (or SIGTERM) stops every child by pid, then the broker and the database: no orphan,
-no stale lock, a second run works."""
+Ctrl-C (or SIGTERM) stops every service at once by pid (each within its own bound,
+``facility.runner``), then the simulators, then the broker and the database: no orphan, no
+stale lock, a second run works."""
 
 from __future__ import annotations
 
@@ -30,15 +31,18 @@ import psycopg
 from facility.broker_config import gateway_user, ingest_user, rules_user
 from facility.db.migrate import migrate
 from facility.embedded.broker import require_mosquitto
-from facility.embedded.lifetime import die_with_parent, stop_process
+from facility.embedded.lifetime import die_with_parent, stop_processes
 from facility.embedded.ports import free_port
 from facility.embedded.postgres import PostgresServer
 from facility.embedded.secure_broker import secure_broker
+from facility.runner import STOP_BOUND_S, WATCHDOG_GRACE_S
 from facility.settings import CommonSettings
 from facility.site import Site, load_site
 
 log = logging.getLogger(__name__)
 RESTART_PAUSE_S = 3.0
+# a child's own bound (facility.runner.STOP_BOUND_S) and its watchdog's grace, with margin
+STOP_DEADLINE_S = STOP_BOUND_S + WATCHDOG_GRACE_S + 2.0
 
 
 @dataclass
@@ -57,10 +61,6 @@ class Child:
         )
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        proc, self.process = self.process, None
-        stop_process(proc, self.name, timeout_s=timeout_s)
 
 
 class _Stop(Exception):
@@ -227,6 +227,12 @@ def _ignore_signals() -> None:
 
 
 def _stop_all(children: list[Child]) -> None:
-    for child in reversed(children):
-        child.stop()
+    """Stop the services at once (each within its bound), then the simulators they poll;
+    whatever lingers past the deadline is killed."""
+    services = [c for c in children if c.name != "simulate"]
+    for wave in (services, [c for c in children if c.name == "simulate"]):
+        procs = [(c.name, c.process) for c in wave]
+        for child in wave:
+            child.process = None
+        stop_processes(procs, timeout_s=STOP_DEADLINE_S)
     log.info("every service stopped")

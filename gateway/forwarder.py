@@ -84,6 +84,7 @@ class Forwarder:
         self._undeleted: list[Stored] = []  # replayed and acknowledged; the disk refused
         self._skip: set[int] = set()  # ... their deletion: not replayed again
         self.epoch = 0  # connections seen (the publisher re-snapshots on a new one)
+        self._no_waiting = False
         if store.count:
             self._has_backlog.set()
             log.info("resuming %d queued messages from %s", store.count, store.path)
@@ -102,8 +103,14 @@ class Forwarder:
             if len(self._live) < self._max_inflight:
                 self._publish_live(message)
                 return
+            if self._no_waiting:
+                break
             self._counters.publish_waits += 1
-            await self._wait_for_slot()
+            try:
+                await self._wait_for_slot()
+            except asyncio.CancelledError:  # a stop: the message is kept, not lost
+                self._spool(message)
+                raise
             self._check_pubacks()
         self._spool(message)
 
@@ -130,6 +137,28 @@ class Forwarder:
                       len(self._pending), self._store.path)
         await self._run(self._store.close)
         self._executor.shutdown(wait=True)
+
+    def stop_waiting(self) -> None:
+        """At a stop: from now on a sender finding the in-flight window full spools its
+        message at once instead of waiting for a PUBACK (a broker that stopped answering
+        must not hold the gateway's stop)."""
+        self._no_waiting = True
+        self._wake_all_waiters()
+
+    def salvage(self, timeout_s: float = 2.0) -> None:
+        """The last save of an overdue stop, synchronous and off the event loop's objects:
+        spool the messages in flight and in the in-memory batch (waiting at most
+        ``timeout_s`` for the buffer thread)."""
+        batch = [msg for msg, _t in self._live.values()] + self._pending
+        self._live, self._pending = {}, []
+        try:
+            if batch:
+                self._executor.submit(self._store.append, batch).result(timeout_s)
+            else:  # let an append in progress (close's) finish
+                self._executor.submit(lambda: None).result(timeout_s)
+        except RuntimeError:  # closed meanwhile: close spooled them
+            if batch:
+                raise
 
     # live path
 
@@ -365,7 +394,17 @@ class Forwarder:
             await asyncio.sleep(WATCH_INTERVAL_S)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Run ``fn`` on the buffer thread. Shielded: cancelling the caller (a stop) must not
+        cancel a job still queued behind another, or the batch it appends would be lost."""
+        job = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        job.add_done_callback(_retrieve)
+        return await asyncio.shield(job)
+
+
+def _retrieve(job: asyncio.Future[T]) -> None:
+    """Mark the outcome as seen: the caller, unless cancelled, has it raised too."""
+    if not job.cancelled():
+        job.exception()
 
 
 def replay_payload(message: Outgoing) -> bytes:

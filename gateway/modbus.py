@@ -6,7 +6,8 @@ flight; a unit on an RTU line (``line``) is read through the line instead, which
 of the line shares (one request at a time on the line); there a unit that stops answering is
 tried again after a capped exponential backoff (``UnitSilent`` meanwhile, no line time
 spent), so a dead unit costs the line one timeout now and then, not one per poll. Every
-connect and request runs under ``asyncio.timeout(timeout_s)``. Library failures become our
+connect and request runs under ``facility.stopping.within(timeout_s, ...)`` (a timeout that cannot
+lose the caller's cancellation to pymodbus' own ``wait_for``). Library failures become our
 exceptions: ``TransportError`` (the connection is dropped and re-opened on the next read,
 after a capped, jittered exponential backoff), ``DeviceTimeout`` (likewise: a late answer
 must not be taken for the next request's), ``ProtocolError`` carrying the Modbus exception
@@ -34,6 +35,7 @@ from pymodbus.pdu import ModbusPDU
 from facility.messages import Value, utcnow
 from facility.profiles import ModbusPoint, ModbusTable
 from facility.site import ModbusAddress, ModbusOptions, ModbusRtuAddress
+from facility.stopping import within
 from gateway.counters import GatewayCounters
 from gateway.decode import decode_point
 from gateway.errors import DecodeError, DeviceTimeout, ProtocolError, TransportError, UnitSilent
@@ -137,9 +139,10 @@ class ModbusReader:
 
         async def send(block: ReadBlock) -> ModbusPDU:
             call = _READERS[block.table](client)
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    return await call(block.address, count=block.count, device_id=unit)
+            try:  # a timeout that cannot lose a cancellation to pymodbus' wait_for
+                pdu: ModbusPDU = await within(
+                    self._timeout_s, call(block.address, count=block.count, device_id=unit))
+                return pdu
             except TimeoutError as exc:
                 raise DeviceTimeout(self.device_id, self._timeout_s) from exc
             except (ModbusException, OSError) as exc:
@@ -177,9 +180,8 @@ class ModbusReader:
             a.host, port=a.port, name=self.device_id, timeout=self._timeout_s * 2,
             retries=0, reconnect_delay=0,
         )
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                ok = await client.connect()
+        try:  # a timeout that cannot lose a cancellation to pymodbus' wait_for
+            ok = await within(self._timeout_s, client.connect())
         except TimeoutError:
             ok = False
         if not ok:

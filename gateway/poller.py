@@ -4,7 +4,10 @@ Ticks fall at ``start + offset + k * interval`` on ``loop.time()``; at each tick
 device's ``Schedule`` says which poll classes are due and only their points are read. A
 poll that runs past its next tick makes that tick (and any others it covered) be skipped
 and counted as overruns, never queued, so memory stays flat and the schedule does not
-drift. Each device has its own task and its own connection with one request in flight: a
+drift. The loop ends at the gateway's stop signal (``facility.stopping.Stopping``) as well
+as on cancellation: a poll in hand finishes (each request is bounded), no new one starts,
+so a library that swallowed the task's ``CancelledError`` cannot keep it polling. Each
+device has its own task and its own connection with one request in flight: a
 slow or dead device delays nobody else. Failures are classified by ``DeviceError.kind``
 and counted; ``DeviceHealth`` decides when the device is offline or back, and the change
 is published and logged once."""
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from facility.site import Device
+from facility.stopping import Stopping
 from gateway.counters import GatewayCounters
 from gateway.errors import DeviceError
 from gateway.health import DeviceHealth, Transition
@@ -39,7 +43,7 @@ class DevicePoller:
     def __init__(
         self, device: Device, reader: DeviceReader, sink: Sink, counters: GatewayCounters,
         *, offline_after: int, offset_s: float = 0.0, every: Mapping[str, int] = DEFAULT_EVERY,
-        phase: int = 0,
+        phase: int = 0, stopping: Stopping | None = None,
     ) -> None:
         self.device = device
         self._reader = reader
@@ -49,16 +53,16 @@ class DevicePoller:
         self._health = DeviceHealth(offline_after)
         self._interval_s = device.config.poll_interval_s
         self._offset_s = offset_s
+        self._stopping = stopping if stopping is not None else Stopping()
         self._schedule = Schedule.of((p.poll_class for p in device.profile.points), every, phase)
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll until the stop signal or cancellation."""
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + self._offset_s
         tick = 0
         try:
-            while True:
-                await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            while not await self._stopping.sleep(next_tick - loop.time()):
                 due = self._schedule.due(
                     tick, snapshot=self._sink.snapshot_due(self.device, loop.time()))
                 if due:

@@ -86,6 +86,11 @@ class Publisher:
                 encode(self._telemetry(reading, report)), telemetry=True,
                 critical=report.urgent))
 
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the session's latest telemetry message (0: none yet)."""
+        return self._seq
+
     async def drain(self, timeout_s: float) -> None:
         """Wait (bounded) for every live message in flight to be acknowledged."""
         await self._forwarder.drain(timeout_s)

@@ -29,6 +29,7 @@ from pymodbus.pdu import ModbusPDU
 
 from facility.profiles import ModbusTable
 from facility.site_network import RtuLineConfig, split_host_port
+from facility.stopping import within
 from gateway.counters import LineCounters
 from gateway.errors import DeviceTimeout, ProtocolError, TransportError
 
@@ -100,10 +101,10 @@ class RtuLine:
             await asyncio.sleep(wait)
         self.counters.requests += 1
         call = getattr(client, METHODS[table])
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                response: ModbusPDU = await call(address, count=count, device_id=unit)
-                return response
+        try:  # a timeout that cannot lose a cancellation to pymodbus' wait_for
+            response: ModbusPDU = await within(
+                self.config.timeout_s, call(address, count=count, device_id=unit))
+            return response
         except TimeoutError as exc:
             self.counters.timeouts += 1
             raise DeviceTimeout(device_id, self.config.timeout_s) from exc
@@ -127,8 +128,7 @@ class RtuLine:
             raise TransportError(device_id, f"line {self.id} down; waiting to reopen it")
         client = self._make_client()
         try:
-            async with asyncio.timeout(self.config.connect_timeout_s):
-                ok = await client.connect()
+            ok = await within(self.config.connect_timeout_s, client.connect())
         except TimeoutError:
             ok = False
         if not ok:

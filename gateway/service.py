@@ -1,5 +1,5 @@
 """The gateway service: polls the devices of one gateway and publishes per MQTT contract v1
-until cancelled.
+until stopped.
 
 ``run_gateway`` opens the on-disk store-and-forward queue (resuming whatever a previous run
 left in it) and the MQTT connection with a will saying ``offline`` for a fresh session id,
@@ -9,10 +9,16 @@ is reachable: messages wait in the queue until it is. At every (re)connect it pu
 one BACnet application if any device speaks BACnet, the metrics endpoint if a port is
 configured, and one named task
 ``poll[<device>]`` per device in a TaskGroup, with start offsets staggered across the poll
-interval and poll-class phases staggered across devices. On cancellation it publishes
-``offline`` for the same session, waits briefly for in-flight messages, spools whatever is
-unacknowledged to disk, then closes the readers, the BACnet application and the MQTT
-connection."""
+interval and poll-class phases staggered across devices.
+
+It stops at its stop signal (``stopping``, set by the runner at SIGTERM/SIGINT) or when
+cancelled, inside the runner's bound (``facility.runner.STOP_BOUND_S``): the pollers
+finish the poll in hand without waiting for room in the in-flight window (those still busy
+after ``POLLERS_STOP_S`` are cancelled, again until they end), then it publishes
+``offline`` for the same session, waits up to ``DRAIN_S`` for the PUBACKs of messages in
+flight, spools whatever is unacknowledged to disk, then closes the BACnet application and
+the MQTT connection. If the runner's bound passes first, the same spool runs as its last
+save."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import logging
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facility.mqtt import MqttClient, MqttError, Will
 from facility.mqtt_endpoint import MqttEndpoint
@@ -34,8 +41,8 @@ from facility.site import (
     ModbusRtuAddress,
     Site,
 )
-from gateway.bacnet import BacnetClient, BacnetReader
-from gateway.bacnet_net import resolve_bind
+from facility.stopping import Stopping, wind_down
+from gateway.bacnet_net import BacnetBind, resolve_bind
 from gateway.buffer import MessageStore
 from gateway.counters import GatewayCounters
 from gateway.forwarder import Forwarder
@@ -46,9 +53,13 @@ from gateway.publisher import Publisher, gateway_status
 from gateway.reading import DeviceReader
 from gateway.rtu_line import RtuLine
 
+if TYPE_CHECKING:
+    from gateway.bacnet import BacnetClient
+
 log = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT_S = 5.0
+POLLERS_STOP_S = 2.0  # for the polls in hand to finish before they are cancelled
+DRAIN_S = 4.0  # offline status and the PUBACKs of the messages in flight
 RECONNECT_CHECK_S = 1.0
 STATUS_TIMEOUT_S = 10.0
 CONNECT_GRACE_S = 5.0
@@ -67,10 +78,12 @@ async def run_gateway(
     site: Site, gateway_id: str, mqtt_url: str | MqttEndpoint, *, mqtt_protocol: str = "5",
     ready: asyncio.Event | None = None, counters: GatewayCounters | None = None,
     state_dir: Path = DEFAULT_STATE_DIR, metrics_port: int | None = None,
-    metrics: list[MetricsServer] | None = None,
+    metrics: list[MetricsServer] | None = None, stopping: Stopping | None = None,
 ) -> None:
-    """Poll and publish until cancelled; ``ready`` is set once polling. ``metrics_port``
-    overrides the gateway's configured one; a started server is appended to ``metrics``."""
+    """Poll and publish until ``stopping`` is set or cancelled; ``ready`` is set once
+    polling. ``metrics_port`` overrides the gateway's configured one; a started server is
+    appended to ``metrics``."""
+    stopping = stopping if stopping is not None else Stopping()
     gw = site.gateway(gateway_id)
     gw_index = next(i for i, g in enumerate(site.config.gateways) if g.id == gateway_id)
     bind = resolve_bind(gw.bacnet, site.path, f"gateways[{gw_index}].bacnet")  # fail early
@@ -90,6 +103,7 @@ async def run_gateway(
         await mqtt.start()
         stack.push_async_callback(mqtt.close)
         stack.push_async_callback(forwarder.close)
+        stopping.on_overdue("the unacknowledged messages to the queue", forwarder.salvage)
         publisher = Publisher(mqtt, forwarder, site.id, gateway_id, session,
                               report_period_s=gw.report_period_s)
         port = metrics_port if metrics_port is not None else gw.metrics_port
@@ -106,21 +120,28 @@ async def run_gateway(
             await mqtt.wait_connected(CONNECT_GRACE_S)
         except MqttError:
             log.warning("broker %s unreachable; polling into the queue meanwhile", mqtt.url)
-        readers = await _open_readers(devices, gw, counters, stack, BacnetClient(bind))
+        readers = await _open_readers(devices, gw, counters, stack, bind)
         every = gw.poll_classes.model_dump()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(forwarder.run(), name=f"forward[{gateway_id}]")
-                tg.create_task(_announce_on_connect(mqtt, publisher, gateway_id),
-                               name=f"announce[{gateway_id}]")
+                tg.create_task(stopping.watch_cancel(), name=f"stop-watch[{gateway_id}]")
+                services = [
+                    tg.create_task(forwarder.run(), name=f"forward[{gateway_id}]"),
+                    tg.create_task(_announce_on_connect(mqtt, publisher, gateway_id),
+                                   name=f"announce[{gateway_id}]")]
+                pollers: list[asyncio.Task[None]] = []
                 for i, device in enumerate(devices):
                     poller = DevicePoller(
                         device, readers[device.id], publisher, counters,
                         offline_after=gw.offline_after_failures,
                         offset_s=device.config.poll_interval_s * i / len(devices),
-                        every=every, phase=i,
+                        every=every, phase=i, stopping=stopping,
                     )
-                    tg.create_task(poller.run(), name=f"poll[{device.id}]")
+                    pollers.append(tg.create_task(poller.run(), name=f"poll[{device.id}]"))
+                tg.create_task(wind_down(stopping, pollers, services, grace_s=POLLERS_STOP_S),
+                               name=f"wind-down[{gateway_id}]")
+                tg.create_task(_stop_waiting(stopping, forwarder),
+                               name=f"stop-waiting[{gateway_id}]")
                 if ready is not None:
                     ready.set()
         finally:
@@ -128,8 +149,7 @@ async def run_gateway(
 
 
 async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: GatewayCounters,
-                        stack: AsyncExitStack, bacnet_client: BacnetClient
-                        ) -> dict[str, DeviceReader]:
+                        stack: AsyncExitStack, bind: BacnetBind) -> dict[str, DeviceReader]:
     readers: dict[str, DeviceReader] = {}
     bacnet: BacnetClient | None = None
     lines: dict[str, RtuLine] = {}
@@ -150,8 +170,12 @@ async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: Gate
                                          options=d.config.modbus_options, counters=counters,
                                          line=line, poll_interval_s=d.config.poll_interval_s)
         elif isinstance(address, BacnetAddress) and isinstance(profile, BacnetProfile):
+            # imported here: a gateway without BACnet devices starts without bacpypes3
+            # (measured: 1.8 s of a start, which a restart waits for)
+            from gateway.bacnet import BacnetClient, BacnetReader
+
             if bacnet is None:
-                bacnet = bacnet_client
+                bacnet = BacnetClient(bind)
                 await bacnet.start()
                 stack.push_async_callback(bacnet.close)
             readers[d.id] = BacnetReader(bacnet, d.id, address, profile.points,
@@ -174,10 +198,17 @@ async def _announce_on_connect(mqtt: MqttClient, publisher: Publisher, gateway_i
             await asyncio.sleep(RECONNECT_CHECK_S)
 
 
+async def _stop_waiting(stopping: Stopping, forwarder: Forwarder) -> None:
+    """At the stop signal, pollers no longer wait for room in the in-flight window."""
+    await stopping.wait()
+    forwarder.stop_waiting()
+
+
 async def _say_offline(publisher: Publisher, gateway_id: str) -> None:
     """Publish the session's offline status and let in-flight messages finish (bounded)."""
     with contextlib.suppress(TimeoutError, MqttError):
-        async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
-            await publisher.publish_gateway_status("offline", timeout_s=SHUTDOWN_TIMEOUT_S)
-            await publisher.drain(SHUTDOWN_TIMEOUT_S)
-    log.info("gateway %s offline (session %s)", gateway_id, publisher.session)
+        async with asyncio.timeout(DRAIN_S):
+            await publisher.publish_gateway_status("offline", timeout_s=DRAIN_S)
+            await publisher.drain(DRAIN_S)
+    log.info("gateway %s offline (session %s, last seq %d)", gateway_id, publisher.session,
+             publisher.last_seq)

@@ -17,9 +17,10 @@ from facility.db import migrate, registry
 from facility.mqtt_endpoint import MqttEndpoint
 from facility.mqtt_session import Delivery, MqttSession
 from facility.site import Site
+from facility.stopping import Stopping, wind_down
 from ingest.batch import Assembler, Batch
 from ingest.batch_writer import BatchWriter
-from ingest.consumer import Consumer, subscriptions
+from ingest.consumer import SHUTDOWN_FLUSH_S, Consumer, subscriptions
 from ingest.counters import Counters
 from ingest.metrics import collect, serve_metrics
 from ingest.rows import Catalog
@@ -69,8 +70,10 @@ async def run_ingest(
     batch_ms: int = 200, ready: asyncio.Event | None = None,
     client_id: str | None = None, counters: Counters | None = None,
     options: IngestOptions | None = None, metrics_started: asyncio.Event | None = None,
+    stopping: Stopping | None = None,
 ) -> None:
-    """Run ingest for ``site`` until cancelled; flushes the batches in hand and closes on
+    """Run ingest for ``site`` until ``stopping`` is set or cancelled; flushes the batches
+    in hand (within ``SHUTDOWN_FLUSH_S``), acknowledges what was committed and closes on
     the way out. ``counters`` may be passed in to be read from outside (tests, benches).
     ``options`` overrides the keyword settings it also holds."""
     opts = options or IngestOptions(mqtt_protocol=mqtt_protocol, share_group=share_group,
@@ -98,19 +101,27 @@ async def run_ingest(
     consumer = Consumer(session, writer, assembler, counters, batch_rows=opts.batch_rows,
                         batch_ms=opts.batch_ms)
     labels = {"site": site.id, "client_id": session.client_id}
+    stopping = stopping if stopping is not None else Stopping()
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(session.run(), name="ingest-mqtt")
-            tg.create_task(_signal_ready(session, ready), name="ingest-ready")
-            tg.create_task(_log_counters(counters), name="ingest-counters")
+            tg.create_task(stopping.watch_cancel(), name="ingest-stop")
+            others = [
+                tg.create_task(session.run(), name="ingest-mqtt"),
+                tg.create_task(_signal_ready(session, ready), name="ingest-ready"),
+                tg.create_task(_log_counters(counters), name="ingest-counters")]
             if layout is Layout.PARTITIONS:
-                tg.create_task(Maintenance(database_url, opts.storage).run(),
-                               name="ingest-maintenance")
+                others.append(tg.create_task(Maintenance(database_url, opts.storage).run(),
+                                             name="ingest-maintenance"))
             if opts.metrics_port is not None:
-                tg.create_task(serve_metrics(opts.metrics_host, opts.metrics_port,
-                                             lambda: collect(counters, labels),
-                                             metrics_started), name="ingest-metrics")
-            tg.create_task(consumer.run(), name=f"ingest-consume[{site.id}]")
+                others.append(tg.create_task(serve_metrics(
+                    opts.metrics_host, opts.metrics_port, lambda: collect(counters, labels),
+                    metrics_started), name="ingest-metrics"))
+            consume = tg.create_task(consumer.run(), name=f"ingest-consume[{site.id}]")
+            # the consumer's cancellation is its flush; the session stays up meanwhile so
+            # that the batches it commits are acknowledged, then says goodbye (DISCONNECT)
+            tg.create_task(wind_down(stopping, [consume], others, cancel_first=True,
+                                     grace_s=SHUTDOWN_FLUSH_S + 1.0, between=session.close),
+                           name="ingest-wind-down")
     finally:
         await session.close()
         await writer.close()
