@@ -23,6 +23,7 @@ from api.deps import ApiConfig
 from api.errors import install_handlers
 from api.routes import (
     alarms,
+    assets,
     audit,
     auth,
     devices,
@@ -89,7 +90,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     install_handlers(app)
     for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, audit,
-                   reports, stream):
+                   reports, stream, assets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
