@@ -1,6 +1,7 @@
 """The web pages, server-rendered with Jinja2 and made live by small plain scripts (no build
 step): the duty-room board (/), a device (/devices/{name}), the technician's page (/tech),
-the service desk's repair-request form (/desk) and the monthly report (/reports). A page is
+the service desk's repair-request form (/desk), the monthly report (/reports) and the asset
+ledger (/assets). A page is
 a shell with the site's names; its script signs in against the API (bearer token kept in
 sessionStorage), loads data from /api/v1 and follows /api/v1/stream. No page has an inline
 script, inline event handler or style attribute: the Content-Security-Policy
@@ -66,6 +67,11 @@ async def service_desk(request: Request, config: Config) -> HTMLResponse:
 @router.get("/reports", response_class=HTMLResponse)
 async def reports(request: Request, config: Config) -> HTMLResponse:
     return _render(request, "reports.html", _context(config, "reports", "月度报告 Monthly report"))
+
+
+@router.get("/assets", response_class=HTMLResponse)
+async def asset_ledger(request: Request, config: Config) -> HTMLResponse:
+    return _render(request, "assets.html", _context(config, "assets", "设备台账 Asset ledger"))
 
 
 @router.get("/docs", response_class=HTMLResponse)

@@ -125,3 +125,9 @@ async def test_history_shows_alarms_orders_time_spent_and_parts_cost(
     assert order["id"] == wo and order["time_spent_s"] == pytest.approx(1500, abs=1)
     assert float(order["parts_cost"]) == 71.0
     assert order["parts"] == ["门锁触点 door contact x2.00"]
+    manager = await login(client, "manager")
+    month = date.today().strftime("%Y-%m")
+    report = (await client.get(f"{API}/reports/monthly?site=tsite&month={month}&tz=UTC",
+                               headers=manager)).json()
+    assert report["by_device"] == [{"device": "a-elevator-1", "failures": 1,
+                                    "repeat_failures": 0, "parts_cost": 71.0}]
