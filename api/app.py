@@ -28,6 +28,7 @@ from api.routes import (
     auth,
     devices,
     health,
+    notices,
     pages,
     reports,
     sites,
@@ -90,7 +91,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     install_handlers(app)
     for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, audit,
-                   reports, stream, assets):
+                   reports, stream, assets, notices):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

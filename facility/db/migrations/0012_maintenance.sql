@@ -53,3 +53,66 @@ CREATE TABLE resident_notices (
     updated_by        text
 );
 CREATE INDEX resident_notices_site_state ON resident_notices (site_id, state);
+
+-- An outage alarm drafts its notice, whichever service raised it (a trigger, so the rules
+-- service needs no change): power_outage, water_outage, gas_outage, in the device's building.
+CREATE FUNCTION draft_resident_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    k text;
+    what_zh text;
+    what_en text;
+    bldg text := '';
+BEGIN
+    k := CASE NEW.alarm_type WHEN 'power_outage' THEN 'power' WHEN 'water_outage' THEN 'water'
+                             WHEN 'gas_outage' THEN 'gas' END;
+    IF k IS NULL OR NEW.cleared_at IS NOT NULL THEN  -- not an outage, or over already
+        RETURN NEW;
+    END IF;
+    what_zh := CASE k WHEN 'power' THEN '停电' WHEN 'water' THEN '停水' ELSE '停气' END;
+    what_en := CASE k WHEN 'power' THEN 'Power outage' WHEN 'water' THEN 'Water outage'
+                      ELSE 'Gas outage' END;
+    IF NEW.device_id IS NOT NULL THEN
+        SELECT building INTO bldg FROM devices WHERE id = NEW.device_id;
+    END IF;
+    INSERT INTO resident_notices (site_id, building, kind, alarm_id, title, body, since, state)
+    VALUES (NEW.site_id, coalesce(bldg, ''), k, NEW.id,
+            what_zh || '通知 ' || what_en || ' notice',
+            '尊敬的住户：因突发故障，本楼自 '
+              || to_char(NEW.raised_at AT TIME ZONE 'Asia/Shanghai', 'MM-DD HH24:MI')
+              || ' 起' || what_zh || '，工程人员正在全力抢修，恢复时间另行通知。给您带来不便，敬请谅解。'
+              || E'\n' || 'Dear residents: ' || lower(what_en) || ' in this building since '
+              || to_char(NEW.raised_at AT TIME ZONE 'Asia/Shanghai', 'MM-DD HH24:MI')
+              || '. Our engineers are working on it; we will tell you when it is expected back.',
+            NEW.raised_at, 'draft')
+    ON CONFLICT (alarm_id) DO NOTHING;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER alarms_draft_notice AFTER INSERT ON alarms
+    FOR EACH ROW EXECUTE FUNCTION draft_resident_notice();
+
+-- The notice closes when its alarm's work order is resolved (or closed, or cancelled), or,
+-- for an alarm with no order (grouped under another), when the alarm clears.
+CREATE FUNCTION close_resident_notice_for_order() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.alarm_id IS NOT NULL AND NEW.state IN ('resolved', 'closed', 'cancelled')
+       AND OLD.state NOT IN ('resolved', 'closed', 'cancelled') THEN
+        UPDATE resident_notices SET state = 'closed', closed_at = now()
+        WHERE alarm_id IN (SELECT NEW.alarm_id UNION
+                           SELECT id FROM alarms WHERE work_order_id = NEW.id)
+          AND state <> 'closed';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER work_orders_close_notice AFTER UPDATE OF state ON work_orders
+    FOR EACH ROW EXECUTE FUNCTION close_resident_notice_for_order();
+
+CREATE FUNCTION close_resident_notice_for_alarm() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.cleared_at IS NOT NULL AND OLD.cleared_at IS NULL AND NEW.work_order_id IS NULL THEN
+        UPDATE resident_notices SET state = 'closed', closed_at = now()
+        WHERE alarm_id = NEW.id AND state <> 'closed';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER alarms_close_notice AFTER UPDATE OF cleared_at ON alarms
+    FOR EACH ROW EXECUTE FUNCTION close_resident_notice_for_alarm();
