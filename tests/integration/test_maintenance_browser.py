@@ -108,3 +108,42 @@ async def test_a_manager_imports_and_edits_the_ledger_an_operator_reads_it(
     await expect(page.locator("#asset-form").get_by_label("Contractor phone")).to_be_disabled()
     await expect(page.locator("#asset-form").get_by_label("Contractor phone")).to_have_value(
         "400-800-1234")
+
+
+async def test_the_duty_room_publishes_an_outage_notice_and_the_public_page_shows_it(
+    served: Served, page: Page, browser: Browser,
+) -> None:
+    # an outage alarm as the rules service writes it: the database drafts the notice
+    run_sql(served.database_url,
+            "INSERT INTO alarms (site_id, device_id, source, alarm_type, rule_id, priority,"
+            " state, active, message, raised_at) SELECT site_id, id, name, 'water_outage',"
+            " 'water_outage', 'high', 'unack', true, '意外停水', now() FROM devices"
+            " WHERE name = 'a-elevator-1'")
+    await sign_in(page, f"{served.url}/notices", "operator", PASSWORD)
+    row = page.locator('#notices tr[data-state="draft"]')
+    await expect(row).to_contain_text("停水通知 Water outage notice", timeout=UI_TIMEOUT_MS)
+    await row.locator("a").click()
+    form = page.locator("#notice-form")
+    await form.get_by_label("Text").fill("一号楼水管抢修停水，预计今晚恢复。")
+    await form.get_by_label("Expected restoration").fill("2026-05-01T18:30")
+    await page.locator("#publish").click()
+    await expect(page.locator("#notice-state")).to_have_text("published", timeout=UI_TIMEOUT_MS)
+    await screenshot(page, "notices.png")
+
+    public_context = await browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        public = await public_context.new_page()
+        violations = watch_csp(public)
+        await public.goto(f"{served.url}/public/tsite/notices")
+        notice = public.locator("article.notice")
+        await expect(notice).to_have_count(1)
+        await expect(notice).to_contain_text("一号楼水管抢修停水")
+        await expect(notice).to_contain_text("Building A")
+        await expect(public.locator("#login")).to_have_count(0)  # nothing else of the platform
+        await screenshot(public, "public_notices.png")
+        assert violations == []
+    finally:
+        await public_context.close()
+
+    await page.locator("#close-notice").click()
+    await expect(page.locator("#notice-state")).to_have_text("closed", timeout=UI_TIMEOUT_MS)
