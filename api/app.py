@@ -31,6 +31,7 @@ from api.routes import (
     notices,
     pages,
     reports,
+    rosters,
     sites,
     stream,
     telemetry,
@@ -91,7 +92,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     install_handlers(app)
     for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, audit,
-                   reports, stream, assets, notices):
+                   reports, stream, assets, notices, rosters):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

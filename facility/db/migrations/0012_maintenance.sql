@@ -116,3 +116,25 @@ BEGIN
 END $$;
 CREATE TRIGGER alarms_close_notice AFTER UPDATE OF cleared_at ON alarms
     FOR EACH ROW EXECUTE FUNCTION close_resident_notice_for_alarm();
+
+-- Rosters people can change: the dispatch file seeds dispatch_rosters/dispatch_shifts; a
+-- roster edited in the API (edited_at set) is kept as edited when the rules service restarts
+-- with the file. Shift swaps: for a time window, the substitute takes the original's place
+-- in the roster's shifts. The rules service reloads both every few seconds.
+ALTER TABLE dispatch_rosters ADD COLUMN edited_by text, ADD COLUMN edited_at timestamptz;
+
+CREATE TABLE roster_swaps (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    site_id       text NOT NULL,
+    roster        text NOT NULL,
+    original      text NOT NULL,
+    substitute    text NOT NULL CHECK (substitute <> original),
+    starts_at     timestamptz NOT NULL,
+    ends_at       timestamptz NOT NULL CHECK (ends_at > starts_at),
+    reason        text NOT NULL DEFAULT '',
+    created_by    text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    cancelled_by  text,
+    cancelled_at  timestamptz
+);
+CREATE INDEX roster_swaps_active ON roster_swaps (site_id, ends_at) WHERE cancelled_at IS NULL;
