@@ -1,8 +1,9 @@
 """The web pages, server-rendered with Jinja2 and made live by small plain scripts (no build
 step): the duty-room board (/), a device (/devices/{name}), the technician's page (/tech),
 the service desk's repair-request form (/desk), the monthly report (/reports), the asset
-ledger (/assets) and the residents' notices (/notices); /public/{site}/notices shows the
-published notices without sign-in (server-rendered, no script). A page is
+ledger (/assets), the rosters (/rosters) and the residents' notices (/notices);
+/public/{site}/notices shows the published notices without sign-in (server-rendered, no
+script). A page is
 a shell with the site's names; its script signs in against the API (bearer token kept in
 sessionStorage), loads data from /api/v1 and follows /api/v1/stream. No page has an inline
 script, inline event handler or style attribute: the Content-Security-Policy
@@ -75,6 +76,11 @@ async def reports(request: Request, config: Config) -> HTMLResponse:
 @router.get("/assets", response_class=HTMLResponse)
 async def asset_ledger(request: Request, config: Config) -> HTMLResponse:
     return _render(request, "assets.html", _context(config, "assets", "设备台账 Asset ledger"))
+
+
+@router.get("/rosters", response_class=HTMLResponse)
+async def rosters_page(request: Request, config: Config) -> HTMLResponse:
+    return _render(request, "rosters.html", _context(config, "rosters", "值班表 Rosters"))
 
 
 @router.get("/notices", response_class=HTMLResponse)

@@ -89,6 +89,13 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, frozenset[str]]] = [
     ("PATCH", "/notices/1", {"body": "明早恢复"}, DESK),
     ("POST", "/notices/1/publish", None, DESK),
     ("POST", "/notices/1/close", None, DESK),
+    ("GET", "/rosters", None, MGR),
+    ("PUT", "/rosters/tsite/plumbing", {"shifts": []}, MGR),  # no such roster here: 404
+    ("POST", "/rosters/tsite/plumbing/swaps", {"original": "a", "substitute": "b",
+     "starts_at": "2026-05-01T00:00:00Z", "ends_at": "2026-05-02T00:00:00Z"}, MGR),
+    ("GET", "/roster-swaps", None, MGR),
+    ("POST", "/roster-swaps/1/cancel", None, MGR),
+    ("GET", "/roster-changes", None, MGR),
     ("GET", "/stream?after=0", None, ALL),  # checked without reading the endless body
     ("POST", "/auth/sign-out", None, ALL),  # last: it revokes each role's token
 ]
@@ -104,6 +111,7 @@ PUBLIC: list[tuple[str, str]] = [
     ("GET", "/reports"),
     ("GET", "/assets"),
     ("GET", "/notices"),
+    ("GET", "/rosters"),
     ("GET", "/public/tsite/notices"),  # the published notices, read-only (issue 16)
     ("GET", "/docs"),
     ("GET", "/openapi.json"),

@@ -91,7 +91,7 @@ async def test_an_outage_drafts_a_notice_published_publicly_and_closed_on_resolu
     assert public.status_code == 200 and "没有通知" in public.text  # a draft is not public
 
     resp = await client.patch(f"{API}/notices/{draft['id']}", headers=operator, json={
-        "body": "一号楼因配电故障停电，预计18:00恢复。", "expected_restore":
+        "body": "一号楼因配电故障停电 预计18:00恢复。", "expected_restore":
         "2026-05-01T10:00:00Z"})
     assert resp.status_code == 200, resp.text
     resp = await client.post(f"{API}/notices/{draft['id']}/publish", headers=operator)

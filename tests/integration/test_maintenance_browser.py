@@ -124,7 +124,7 @@ async def test_the_duty_room_publishes_an_outage_notice_and_the_public_page_show
     await expect(row).to_contain_text("停水通知 Water outage notice", timeout=UI_TIMEOUT_MS)
     await row.locator("a").click()
     form = page.locator("#notice-form")
-    await form.get_by_label("Text").fill("一号楼水管抢修停水，预计今晚恢复。")
+    await form.get_by_label("Text").fill("一号楼水管抢修停水 预计今晚恢复。")
     await form.get_by_label("Expected restoration").fill("2026-05-01T18:30")
     await page.locator("#publish").click()
     await expect(page.locator("#notice-state")).to_have_text("published", timeout=UI_TIMEOUT_MS)
@@ -147,3 +147,52 @@ async def test_the_duty_room_publishes_an_outage_notice_and_the_public_page_show
 
     await page.locator("#close-notice").click()
     await expect(page.locator("#notice-state")).to_have_text("closed", timeout=UI_TIMEOUT_MS)
+
+
+def seed_roster(database_url: str) -> None:
+    """A plumbing roster of the test site as the rules service stores its dispatch file."""
+    for user in ("tech-plumbing-1", "technician"):
+        run_sql(database_url, "INSERT INTO dispatch_staff (site_id, username, display_name)"
+                " VALUES ('tsite', %s, %s)", (user, user))
+    body = ('{"shifts": [{"name": "day", "days": [1,2,3,4,5,6,7], "start": "08:00:00",'
+            ' "end": "20:00:00", "on_call": ["tech-plumbing-1"]}], "backup": [],'
+            ' "channels": []}')
+    run_sql(database_url, "INSERT INTO dispatch_rosters (site_id, roster, timezone, body)"
+            " VALUES ('tsite', 'plumbing', 'Asia/Shanghai', %s::jsonb)", (body,))
+    run_sql(database_url, "INSERT INTO dispatch_shifts (site_id, roster, seq, name, days,"
+            " start_time, end_time, on_call) VALUES ('tsite', 'plumbing', 1, 'day',"
+            " '{1,2,3,4,5,6,7}', '08:00', '20:00', '{tech-plumbing-1}')")
+
+
+async def test_a_manager_edits_a_roster_and_adds_a_swap_on_the_page(
+    served: Served, page: Page,
+) -> None:
+    seed_roster(served.database_url)
+    await sign_in(page, f"{served.url}/rosters", "manager", PASSWORD)
+    form = page.locator("#roster-form")
+    shifts = form.get_by_label("Shifts")
+    await expect(shifts).to_have_value("day | 1,2,3,4,5,6,7 | 08:00 | 20:00 | tech-plumbing-1",
+                                       timeout=UI_TIMEOUT_MS)
+    await shifts.fill("day | 1-5 | 08:30 | 17:30 | tech-plumbing-1\n"
+                      "night | all | 17:30 | 08:30 | technician")
+    await form.get_by_label("Backups").fill("technician")
+    await form.get_by_role("button", name="Save roster").click()
+    await expect(page.locator("#roster-saved")).to_have_text("已保存 Saved", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#roster-edited")).to_contain_text("edited by manager")
+    assert run_sql(served.database_url, "SELECT name, days, on_call FROM dispatch_shifts"
+                   " WHERE roster = 'plumbing' ORDER BY seq") == [
+        ("day", [1, 2, 3, 4, 5], ["tech-plumbing-1"]),
+        ("night", [1, 2, 3, 4, 5, 6, 7], ["technician"])]
+
+    swap = page.locator("#swap-form")
+    await swap.get_by_label("Original").fill("tech-plumbing-1")
+    await swap.get_by_label("Substitute").fill("technician")
+    await swap.get_by_label("From").fill("2030-05-01T08:30")
+    await swap.get_by_label("Until").fill("2030-05-01T17:30")
+    await swap.get_by_label("Reason").fill("调休 day off")
+    await swap.get_by_role("button", name="Add swap").click()
+    await expect(page.locator("#swaps tr")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#swaps tr")).to_contain_text("调休 day off")
+    await expect(page.locator("#changes tr")).to_have_count(2)
+    await expect(page.locator("#changes tr").first).to_contain_text("roster.swap")
+    await screenshot(page, "rosters.png")
