@@ -24,6 +24,7 @@ from api.errors import install_handlers
 from api.routes import (
     alarms,
     assets,
+    attachments,
     audit,
     auth,
     devices,
@@ -92,7 +93,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     install_handlers(app)
     for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, audit,
-                   reports, stream, assets, notices, rosters):
+                   reports, stream, assets, notices, rosters, attachments):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -89,6 +89,9 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, frozenset[str]]] = [
     ("PATCH", "/notices/1", {"body": "明早恢复"}, DESK),
     ("POST", "/notices/1/publish", None, DESK),
     ("POST", "/notices/1/close", None, DESK),
+    ("GET", "/work-orders/{wo}/attachments", None, ALL),
+    ("POST", "/work-orders/{wo}/attachments", None, FIELD),  # no file: 422 for those allowed
+    ("GET", "/attachments/1", None, ALL),  # none yet: 404
     ("GET", "/rosters", None, MGR),
     ("PUT", "/rosters/tsite/plumbing", {"shifts": []}, MGR),  # no such roster here: 404
     ("POST", "/rosters/tsite/plumbing/swaps", {"original": "a", "substitute": "b",

@@ -2,6 +2,8 @@
 playwright) against the real API on a loopback port and a real PostgreSQL, each under the
 API's Content-Security-Policy without a single violation on the console.
 
+Photos: on a phone the technician on the order uploads a photo to it from the technician's
+page and sees it on the card (fetched with the token, shown from a data: URL).
 Asset ledger (/assets): a manager imports a ledger CSV from a file, opens a device, changes
 its contractor's phone and saves; the inspection falling due is listed; an operator sees the
 ledger read-only (no import, the form disabled). Screenshots go to test-artifacts/."""
@@ -9,7 +11,9 @@ ledger read-only (no import, the form disabled). Screenshots go to test-artifact
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -20,11 +24,12 @@ from playwright.async_api import Browser, Page, expect
 
 from api.service import serve_api
 from facility.embedded.ports import free_port
-from tests.integration.api_support import PASSWORD, run_sql, seed_site
+from tests.integration.api_support import PASSWORD, run_sql, seed_entrapment, seed_site
 from tests.integration.browser_support import (
     UI_TIMEOUT_MS,
     WALL_SCREEN,
     launch_chromium,
+    new_phone,
     screenshot,
     sign_in,
     watch_csp,
@@ -196,3 +201,34 @@ async def test_a_manager_edits_a_roster_and_adds_a_swap_on_the_page(
     await expect(page.locator("#changes tr")).to_have_count(2)
     await expect(page.locator("#changes tr").first).to_contain_text("roster.swap")
     await screenshot(page, "rosters.png")
+
+
+PNG_1PX = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5E"
+    "rkJggg==")
+
+
+async def test_a_technician_adds_a_photo_from_the_phone(served: Served, browser: Browser) -> None:
+    _alarm, wo = await seed_entrapment(served.database_url)
+    run_sql(served.database_url, "UPDATE work_orders SET state = 'on_site',"
+            " assignee = 'technician' WHERE id = %s", (wo,))
+    context = await new_phone(browser)
+    try:
+        phone = await context.new_page()
+        violations = watch_csp(phone)
+        await sign_in(phone, f"{served.url}/tech", "technician", PASSWORD)
+        card = phone.locator(f'#mine article[data-work-order-id="{wo}"]')
+        await expect(card.locator(".photo-section")).to_be_visible(timeout=UI_TIMEOUT_MS)
+        await card.get_by_label("Photo file").set_input_files(
+            files=[{"name": "before.png", "mimeType": "image/png", "buffer": PNG_1PX}])
+        await card.get_by_label("Stage").select_option("before")
+        await card.get_by_role("button", name="Upload photo").click()
+        photo = phone.locator(f'#mine article[data-work-order-id="{wo}"] figure.photo img')
+        await expect(photo).to_have_count(1, timeout=UI_TIMEOUT_MS)
+        await expect(photo).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+        await screenshot(phone, "tech_photo.png")
+        assert violations == []
+    finally:
+        await context.close()
+    assert run_sql(served.database_url, "SELECT stage, uploaded_by, size_bytes FROM"
+                   " work_order_attachments") == [("before", "technician", len(PNG_1PX))]

@@ -138,3 +138,21 @@ CREATE TABLE roster_swaps (
     cancelled_at  timestamptz
 );
 CREATE INDEX roster_swaps_active ON roster_swaps (site_id, ends_at) WHERE cancelled_at IS NULL;
+
+-- Photos and attachments on work orders (before / after a repair), kept in the database with
+-- the order (durable and backed up with it, transactional with its record) with a SHA-256
+-- checksum checked again on every read. Served only to a signed-in user who may read orders.
+CREATE TABLE work_order_attachments (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    work_order_id bigint NOT NULL REFERENCES work_orders(id) ON DELETE CASCADE,
+    step_seq      integer,                         -- the checklist step, or NULL: the order
+    stage         text NOT NULL CHECK (stage IN ('before', 'after', 'other')),
+    filename      text NOT NULL,
+    content_type  text NOT NULL,
+    size_bytes    integer NOT NULL CHECK (size_bytes > 0),
+    sha256        text NOT NULL,
+    content       bytea NOT NULL,
+    uploaded_by   text NOT NULL,
+    uploaded_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX work_order_attachments_order ON work_order_attachments (work_order_id, id);
