@@ -58,7 +58,7 @@ def create_app(
     """``settings`` default to the environment's (FACILITY_API_*)."""
     settings = settings if settings is not None else ApiSettings()
     config = ApiConfig(database_url=database_url, site=site, token_ttl=settings.token_ttl,
-                       throttle=settings.throttle())
+                       throttle=settings.throttle(), chromium=settings.chromium)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -132,6 +132,19 @@ async def _by_device(
              "parts_cost": float(r[2])} for r in await cur.fetchall()]
 
 
+async def month_summary(
+    conn: psycopg.AsyncConnection[Any], site: str, month: str, tz: ZoneInfo
+) -> dict[str, Any]:
+    """One month's headline figures, for the 12-month trend (api.report_pdf)."""
+    bounds = month_bounds(month, tz)
+    params = {"site": site, "start": bounds.start, "end": bounds.end}
+    [(_, orders)] = await _orders(conn, params, None)
+    alarms = await _alarm_mtta(conn, params)
+    return {"month": month, "alarms": alarms["alarms"], "alarm_mtta_s": alarms["mtta_s"],
+            "orders": orders["count"], "mtta_s": orders["mtta_s"], "mttr_s": orders["mttr_s"],
+            "sla_resolve": orders["sla_resolve"]}
+
+
 async def monthly(
     conn: psycopg.AsyncConnection[Any], site: str, month: str, tz: ZoneInfo
 ) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The web pages, server-rendered with Jinja2 and made live by small plain scripts (no build
 step): the duty-room board (/), a device (/devices/{name}), the technician's page (/tech),
 the service desk's repair-request form (/desk), the monthly report (/reports), the asset
-ledger (/assets), the rosters (/rosters) and the residents' notices (/notices);
-/public/{site}/notices shows the published notices without sign-in (server-rendered, no
-script). A page is
+ledger (/assets), a printable work order (/work-orders/{id}/print), the rosters (/rosters)
+and the residents' notices (/notices); /public/{site}/notices shows the published notices
+without sign-in (server-rendered, no script). A page is
 a shell with the site's names; its script signs in against the API (bearer token kept in
 sessionStorage), loads data from /api/v1 and follows /api/v1/stream. No page has an inline
 script, inline event handler or style attribute: the Content-Security-Policy
@@ -76,6 +76,16 @@ async def reports(request: Request, config: Config) -> HTMLResponse:
 @router.get("/assets", response_class=HTMLResponse)
 async def asset_ledger(request: Request, config: Config) -> HTMLResponse:
     return _render(request, "assets.html", _context(config, "assets", "设备台账 Asset ledger"))
+
+
+@router.get("/work-orders/{work_order_id}/print", response_class=HTMLResponse)
+async def work_order_print(
+    request: Request, config: Config, work_order_id: Annotated[int, Path(ge=1, le=2**62)],
+) -> HTMLResponse:
+    """A printable work order (the browser's own print, or save as PDF there)."""
+    return _render(request, "work_order_print.html",
+                   _context(config, "print", f"工单 #{work_order_id}",
+                            work_order_id=work_order_id))
 
 
 @router.get("/rosters", response_class=HTMLResponse)

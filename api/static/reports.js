@@ -71,6 +71,16 @@ $("csv").addEventListener("click", async () => {
   } catch (e) { showError(e); }
 });
 
+$("pdf").addEventListener("click", async () => {
+  // PDF bytes: fetched with the token as a blob (api() reads text), then saved.
+  try {
+    const res = await fetch(`${API}/reports/monthly.pdf?${query()}`, { headers: { Authorization: `Bearer ${sessionStorage.getItem("token")}` } });
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).detail || res.statusText);
+    const link = el("a", { href: URL.createObjectURL(await res.blob()), download: `report-${$("site").value}-${$("month").value}.pdf` });
+    document.body.append(link); link.click(); link.remove(); showError(null);
+  } catch (e) { showError(e); }
+});
+
 window.Page = {
   async start() {
     const sites = await api("/sites");

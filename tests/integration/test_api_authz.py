@@ -92,6 +92,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, frozenset[str]]] = [
     ("GET", "/work-orders/{wo}/attachments", None, ALL),
     ("POST", "/work-orders/{wo}/attachments", None, FIELD),  # no file: 422 for those allowed
     ("GET", "/attachments/1", None, ALL),  # none yet: 404
+    ("GET", "/reports/trend?site=tsite&month=2025-03", None, MGR),
+    ("GET", "/reports/monthly.pdf?site=tsite&month=2025-03", None, MGR),
     ("GET", "/rosters", None, MGR),
     ("PUT", "/rosters/tsite/plumbing", {"shifts": []}, MGR),  # no such roster here: 404
     ("POST", "/rosters/tsite/plumbing/swaps", {"original": "a", "substitute": "b",
@@ -116,6 +118,7 @@ PUBLIC: list[tuple[str, str]] = [
     ("GET", "/notices"),
     ("GET", "/rosters"),
     ("GET", "/public/tsite/notices"),  # the published notices, read-only (issue 16)
+    ("GET", "/work-orders/1/print"),  # the page shell: the order itself needs a token
     ("GET", "/docs"),
     ("GET", "/openapi.json"),
 ]

@@ -232,3 +232,25 @@ async def test_a_technician_adds_a_photo_from_the_phone(served: Served, browser:
         await context.close()
     assert run_sql(served.database_url, "SELECT stage, uploaded_by, size_bytes FROM"
                    " work_order_attachments") == [("before", "technician", len(PNG_1PX))]
+
+
+async def test_a_printable_work_order_with_steps_who_and_when(
+    served: Served, page: Page,
+) -> None:
+    _alarm, wo = await seed_entrapment(served.database_url)
+    run_sql(served.database_url, "UPDATE work_order_steps SET done_at = now(),"
+            " done_by = 'operator', note = '7楼 2人' WHERE work_order_id = %s AND seq = 1",
+            (wo,))
+    await sign_in(page, f"{served.url}/work-orders/{wo}/print", "manager", PASSWORD)
+    await expect(page.locator("#wo-title")).to_contain_text(f"#{wo}", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#wo-procedure")).to_contain_text("电梯困人处理流程")
+    first = page.locator('#wo-steps tr[data-seq="1"]')
+    await expect(first.locator("td.done-by")).to_have_text("operator")
+    await expect(first).to_contain_text("7楼 2人")
+    await expect(page.locator("table.sign-off")).to_contain_text("维修人签字")
+    await page.emulate_media(media="print")
+    await expect(page.locator("header")).to_be_hidden()  # only the sheet is printed
+    await expect(page.locator("#print")).to_be_hidden()
+    pdf = await page.pdf(format="A4")  # what the browser's print produces
+    assert pdf.startswith(b"%PDF-")
+    await screenshot(page, "work_order_print.png")
