@@ -31,7 +31,7 @@ from psycopg_pool import AsyncConnectionPool
 from facility.messages import AlarmEvent
 from facility.procedures import Procedure
 from facility.site import Site
-from rules.dispatch import maintenance
+from rules.dispatch import inspections, maintenance
 from rules.dispatch.config import Dispatch, DispatchConfig, default_path, load_dispatch
 from rules.dispatch.directory import (
     load_rosters,
@@ -166,6 +166,8 @@ class Dispatcher:
         async with self._pool.connection() as conn:
             self._emit(await maintenance.check(conn, self.ctx, self.site, self._device_ids,
                                                self.clock()))
+            self._emit(await inspections.open_due(conn, self.ctx, self.site, self._device_ids,
+                                                  self.clock()))
 
     async def refresh_on_call(self) -> None:
         """Reload the rosters and shift swaps (edited through the API), then write who is

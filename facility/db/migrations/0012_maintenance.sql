@@ -156,3 +156,6 @@ CREATE TABLE work_order_attachments (
     uploaded_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX work_order_attachments_order ON work_order_attachments (work_order_id, id);
+
+-- The inspection due date for which a work order was opened (once per due date).
+ALTER TABLE device_assets ADD COLUMN inspection_order_for date;
