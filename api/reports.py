@@ -183,7 +183,7 @@ def to_csv(report: dict[str, Any]) -> str:
     put("pm", "all", report["pm"])
     for section, key in (("by_trade", "trade"), ("by_cause", "cause"), ("by_origin", "origin"),
                          ("by_device", "device")):
-        for item in report[section]:
+        for item in report.get(section, []):
             put(section, str(item[key]), {k: v for k, v in item.items() if k != key})
     load = report["alarm_load"]
     put("alarm_load", "all", load)
