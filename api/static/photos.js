@@ -3,7 +3,9 @@
 // and shown from a data: URL (the Content-Security-Policy allows img-src 'self' data:);
 // an upload form (camera on a phone) for those who may add one.
 "use strict";
-const Photos = { cache: new Map(), lists: new Map() };
+// sections: one per order and mode, reused across the pages' live re-renders, so that a
+// photo chosen but not yet uploaded is not lost when the card is drawn again.
+const Photos = { cache: new Map(), lists: new Map(), sections: new Map() };
 
 async function photoUrl(id) {
   if (Photos.cache.has(id)) return Photos.cache.get(id);
@@ -38,6 +40,18 @@ async function fillPhotos(box, orderId) {
 }
 
 function photoSection(orderId, canUpload, onUploaded) {
+  const key = `${orderId}:${canUpload}`;
+  if (Photos.sections.has(key)) {
+    const kept = Photos.sections.get(key);
+    fillPhotos(kept.querySelector(".photos"), orderId).catch(showError);  // someone else's
+    return kept;
+  }
+  const section = buildPhotoSection(orderId, canUpload, onUploaded);
+  Photos.sections.set(key, section);
+  return section;
+}
+
+function buildPhotoSection(orderId, canUpload, onUploaded) {
   const box = el("div", { className: "photos" });
   fillPhotos(box, orderId).catch(showError);
   if (!canUpload) return el("section", { className: "photo-section" }, el("h4", {}, "Photos 照片"), box);
