@@ -12,6 +12,13 @@ async function loadOrder() {
     fact("Fault 故障", w.fault), fact("Priority 优先级", w.priority), fact("State 状态", w.state),
     fact("Assignee 维修人", w.assignee), fact("Created 创建", stamp(w.created_at)),
     fact("Resolved 完成", stamp(w.resolved_at)), fact("Description 描述", w.description));
+  if (w.device) {
+    // the maintenance contractor to call (an entrapment's procedure does), from the ledger
+    const ledger = await api(`/assets/${encodeURIComponent(w.device)}`).catch(() => null);
+    const a = ledger && ledger.asset;
+    if (a) $("wo-facts").append(fact("Registration 注册代码", a.registration_code),
+      fact("Contractor 维保单位", `${a.contractor} ${a.contractor_phone}`.trim()));
+  }
   $("wo-procedure").textContent = w.procedure_title ? `${w.procedure_title} ${w.procedure_title_en || ""}` : "";
   $("wo-steps").replaceChildren(...w.steps.map((s) => el("tr", { dataset: { seq: s.seq } },
     el("td", {}, s.seq), el("td", {}, s.role), el("td", {}, s.action, el("br"), el("span", { className: "meta" }, s.action_en)),

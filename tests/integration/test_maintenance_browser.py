@@ -241,6 +241,9 @@ async def test_a_printable_work_order_with_steps_who_and_when(
     run_sql(served.database_url, "UPDATE work_order_steps SET done_at = now(),"
             " done_by = 'operator', note = '7楼 2人' WHERE work_order_id = %s AND seq = 1",
             (wo,))
+    run_sql(served.database_url, "INSERT INTO device_assets (device, registration_code,"
+            " contractor, contractor_phone) VALUES ('a-elevator-1', '3110', '维保A',"
+            " '400-800-1234')")
     await sign_in(page, f"{served.url}/work-orders/{wo}/print", "manager", PASSWORD)
     await expect(page.locator("#wo-title")).to_contain_text(f"#{wo}", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#wo-procedure")).to_contain_text("电梯困人处理流程")
@@ -248,6 +251,7 @@ async def test_a_printable_work_order_with_steps_who_and_when(
     await expect(first.locator("td.done-by")).to_have_text("operator")
     await expect(first).to_contain_text("7楼 2人")
     await expect(page.locator("table.sign-off")).to_contain_text("维修人签字")
+    await expect(page.locator("#wo-facts")).to_contain_text("维保A 400-800-1234")
     await page.emulate_media(media="print")
     await expect(page.locator("header")).to_be_hidden()  # only the sheet is printed
     await expect(page.locator("#print")).to_be_hidden()
