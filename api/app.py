@@ -23,12 +23,16 @@ from api.deps import ApiConfig
 from api.errors import install_handlers
 from api.routes import (
     alarms,
+    assets,
+    attachments,
     audit,
     auth,
     devices,
     health,
+    notices,
     pages,
     reports,
+    rosters,
     sites,
     stream,
     telemetry,
@@ -54,7 +58,7 @@ def create_app(
     """``settings`` default to the environment's (FACILITY_API_*)."""
     settings = settings if settings is not None else ApiSettings()
     config = ApiConfig(database_url=database_url, site=site, token_ttl=settings.token_ttl,
-                       throttle=settings.throttle())
+                       throttle=settings.throttle(), chromium=settings.chromium)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +93,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     install_handlers(app)
     for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, audit,
-                   reports, stream):
+                   reports, stream, assets, notices, rosters, attachments):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -30,6 +30,7 @@ class ApiConfig:
     site: Site | None
     token_ttl: timedelta
     throttle: ThrottlePolicy
+    chromium: str = "chromium"  # prints the monthly report as PDF (api.report_pdf)
 
 
 def get_config(request: Request) -> ApiConfig:

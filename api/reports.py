@@ -111,6 +111,40 @@ async def _pm(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> dic
             "compliance": _rate(row[1], row[2])}
 
 
+_DEVICES = """
+SELECT source, count(*) AS failures,
+  coalesce(sum((SELECT sum(quantity * unit_cost) FROM work_order_parts p
+                WHERE p.work_order_id = w.id)), 0) AS parts_cost
+FROM work_orders w
+WHERE w.site_id = %(site)s AND w.created_at >= %(start)s AND w.created_at < %(end)s
+  AND w.origin IN ('alarm', 'request') AND w.state <> 'cancelled'
+GROUP BY source ORDER BY 2 DESC, 3 DESC, 1 LIMIT 50
+"""
+
+
+async def _by_device(
+    conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Per device: fault orders of the month (a repeat failure is any past the first) and
+    the cost of the parts used on them (CNY)."""
+    cur = await conn.execute(_DEVICES, params)
+    return [{"device": r[0], "failures": r[1], "repeat_failures": max(0, r[1] - 1),
+             "parts_cost": float(r[2])} for r in await cur.fetchall()]
+
+
+async def month_summary(
+    conn: psycopg.AsyncConnection[Any], site: str, month: str, tz: ZoneInfo
+) -> dict[str, Any]:
+    """One month's headline figures, for the 12-month trend (api.report_pdf)."""
+    bounds = month_bounds(month, tz)
+    params = {"site": site, "start": bounds.start, "end": bounds.end}
+    [(_, orders)] = await _orders(conn, params, None)
+    alarms = await _alarm_mtta(conn, params)
+    return {"month": month, "alarms": alarms["alarms"], "alarm_mtta_s": alarms["mtta_s"],
+            "orders": orders["count"], "mtta_s": orders["mtta_s"], "mttr_s": orders["mttr_s"],
+            "sla_resolve": orders["sla_resolve"]}
+
+
 async def monthly(
     conn: psycopg.AsyncConnection[Any], site: str, month: str, tz: ZoneInfo
 ) -> dict[str, Any]:
@@ -127,6 +161,7 @@ async def monthly(
         "by_cause": [{"cause": k, **v} for k, v in await _orders(conn, params, "fault")],
         "by_origin": [{"origin": k, **v} for k, v in await _orders(conn, params, "origin")],
         "pm": await _pm(conn, params),
+        "by_device": await _by_device(conn, params),
         "alarm_load": await alarm_load(conn, site, bounds.start, bounds.end),
     }
 
@@ -146,8 +181,9 @@ def to_csv(report: dict[str, Any]) -> str:
     put("work_orders", "all", report["work_orders"])
     put("alarms", "all", report["alarms"])
     put("pm", "all", report["pm"])
-    for section, key in (("by_trade", "trade"), ("by_cause", "cause"), ("by_origin", "origin")):
-        for item in report[section]:
+    for section, key in (("by_trade", "trade"), ("by_cause", "cause"), ("by_origin", "origin"),
+                         ("by_device", "device")):
+        for item in report.get(section, []):
             put(section, str(item[key]), {k: v for k, v in item.items() if k != key})
     load = report["alarm_load"]
     put("alarm_load", "all", load)

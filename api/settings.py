@@ -32,6 +32,10 @@ class ApiSettings(BaseSettings):
                                   description="how long a lock lasts; counts are forgotten"
                                   " this long after the last failure")
 
+    chromium: str = Field(default="chromium", max_length=500,
+                          description="Chromium command or path that prints the monthly"
+                          " report as PDF; empty: no PDF (503)")
+
     @model_validator(mode="after")
     def _order(self) -> ApiSettings:
         if (self.sign_in_lock_after_user <= self.sign_in_free_failures_user

@@ -16,7 +16,9 @@ from facility.profiles import BacnetProfile, ModbusProfile, load_profile
 from facility.site_network import BACNET_PORT, BacnetNetwork, RtuLineConfig
 
 ID = r"^[a-z0-9_-]+$"
-DeviceType = Literal["elevator", "pump_set", "switchgear", "fire_panel"]
+DeviceType = Literal[
+    "elevator", "pump_set", "switchgear", "fire_panel", "leak_detector", "gas_detector"
+]
 
 
 class _Strict(BaseModel):

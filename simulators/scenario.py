@@ -44,7 +44,13 @@ FAULT_DEVICE_TYPES: dict[str, tuple[str, ...]] = {
     "fire_alarm": ("fire_panel",),
     "fire_trouble": ("fire_panel",),
     "fire_supervisory": ("fire_panel",),
-    "comms_loss": ("elevator", "pump_set", "switchgear", "fire_panel"),
+    "water_leak": ("leak_detector",),
+    "flooding": ("leak_detector",),
+    "gas_leak": ("gas_detector",),
+    "gas_outage": ("gas_detector",),
+    "comms_loss": (
+        "elevator", "pump_set", "switchgear", "fire_panel", "leak_detector", "gas_detector"
+    ),
 }
 MODBUS_STEPS = ("drop_connections", "modbus_busy", "modbus_device_failure")
 DEFAULT_SLOW_DELAY_S = 2.0

@@ -1,6 +1,9 @@
 """The web pages, server-rendered with Jinja2 and made live by small plain scripts (no build
 step): the duty-room board (/), a device (/devices/{name}), the technician's page (/tech),
-the service desk's repair-request form (/desk) and the monthly report (/reports). A page is
+the service desk's repair-request form (/desk), the monthly report (/reports), the asset
+ledger (/assets), a printable work order (/work-orders/{id}/print), the rosters (/rosters)
+and the residents' notices (/notices); /public/{site}/notices shows the published notices
+without sign-in (server-rendered, no script). A page is
 a shell with the site's names; its script signs in against the API (bearer token kept in
 sessionStorage), loads data from /api/v1 and follows /api/v1/stream. No page has an inline
 script, inline event handler or style attribute: the Content-Security-Policy
@@ -14,7 +17,9 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.deps import ApiConfig, Config
+from api.deps import ApiConfig, Config, Conn
+from api.errors import NotFound
+from api.notices import NOTICE_TZ, published
 from api.routes.devices import ID_PATTERN
 from api.security_headers import SWAGGER_CDN
 
@@ -66,6 +71,53 @@ async def service_desk(request: Request, config: Config) -> HTMLResponse:
 @router.get("/reports", response_class=HTMLResponse)
 async def reports(request: Request, config: Config) -> HTMLResponse:
     return _render(request, "reports.html", _context(config, "reports", "月度报告 Monthly report"))
+
+
+@router.get("/assets", response_class=HTMLResponse)
+async def asset_ledger(request: Request, config: Config) -> HTMLResponse:
+    return _render(request, "assets.html", _context(config, "assets", "设备台账 Asset ledger"))
+
+
+@router.get("/work-orders/{work_order_id}/print", response_class=HTMLResponse)
+async def work_order_print(
+    request: Request, config: Config, work_order_id: Annotated[int, Path(ge=1, le=2**62)],
+) -> HTMLResponse:
+    """A printable work order (the browser's own print, or save as PDF there)."""
+    return _render(request, "work_order_print.html",
+                   _context(config, "print", f"工单 #{work_order_id}",
+                            work_order_id=work_order_id))
+
+
+@router.get("/rosters", response_class=HTMLResponse)
+async def rosters_page(request: Request, config: Config) -> HTMLResponse:
+    return _render(request, "rosters.html", _context(config, "rosters", "值班表 Rosters"))
+
+
+@router.get("/notices", response_class=HTMLResponse)
+async def notices_page(request: Request, config: Config) -> HTMLResponse:
+    return _render(request, "notices.html", _context(config, "notices", "住户通知 Notices"))
+
+
+@router.get("/public/{site}/notices", response_class=HTMLResponse)
+async def public_notices(
+    request: Request, config: Config, conn: Conn,
+    site: Annotated[str, Path(pattern=ID_PATTERN)],
+) -> HTMLResponse:
+    """The site's published notices, for lobby screens and a link in the residents' chat
+    group: no sign-in, read-only, nothing but the notices (refreshes itself every minute)."""
+    if config.site is not None and site != config.site.id:
+        raise NotFound("site", site)
+    cur = await conn.execute("SELECT name FROM sites WHERE id = %s", (site,))
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("site", site)
+    names = ({b.id: b.name or b.id for b in config.site.config.buildings}
+             if config.site else {})
+    items = [{"notice": n, "building": names.get(n.building, n.building)}
+             for n in await published(conn, site)]
+    return _render(request, "public_notices.html",
+                   {"site_name": row[0] or site, "items": items, "title": "住户通知 Notices",
+                    "tz": NOTICE_TZ})
 
 
 @router.get("/docs", response_class=HTMLResponse)

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 
-from api.deps import Authoriser, Conn
+from api.deps import Authoriser, Config, Conn
 from api.errors import ApiError, NotFound
+from api.report_pdf import PdfUnavailable, chromium_path, print_pdf, render_html, trend
 from api.reports import monthly, to_csv
 from api.routes.devices import ID_PATTERN
 
@@ -54,3 +55,39 @@ async def monthly_report_csv(
         to_csv(report), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="report-{site}-{month}.csv"'},
     )
+
+
+@router.get("/reports/trend", responses={400: {}, 404: {}})
+async def monthly_trend(
+    conn: Conn, user: Authoriser, site: Site, month: Month, tz: Tz = "UTC"
+) -> list[dict[str, Any]]:
+    """The 12 months ending with ``month``: alarms, orders, MTTA, MTTR, SLA resolve."""
+    cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
+    if await cur.fetchone() is None:
+        raise NotFound("site", site)
+    return await trend(conn, site, month, _zone(tz))
+
+
+@router.get("/reports/monthly.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}}, 400: {}, 404: {}, 503: {}})
+async def monthly_report_pdf(
+    conn: Conn, user: Authoriser, config: Config, site: Site, month: Month, tz: Tz = "UTC"
+) -> Response:
+    """The month's report with its charts and the 12-month trend, printed by headless
+    Chromium (503 when the server has none: FACILITY_API_CHROMIUM)."""
+    report = await _report(conn, site, month, tz)
+    months = await trend(conn, site, month, _zone(tz))
+    chromium = chromium_path(config.chromium)
+    if chromium is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "no Chromium on the server to print the PDF"
+                            " (FACILITY_API_CHROMIUM); print the report page instead")
+    cur = await conn.execute("SELECT name FROM sites WHERE id = %s", (site,))
+    row = await cur.fetchone()
+    html = render_html(report, months, (row[0] if row else "") or site)
+    try:
+        pdf = await print_pdf(html, chromium)
+    except PdfUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, exc.reason) from exc
+    return Response(pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="report-{site}-{month}.pdf"'})

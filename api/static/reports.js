@@ -42,6 +42,11 @@ function load(r) {
     el("h2", {}, `${r.site} · ${r.month} (${r.timezone})`), kpis(r),
     el("div", { className: "columns" }, breakdown("By trade 按工种", r.by_trade, "trade"),
        breakdown("By cause 按原因", r.by_cause, "cause")),
+    el("section", { id: "by-device" }, el("h2", {}, "By device 按设备 (repeat failures 重复故障, parts cost 配件费用)"),
+      el("table", {}, el("thead", {}, el("tr", {}, ["device", "failures", "repeat", "parts cost ¥"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, (r.by_device || []).map((d) => el("tr", { dataset: { device: d.device } },
+          el("td", {}, el("a", { href: `/assets#${d.device}` }, d.device)), el("td", {}, d.failures),
+          el("td", {}, d.repeat_failures), el("td", {}, d.parts_cost.toFixed(2))))))),
     el("section", {}, el("h2", {}, "Alarm load 报警负荷 (ISA-18.2)"),
       el("table", { className: "kv" }, el("tbody", {},
         [["annunciated", l.annunciated], ["per operator per 10 min (avg)", l.per_10_min_avg],
@@ -63,6 +68,16 @@ $("csv").addEventListener("click", async () => {
     const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: "text/csv" })),
                            download: `report-${$("site").value}-${$("month").value}.csv` });
     document.body.append(link); link.click(); link.remove();
+  } catch (e) { showError(e); }
+});
+
+$("pdf").addEventListener("click", async () => {
+  // PDF bytes: fetched with the token as a blob (api() reads text), then saved.
+  try {
+    const res = await fetch(`${API}/reports/monthly.pdf?${query()}`, { headers: { Authorization: `Bearer ${sessionStorage.getItem("token")}` } });
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).detail || res.statusText);
+    const link = el("a", { href: URL.createObjectURL(await res.blob()), download: `report-${$("site").value}-${$("month").value}.pdf` });
+    document.body.append(link); link.click(); link.remove(); showError(null);
   } catch (e) { showError(e); }
 });
 

@@ -60,7 +60,8 @@ function card(w, mine) {
     ? el("div", {}, detail.description ? el("p", {}, detail.description) : null,
          detail.requester && detail.requester.name
            ? el("p", { className: "meta" }, `报修人 ${detail.requester.name} ${detail.requester.phone || ""} ${detail.requester.location || ""}`) : null,
-         steps(w, detail)) : null;
+         steps(w, detail), photoSection(w.id, mine && ["accepted", "on_site"].includes(w.state)),
+         el("a", { href: `/work-orders/${w.id}/print`, className: "print-link" }, "Print 打印")) : null;
   return el("article", { className: `card prio-card-${w.priority}${sla && sla.late ? " overdue" : ""}`,
                          dataset: { workOrderId: w.id, state: w.state } },
     el("h3", {}, `#${w.id} `, el("span", { className: `prio prio-${w.priority}` }, w.priority), " ",

@@ -8,7 +8,7 @@ refuses a mistake with the file and the path of the entry (``facility.config_err
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,6 +60,17 @@ class Shift(_Strict):
     @property
     def overnight(self) -> bool:
         return self.end <= self.start
+
+
+class Swap(_Strict):
+    """A shift swap: from ``starts_at`` to ``ends_at`` the substitute takes the original's
+    place in the roster's shifts (kept in table roster_swaps, edited through the API)."""
+
+    roster: str
+    original: str
+    substitute: str
+    starts_at: datetime
+    ends_at: datetime
 
 
 class Roster(_Strict):
@@ -164,6 +175,7 @@ class DispatchConfig(_Strict):
     timezone: str = "Asia/Shanghai"
     staff: tuple[Staff, ...] = ()
     rosters: dict[str, Roster] = {}
+    swaps: tuple[Swap, ...] = ()
     channels: dict[str, Channel] = {}
     escalation: Escalation = Escalation()
     notify: Notify = Notify()

@@ -4,7 +4,8 @@ A shift covers the days of the week on which it starts (ISO weekday, in the disp
 time zone, Asia/Shanghai by default) from ``start`` to ``end``; an ``end`` at or before
 ``start`` runs past midnight into the next day. ``on_call`` lists everyone on call for a
 roster now, shift order first (primary first within a shift), then the roster's backups;
-``assignee`` is the first of them. A daylight-saving gap or fold is resolved the way
+``assignee`` is the first of them. A shift swap (``config.swaps``) puts its substitute in the
+original's place while it lasts. A daylight-saving gap or fold is resolved the way
 ``zoneinfo`` does (fold 0)."""
 
 from __future__ import annotations
@@ -52,15 +53,26 @@ def on_call(config: DispatchConfig, roster_name: str, now: datetime) -> list[OnC
         window = shift_window(shift, now, config.tz)
         if window is None:
             continue
-        for user in shift.on_call:
+        for original in shift.on_call:
+            user = swapped(config, roster_name, original, now)
             if user not in seen:
                 seen.add(user)
-                out.append(OnCall(user, roster_name, shift.name, *window))
+                name = shift.name if user == original else f"{shift.name} (swap for {original})"
+                out.append(OnCall(user, roster_name, name, *window))
     for user in roster.backup:
         if user not in seen:
             seen.add(user)
             out.append(OnCall(user, roster_name, "backup"))
     return out
+
+
+def swapped(config: DispatchConfig, roster_name: str, username: str, now: datetime) -> str:
+    """Who stands in for ``username`` on this roster now (a shift swap), else themselves."""
+    for swap in config.swaps:
+        if (swap.roster == roster_name and swap.original == username
+                and swap.starts_at <= now < swap.ends_at):
+            return swap.substitute
+    return username
 
 
 def assignee(config: DispatchConfig, roster_name: str, now: datetime) -> OnCall | None:

@@ -9,7 +9,8 @@ assignment to whoever is on call and the start of its SLA clock. So a dispatch f
 never roll back an alarm, and every origin takes one path. ``Dispatcher.run`` stores the
 staff and rosters, then drives four APScheduler interval jobs on the running loop until
 cancelled: the SLA sweep, notification delivery, preventive maintenance and the on-call
-snapshot. Every timer lives in
+snapshot, which first reloads the rosters and shift swaps from the database (edits through
+the API take effect within ROSTER_RELOAD_S, no restart). Every timer lives in
 PostgreSQL (``dispatch_timers``, ``pm_occurrences``, ``notification_deliveries``), so a
 restart resumes them; the jobs only decide when to look.
 ``clock`` is injectable so that tests can move time."""
@@ -30,13 +31,19 @@ from psycopg_pool import AsyncConnectionPool
 from facility.messages import AlarmEvent
 from facility.procedures import Procedure
 from facility.site import Site
-from rules.dispatch import maintenance
+from rules.dispatch import inspections, maintenance
 from rules.dispatch.config import Dispatch, DispatchConfig, default_path, load_dispatch
-from rules.dispatch.directory import missing_users, refresh_on_call, sync_directory
+from rules.dispatch.directory import (
+    load_rosters,
+    missing_users,
+    refresh_on_call,
+    sync_directory,
+)
 from rules.dispatch.notify import Deliverer
 from rules.dispatch.orders import Context, sweep
 
 log = logging.getLogger(__name__)
+ROSTER_RELOAD_S = 10.0  # an edit of a roster or a swap (API) takes effect within this
 Clock = Callable[[], datetime]
 
 
@@ -100,7 +107,7 @@ class Dispatcher:
             jobs: list[tuple[Callable[[], Any], float]] = [
                 (self.sweep_sla, self.sla_every_s), (self.deliver, self.deliver_every_s),
                 (self.maintain, self.config.maintenance.check_every_s),
-                (self.refresh_on_call, 60.0)]
+                (self.refresh_on_call, ROSTER_RELOAD_S)]
             for func, every_s in jobs:
                 scheduler.add_job(func, "interval", seconds=every_s, id=func.__name__,
                                   next_run_time=now, max_instances=1, coalesce=True,
@@ -124,6 +131,8 @@ class Dispatcher:
     async def _start(self, pool: AsyncConnectionPool[Any]) -> None:
         async with pool.connection() as conn:
             await sync_directory(conn, self.site.id, self.config)
+            self.ctx.dispatch.config = await load_rosters(conn, self.site.id, self.config,
+                                                          self.clock())
             await maintenance.sync_schedules(conn, self.ctx)
             missing = await missing_users(conn, self.config)
             if missing:
@@ -157,8 +166,14 @@ class Dispatcher:
         async with self._pool.connection() as conn:
             self._emit(await maintenance.check(conn, self.ctx, self.site, self._device_ids,
                                                self.clock()))
+            self._emit(await inspections.open_due(conn, self.ctx, self.site, self._device_ids,
+                                                  self.clock()))
 
     async def refresh_on_call(self) -> None:
+        """Reload the rosters and shift swaps (edited through the API), then write who is
+        on call now."""
         assert self._pool is not None
         async with self._pool.connection() as conn:
-            await refresh_on_call(conn, self.site.id, self.config, self.clock())
+            now = self.clock()
+            self.ctx.dispatch.config = await load_rosters(conn, self.site.id, self.config, now)
+            await refresh_on_call(conn, self.site.id, self.config, now)

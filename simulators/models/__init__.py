@@ -6,6 +6,7 @@ play raises UnsupportedFault; `build_model` picks the model for a device type.""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Protocol, TypeAlias
 
 PointValue: TypeAlias = bool | int | float
@@ -36,18 +37,21 @@ def seed_for(device_id: str) -> int:
 
 
 def build_model(device_type: str, *, seed: int = 0) -> DeviceModel:
-    """The model for a site device type ("elevator", "pump_set", "switchgear", "fire_panel")."""
+    """The model for a site device type (facility.site.DeviceType)."""
     from simulators.models.elevator import ElevatorModel
     from simulators.models.fire_panel import FirePanelModel
+    from simulators.models.gas_detector import GasDetectorModel
+    from simulators.models.leak_detector import LeakDetectorModel
     from simulators.models.pump_set import PumpSetModel
     from simulators.models.switchgear import SwitchgearModel
 
-    factories: dict[str, type[ElevatorModel | PumpSetModel | SwitchgearModel | FirePanelModel]]
-    factories = {
+    factories: dict[str, Callable[..., DeviceModel]] = {
         "elevator": ElevatorModel,
         "pump_set": PumpSetModel,
         "switchgear": SwitchgearModel,
         "fire_panel": FirePanelModel,
+        "leak_detector": LeakDetectorModel,
+        "gas_detector": GasDetectorModel,
     }
     try:
         factory = factories[device_type]

@@ -73,6 +73,34 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, frozenset[str]]] = [
     ("GET", "/audit?action=user", None, ADMIN),
     ("GET", "/auth/locks", None, ADMIN),
     ("DELETE", "/auth/locks?kind=user&key=nobody", None, ADMIN),
+    # issue 16: the asset ledger, parts on orders, notices to residents
+    ("GET", "/assets", None, ALL),
+    ("GET", "/assets/export.csv", None, ALL),
+    ("GET", "/assets/inspections-due", None, ALL),
+    ("GET", "/assets/a-elevator-1", None, ALL),
+    ("PUT", "/assets/a-elevator-1", {"contractor": "维保A"}, MGR),
+    ("POST", "/assets/import", None, MGR),  # no CSV: 422 for those allowed
+    ("GET", "/work-orders/{wo}/parts", None, ALL),
+    ("POST", "/work-orders/{wo}/parts", {"part": "fuse", "quantity": 1, "unit_cost": 3}, FIELD),
+    ("POST", "/notices", {"site": "tsite", "kind": "water", "title": "停水通知",
+                          "since": "2026-05-01T08:00:00Z"}, DESK),
+    ("GET", "/notices", None, DESK),
+    ("GET", "/notices/1", None, DESK),
+    ("PATCH", "/notices/1", {"body": "明早恢复"}, DESK),
+    ("POST", "/notices/1/publish", None, DESK),
+    ("POST", "/notices/1/close", None, DESK),
+    ("GET", "/work-orders/{wo}/attachments", None, ALL),
+    ("POST", "/work-orders/{wo}/attachments", None, FIELD),  # no file: 422 for those allowed
+    ("GET", "/attachments/1", None, ALL),  # none yet: 404
+    ("GET", "/reports/trend?site=tsite&month=2025-03", None, MGR),
+    ("GET", "/reports/monthly.pdf?site=tsite&month=2025-03", None, MGR),
+    ("GET", "/rosters", None, MGR),
+    ("PUT", "/rosters/tsite/plumbing", {"shifts": []}, MGR),  # no such roster here: 404
+    ("POST", "/rosters/tsite/plumbing/swaps", {"original": "a", "substitute": "b",
+     "starts_at": "2026-05-01T00:00:00Z", "ends_at": "2026-05-02T00:00:00Z"}, MGR),
+    ("GET", "/roster-swaps", None, MGR),
+    ("POST", "/roster-swaps/1/cancel", None, MGR),
+    ("GET", "/roster-changes", None, MGR),
     ("GET", "/stream?after=0", None, ALL),  # checked without reading the endless body
     ("POST", "/auth/sign-out", None, ALL),  # last: it revokes each role's token
 ]
@@ -86,6 +114,11 @@ PUBLIC: list[tuple[str, str]] = [
     ("GET", "/tech"),
     ("GET", "/desk"),
     ("GET", "/reports"),
+    ("GET", "/assets"),
+    ("GET", "/notices"),
+    ("GET", "/rosters"),
+    ("GET", "/public/tsite/notices"),  # the published notices, read-only (issue 16)
+    ("GET", "/work-orders/1/print"),  # the page shell: the order itself needs a token
     ("GET", "/docs"),
     ("GET", "/openapi.json"),
 ]

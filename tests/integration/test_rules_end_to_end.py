@@ -52,7 +52,8 @@ class Expect:
 
 
 def modbus(device_id: str, typ: str) -> dict[str, Any]:
-    profile = {"pump_set": "pump_set", "elevator": "elevator", "switchgear": "switchgear"}[typ]
+    profile = {"pump_set": "pump_set", "elevator": "elevator", "switchgear": "switchgear",
+               "leak_detector": "leak_detector", "gas_detector": "gas_detector"}[typ]
     return {"id": device_id, "type": typ, "profile": profile, "timeout_s": 2.0,
             "address": {"protocol": "modbus", "port": free_port()}}
 
@@ -76,6 +77,8 @@ BUILDINGS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "fire": ("gw-main", [panel("f-alarm", 3101), panel("f-fire", 3102),
                          panel("f-trouble", 3103)]),
     "comms": ("gw-main", [modbus("c-pumps", "pump_set")]),
+    "leaks": ("gw-main", [modbus("k-leak", "leak_detector"), modbus("k-flood", "leak_detector"),
+                          modbus("k-gas", "gas_detector"), modbus("k-gasout", "gas_detector")]),
     "doomed": ("gw-doomed", [modbus("d-pumps", "pump_set"), modbus("d-gear", "switchgear")]),
 }
 
@@ -99,6 +102,10 @@ STEPS: list[dict[str, Any]] = [
     {"at": "15s", "device": "f-trouble", "fault": "fire_trouble", "zone": 2},
     {"at": "15s", "device": "f-trouble", "fault": "fire_supervisory", "zone": 4},
     {"at": "15s", "device": "c-pumps", "fault": "comms_loss"},
+    {"at": "15s", "device": "k-leak", "fault": "water_leak", "zone": 3},
+    {"at": "15s", "device": "k-flood", "fault": "flooding"},
+    {"at": "15s", "device": "k-gas", "fault": "gas_leak"},
+    {"at": "15s", "device": "k-gasout", "fault": "gas_outage"},
     {"at": "15s", "device": "d-pumps", "fault": "comms_loss"},
 ]
 
@@ -129,6 +136,11 @@ EXPECTED: list[Expect] = [
     Expect("f-fire", "fire", "critical", "fire"),  # two zones of one panel
     Expect("f-trouble", "fire_trouble", "high", "fire_system_fault"),
     Expect("f-trouble", "fire_supervisory", "high", "fire_system_fault"),
+    Expect("k-leak", "water_leak", "high", "water_leak"),
+    Expect("k-flood", "flooding", "critical", "water_leak"),
+    Expect("k-gas", "gas_leak", "critical", "gas_leak"),
+    Expect("k-gas", "gas_outage", "high", None, parent=("k-gas", "gas_leak")),  # valve shut
+    Expect("k-gasout", "gas_outage", "high", "gas_outage"),
     Expect("c-pumps", "device_offline", "high", None),
     Expect("gw-doomed", "gateway_offline", "high", None),
     Expect("d-pumps", "device_offline", "high", None, parent=GATEWAY),
@@ -271,3 +283,4 @@ def test_every_fault_ends_as_its_alarm_and_work_order_grouped_where_a_consequenc
     assert by_key[("f-trouble", "fire_supervisory")]["detail"]["points"] == [
         "zone_4_supervisory"]
     assert by_key[("l-ctrl", "elevator_fault")]["detail"]["values"] == {"fault_code": 5}
+    assert by_key[("k-leak", "water_leak")]["detail"]["points"] == ["zone_3_leak"]

@@ -15,8 +15,8 @@ def test_demo_site_loads_every_device_with_its_profile() -> None:
     site = load_site(ROOT / "sites" / "demo.yaml")
     assert site.id == "demo"
     assert sorted(site.devices) == sorted(
-        f"{b}-{d}" for b in "ab" for d in ("elevator-1", "elevator-2", "pumps", "switchgear",
-                                            "firepanel")
+        [f"{b}-{d}" for b in "ab" for d in ("elevator-1", "elevator-2", "pumps", "switchgear",
+                                             "firepanel", "leak")] + ["a-gas"]
     )
     assert site.devices["a-firepanel"].profile.protocol == "bacnet"
     assert site.devices["b-elevator-2"].gateway == "gw-b"

@@ -150,3 +150,35 @@ def test_power_outage_groups_the_buildings_lifts_and_pumps_but_never_an_entrapme
     assert all(a.suppressed_by == outage for a in grouped)
     assert ("a-pumps", "low_pressure") in {(a.source, a.alarm_type) for a in grouped}
     assert outage in {(c.source, c.alarm_type) for c in cleared}
+
+
+# -- leaks, flooding and gas (issue 16) ------------------------------------------------
+
+
+@pytest.mark.parametrize(("device", "fault", "zone", "alarm", "procedure"), [
+    ("a-leak", "water_leak", 2, "water_leak", "water_leak"),
+    ("a-leak", "flooding", None, "flooding", "water_leak"),
+    ("a-gas", "gas_outage", None, "gas_outage", "gas_outage"),
+    ("a-gas", "gas_leak", None, "gas_leak", "gas_leak"),
+])
+def test_each_leak_or_gas_fault_is_one_alarm_with_its_procedure_and_clears_after(
+    device: str, fault: str, zone: int | None, alarm: str, procedure: str,
+) -> None:
+    raised, cleared, _ = simulate([(device, fault, zone)], fault_at_s=10, end_at_s=100,
+                                  run_s=200)
+    assert annunciated(raised) == {(device, alarm)}
+    first = next(a for a in raised if a.alarm_type == alarm)
+    assert first.procedure == procedure and first.at >= T0 + timedelta(seconds=10)
+    assert (device, alarm) in {(c.source, c.alarm_type) for c in cleared}
+    if zone is not None:
+        assert first.detail["points"] == [f"zone_{zone}_leak"]
+
+
+def test_a_gas_leak_groups_the_supply_loss_its_shut_valve_causes() -> None:
+    raised, _, _ = simulate([("a-gas", "gas_leak", None)], fault_at_s=10, end_at_s=100,
+                            run_s=150)
+    assert annunciated(raised) == {("a-gas", "gas_leak")}
+    consequences = {a.alarm_type: a.suppressed_by for a in raised if a.suppressed_by}
+    assert consequences == {"gas_outage": ("a-gas", "gas_leak")}
+    leak = next(a for a in raised if a.alarm_type == "gas_leak")
+    assert leak.at < T0 + timedelta(seconds=25)  # 20 %LEL within about 10 s, no on-delay

@@ -1,0 +1,34 @@
+// A printable work order: procedure, steps with who and when, timeline, parts, photos and
+// sign-off lines; "Print / PDF" opens the browser's own print dialog (save as PDF there).
+"use strict";
+const ORDER = Number($("order-sheet").dataset.workOrderId);
+
+function fact(k, v) { return el("tr", {}, el("th", {}, k), el("td", {}, v ?? "—")); }
+
+async function loadOrder() {
+  const [w, parts] = await Promise.all([api(`/work-orders/${ORDER}`), api(`/work-orders/${ORDER}/parts`)]);
+  $("wo-title").textContent = `工单 Work order #${w.id} · ${w.title}`;
+  $("wo-facts").replaceChildren(fact("Device 设备", w.device || w.source), fact("Building 楼栋", w.building),
+    fact("Fault 故障", w.fault), fact("Priority 优先级", w.priority), fact("State 状态", w.state),
+    fact("Assignee 维修人", w.assignee), fact("Created 创建", stamp(w.created_at)),
+    fact("Resolved 完成", stamp(w.resolved_at)), fact("Description 描述", w.description));
+  if (w.device) {
+    // the maintenance contractor to call (an entrapment's procedure does), from the ledger
+    const ledger = await api(`/assets/${encodeURIComponent(w.device)}`).catch(() => null);
+    const a = ledger && ledger.asset;
+    if (a) $("wo-facts").append(fact("Registration 注册代码", a.registration_code),
+      fact("Contractor 维保单位", `${a.contractor} ${a.contractor_phone}`.trim()));
+  }
+  $("wo-procedure").textContent = w.procedure_title ? `${w.procedure_title} ${w.procedure_title_en || ""}` : "";
+  $("wo-steps").replaceChildren(...w.steps.map((s) => el("tr", { dataset: { seq: s.seq } },
+    el("td", {}, s.seq), el("td", {}, s.role), el("td", {}, s.action, el("br"), el("span", { className: "meta" }, s.action_en)),
+    el("td", { className: "done-by" }, s.done_by || ""), el("td", {}, stamp(s.done_at)), el("td", {}, s.note || ""))));
+  $("wo-events").replaceChildren(...w.events.map((e) => el("tr", {}, el("td", {}, stamp(e.time)),
+    el("td", {}, e.event), el("td", {}, e.actor), el("td", {}, (e.detail && e.detail.note) || ""))));
+  $("wo-parts").replaceChildren(...parts.map((p) => el("tr", {}, el("td", {}, p.part), el("td", {}, p.quantity),
+    el("td", {}, p.unit_cost), el("td", {}, p.added_by))));
+  $("wo-photos").replaceChildren(photoSection(ORDER, false));
+}
+
+$("print").addEventListener("click", () => window.print());
+window.Page = { async start() { await loadOrder(); } };
