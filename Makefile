@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCENARIO ?= scenarios/demo.yaml
 PYTEST_ARGS ?=
+# the suite mostly waits on servers and timers: three workers, each with its own PostgreSQL and
+# mosquitto (session fixtures), a module's tests kept on one worker
+PYTEST_WORKERS ?= 3
 
 .PHONY: demo test test-quick check clean
 
@@ -25,12 +28,12 @@ demo:
 test:
 	bash scripts/system-packages test
 	$(MAKE) --no-print-directory $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-quick:
 	bash scripts/system-packages test
 	$(MAKE) --no-print-directory $(STAMP)
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff mypy

@@ -82,7 +82,8 @@ async def test_two_processes_on_the_shared_subscription_store_each_point_once(
     write_site(tmp_path, site_id)
     n = 3000
     procs = [IngestProcess(tmp_path / "site.yaml", database_url, mqtt_url,
-                           tmp_path / f"i{k}.log", instance=f"i{k}", extra=("--no-seq-check",))
+                           tmp_path / f"i{k}.log", instance=f"i{k}",
+                           extra=("--share-group", "ingest", "--no-seq-check"))
              for k in (1, 2)]
     try:
         for p in procs:
