@@ -38,7 +38,7 @@ test-quick:
 check: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff mypy
 	$(BIN)/ruff check facility gateway ingest rules api simulators tests bench
-	$(BIN)/mypy && $(BIN)/mypy bench
+	$(BIN)/mypy && $(BIN)/mypy --explicit-package-bases bench
 
 clean:
 	rm -rf $(VENV) .facility .pytest_cache test-artifacts

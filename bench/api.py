@@ -68,7 +68,7 @@ def routes(conn: psycopg.Connection) -> list[Route]:
         return f"/devices?site={site}&building={b}&values=false"
 
     def device(i: int) -> str:
-        return devices[(i * 101) % len(devices)]
+        return str(devices[(i * 101) % len(devices)])
 
     return [
         ("sites overview", lambda i: "/sites"),
