@@ -119,7 +119,8 @@ async def run_gateway(
         try:  # normally the broker answers at once: the first readings then go out live
             await mqtt.wait_connected(CONNECT_GRACE_S)
         except MqttError:
-            log.warning("broker %s unreachable; polling into the queue meanwhile", mqtt.url)
+            log.warning("broker %s not connected yet (the MQTT line above says why); polling "
+                        "into the queue meanwhile", mqtt.url)
         readers = await _open_readers(devices, gw, counters, stack, bind)
         every = gw.poll_classes.model_dump()
         try:
