@@ -2,15 +2,20 @@
 playwright's async API with the flags a container needs, the wall-screen and phone
 viewports, signing in on a page's login form, the operator's acknowledgement on the board
 and the technician's arrive - tick steps - resolve on a phone, screenshots saved to
-test-artifacts/, and a watch on the console for Content-Security-Policy violations (the pages
-must run under the API's strict policy: no inline script, no style attribute)."""
+test-artifacts/, a watch on the console for Content-Security-Policy violations (the pages
+must run under the API's strict policy: no inline script, no style attribute), the API served
+on a free loopback port for the length of a block, and a wall-screen page that fails its
+test on any CSP violation (tests/integration/conftest.py makes it the ``page`` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from playwright.async_api import (
     Browser,
@@ -36,6 +41,27 @@ ARTIFACTS = ROOT / "test-artifacts"
 ENTRAPMENT_TITLE = "电梯困人处理流程"
 UI_TIMEOUT_MS = 8_000
 
+
+@asynccontextmanager
+async def serving_api(database_url: str, site: Any, timeout_s: float = 10.0
+                      ) -> AsyncIterator[tuple[str, asyncio.Task[None]]]:
+    """The API on a free loopback port until the block ends: its base URL and its task (a
+    test may cancel it to see the pages lose the server)."""
+    from api.service import serve_api
+    from facility.embedded.ports import free_port
+
+    port = free_port()
+    ready = asyncio.Event()
+    server = asyncio.create_task(
+        serve_api(database_url, "127.0.0.1", port, site=site, ready=ready), name="api[test]")
+    try:
+        async with asyncio.timeout(timeout_s):
+            await ready.wait()
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
 
 
 @asynccontextmanager
@@ -114,3 +140,16 @@ def watch_csp(page: Page) -> list[str]:
 
     page.on("console", on_console)
     return violations
+
+
+@asynccontextmanager
+async def wall_page(browser: Browser) -> AsyncIterator[Page]:
+    """A wall-screen page (zh-CN) that fails the test on any CSP violation."""
+    context = await browser.new_context(viewport=WALL_SCREEN, locale="zh-CN")
+    try:
+        page = await context.new_page()
+        violations = watch_csp(page)
+        yield page
+        assert violations == []
+    finally:
+        await context.close()

@@ -28,18 +28,15 @@ import psycopg
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from api.service import serve_api
-from facility.embedded.ports import free_port
 from tests.integration.api_support import PASSWORD, run_sql, seed_entrapment, seed_site
 from tests.integration.browser_support import (
     ENTRAPMENT_TITLE,
     UI_TIMEOUT_MS,
-    WALL_SCREEN,
     acknowledge_on_board,
     arrive_tick_and_resolve,
-    launch_chromium,
     new_phone,
     screenshot,
+    serving_api,
     sign_in,
     watch_csp,
 )
@@ -59,37 +56,8 @@ class Served:
 @pytest.fixture
 async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
     site = seed_site(database_url, tmp_path)
-    port = free_port()
-    ready = asyncio.Event()
-    server = asyncio.create_task(
-        serve_api(database_url, "127.0.0.1", port, site=site, ready=ready), name="api[browser]"
-    )
-    try:
-        async with asyncio.timeout(START_TIMEOUT_S):
-            await ready.wait()
-        yield Served(f"http://127.0.0.1:{port}", database_url, server)
-    finally:
-        server.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with launch_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=WALL_SCREEN, locale="zh-CN")
-    try:
-        page = await context.new_page()
-        violations = watch_csp(page)
-        yield page
-        assert violations == []
-    finally:
-        await context.close()
+    async with serving_api(database_url, site, START_TIMEOUT_S) as (url, server):
+        yield Served(url, database_url, server)
 
 
 @pytest.fixture

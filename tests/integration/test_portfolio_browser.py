@@ -14,8 +14,6 @@ Content-Security-Policy violation on any page."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,16 +22,14 @@ from pathlib import Path
 import psycopg
 from playwright.async_api import Page, expect
 
-from api.service import serve_api
 from bench.portfolio import load_portfolio, populate, write_portfolio
-from facility.embedded.ports import free_port
 from tests.integration.api_support import PASSWORD, run_sql, seed_entrapment
 from tests.integration.browser_support import (
     ARTIFACTS,
-    WALL_SCREEN,
     launch_chromium,
     screenshot,
-    watch_csp,
+    serving_api,
+    wall_page,
 )
 
 ESTATES = 100  # 10 buildings of 10 devices each
@@ -67,26 +63,10 @@ async def test_board_and_device_page_at_portfolio_size(database_url: str, tmp_pa
     _telemetry(database_url, QUIET_DEVICE, {"load_kg": 400.0, "speed_mps": 1.6})
     critical = run_sql(database_url, "SELECT count(*) FROM alarms WHERE state <> 'normal'"
                        " AND priority = 'critical'")[0][0]
-    port = free_port()
-    ready = asyncio.Event()
-    server = asyncio.create_task(serve_api(database_url, "127.0.0.1", port,
-                                           site=portfolio.sites[0], ready=ready))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with asyncio.timeout(15):
-            await ready.wait()
-        async with launch_chromium() as browser:
-            context = await browser.new_context(viewport=WALL_SCREEN, locale="zh-CN")
-            page = await context.new_page()
-            violations = watch_csp(page)
-            timings = await _board(page, url, database_url, critical)
-            await _device_page(page, url)
-            await context.close()
-        assert violations == []
-    finally:
-        server.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
+    async with (serving_api(database_url, portfolio.sites[0], 15) as (url, _server),
+                launch_chromium() as browser, wall_page(browser) as page):
+        timings = await _board(page, url, database_url, critical)
+        await _device_page(page, url)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "portfolio_timings.txt").write_text(
         "".join(f"{k} {v:.0f} ms\n" for k, v in timings.items()), encoding="utf-8")
