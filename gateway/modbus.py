@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ from facility.messages import Value, utcnow
 from facility.profiles import ModbusPoint, ModbusTable
 from facility.site import ModbusAddress, ModbusOptions, ModbusRtuAddress
 from facility.stopping import within
+from gateway.backoff import Backoff
 from gateway.counters import GatewayCounters
 from gateway.decode import decode_point
 from gateway.errors import DecodeError, DeviceTimeout, ProtocolError, TransportError, UnitSilent
@@ -67,7 +67,6 @@ class ModbusReader:
         self.device_id = device_id
         self._address = address
         self._line = line
-        self._silent = 0  # consecutive polls this unit of a line did not answer
         if line is not None:
             line.register(device_id, poll_interval_s)
         self._timeout_s = timeout_s
@@ -79,8 +78,9 @@ class ModbusReader:
         self._all_classes = frozenset(p.poll_class for p in self._points)
         self._counters = counters
         self._client: AsyncModbusTcpClient | None = None
-        self._failures = 0
-        self._retry_at = 0.0
+        self._reconnect = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
+        # polls of a unit of a line that went unanswered: the second and later back off
+        self._silence = Backoff(SILENT_BACKOFF_MIN_S, BACKOFF_MAX_S, jitter=0.75, free=1)
 
     @property
     def blocks(self) -> list[ReadBlock]:
@@ -112,8 +112,8 @@ class ModbusReader:
     async def _read_on_line(self, line: RtuLine, blocks: list[ReadBlock],
                             classes: Collection[str] | None) -> Reading:
         loop = asyncio.get_running_loop()
-        if loop.time() < self._retry_at:
-            raise UnitSilent(self.device_id, line.config.timeout_s, self._retry_at - loop.time())
+        if (wait_s := self._silence.wait_s(loop.time())) > 0:
+            raise UnitSilent(self.device_id, line.config.timeout_s, wait_s)
         unit = self._address.unit
 
         async def send(block: ReadBlock) -> ModbusPDU:
@@ -123,15 +123,11 @@ class ModbusReader:
         try:
             reading = await self._read_blocks(send, blocks, classes)
         except DeviceTimeout:
-            self._silent += 1
-            if self._silent > 1:
-                delay = min(BACKOFF_MAX_S, SILENT_BACKOFF_MIN_S * 2 ** (self._silent - 2))
-                self._retry_at = loop.time() + delay * random.uniform(0.75, 1.0)
+            self._silence.failed(loop.time())
             raise
         finally:
             line.report_poll(self.device_id)
-        self._silent = 0
-        self._retry_at = 0.0
+        self._silence.succeeded()
         return reading
 
     def _sender(self, client: AsyncModbusTcpClient) -> Send:
@@ -172,7 +168,7 @@ class ModbusReader:
             return self._client
         self._drop()
         loop = asyncio.get_running_loop()
-        if loop.time() < self._retry_at:
+        if self._reconnect.wait_s(loop.time()) > 0:
             raise TransportError(self.device_id, "waiting to reconnect")
         a = self._address
         assert isinstance(a, ModbusAddress)
@@ -186,11 +182,9 @@ class ModbusReader:
             ok = False
         if not ok:
             client.close()
-            self._failures += 1
-            delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (self._failures - 1))
-            self._retry_at = loop.time() + delay * random.uniform(0.5, 1.0)
+            self._reconnect.failed(loop.time())
             raise TransportError(self.device_id, f"cannot connect to {a.host}:{a.port}")
-        self._failures = 0
+        self._reconnect.succeeded()
         self._client = client
         return client
 

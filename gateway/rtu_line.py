@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Sequence
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -30,6 +29,7 @@ from pymodbus.pdu import ModbusPDU
 from facility.profiles import ModbusTable
 from facility.site_network import RtuLineConfig, split_host_port
 from facility.stopping import within
+from gateway.backoff import Backoff
 from gateway.counters import LineCounters
 from gateway.errors import DeviceTimeout, ProtocolError, TransportError
 
@@ -54,8 +54,7 @@ class RtuLine:
         self._lock = asyncio.Lock()
         self._client: AsyncModbusSerialClient | AsyncModbusTcpClient | None = None
         self._quiet_at = 0.0  # loop time the line is silent long enough for a new frame
-        self._failures = 0
-        self._retry_at = 0.0
+        self._reopen = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
         self._demand: dict[str, float] = {}  # device -> line seconds per second it needs
         self._used: dict[str, float] = {}  # device -> line seconds of its current poll
         self._intervals: dict[str, float] = {}
@@ -124,7 +123,7 @@ class RtuLine:
             return self._client
         self._drop()
         loop = asyncio.get_running_loop()
-        if loop.time() < self._retry_at:
+        if self._reopen.wait_s(loop.time()) > 0:
             raise TransportError(device_id, f"line {self.id} down; waiting to reopen it")
         client = self._make_client()
         try:
@@ -133,16 +132,14 @@ class RtuLine:
             ok = False
         if not ok:
             client.close()
-            self._failures += 1
-            delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (self._failures - 1))
-            self._retry_at = loop.time() + delay * random.uniform(0.5, 1.0)
-            if self._failures == 1:
+            self._reopen.failed(loop.time())
+            if self._reopen.failures == 1:
                 log.warning("RTU line %s: cannot open %s", self.id, self.config.endpoint)
             raise TransportError(device_id, f"line {self.id}: cannot open "
                                             f"{self.config.endpoint}")
-        if self._failures:
+        if self._reopen.failures:
             log.info("RTU line %s: %s open again", self.id, self.config.endpoint)
-        self._failures = 0
+        self._reopen.succeeded()
         self.counters.opens += 1
         self._client = client
         return client
