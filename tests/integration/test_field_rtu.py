@@ -18,7 +18,6 @@ import yaml
 
 from facility.embedded.ports import free_port
 from facility.messages import DeviceStatus, Telemetry
-from facility.mqtt import MqttClient
 from facility.site import Site, load_site
 from facility.topics import TopicKind
 from gateway.counters import GatewayCounters
@@ -70,20 +69,6 @@ def gateway(site: Site, mqtt_url: str, protocol: str, counters: GatewayCounters)
     ready = asyncio.Event()
     return running(run_gateway(site, "gw-t", mqtt_url, mqtt_protocol=protocol, ready=ready,
                                counters=counters, state_dir=site.path.parent / "state"), ready)
-
-
-@pytest.fixture
-async def inbox(mqtt_url: str, mqtt_protocol: str, site_id: str) -> AsyncIterator[Inbox]:
-    client = MqttClient(mqtt_url, f"sub-{site_id}", protocol=mqtt_protocol)
-    await client.start()
-    await client.wait_connected(5)
-    await client.subscribe(f"facility/v1/{site_id}/#")
-    await client.wait_subscribed(5)
-    box = Inbox(client, site_id)
-    task = asyncio.create_task(box.collect())
-    yield box
-    task.cancel()
-    await client.close()
 
 
 def server_line(port: int, **extra: Any) -> dict[str, Any]:

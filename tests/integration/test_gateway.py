@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import json
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,20 +29,6 @@ ELEVATOR = {
     "car_floor": -1, "direction": 2, "passengers": 3, "load_kg": 240, "service_mode": 0,
     "fault_code": 17, "speed_mps": 1.5, "run_count": 123456,
 }
-
-
-@pytest.fixture
-async def inbox(mqtt_url: str, mqtt_protocol: str, site_id: str) -> AsyncIterator[Inbox]:
-    client = MqttClient(mqtt_url, f"sub-{site_id}", protocol=mqtt_protocol)
-    await client.start()
-    await client.wait_connected(5)
-    await client.subscribe(f"facility/v1/{site_id}/#")
-    await client.wait_subscribed(5)
-    box = Inbox(client, site_id)
-    task = asyncio.create_task(box.collect())
-    yield box
-    task.cancel()
-    await client.close()
 
 
 async def start_gateway(site: Site, mqtt_url: str, protocol: str, counters: GatewayCounters

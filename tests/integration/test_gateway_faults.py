@@ -23,7 +23,7 @@ from simulators.bacnet_server import BacnetDeviceServer
 from simulators.misbehaviour import Behaviour
 from simulators.modbus_server import ModbusDeviceServer
 from tests.integration.gateway_support import Inbox, until, write_site
-from tests.integration.test_gateway import ELEVATOR, inbox, stop  # noqa: F401 - fixture
+from tests.integration.test_gateway import ELEVATOR, stop
 
 DEVICE = ("      - {{id: {id}, type: elevator, profile: elevator, poll_interval_s: 0.2,"
           " timeout_s: {timeout}, address: {{protocol: modbus, port: {port}}}}}\n")
@@ -37,7 +37,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 async def test_slow_and_dead_devices_do_not_delay_a_healthy_one(
-    tmp_path: Path, mqtt_url: str, mqtt_protocol: str, site_id: str, inbox: Inbox,  # noqa: F811
+    tmp_path: Path, mqtt_url: str, mqtt_protocol: str, site_id: str, inbox: Inbox,
 ) -> None:
     ports = {name: free_port() for name in ("healthy", "slow", "dead", "busy")}
     site = write_site(tmp_path, site_id, "".join(
@@ -93,7 +93,7 @@ async def test_slow_and_dead_devices_do_not_delay_a_healthy_one(
 
 
 async def test_bacnet_device_without_rpm_or_segmentation(
-    tmp_path: Path, mqtt_url: str, mqtt_protocol: str, site_id: str, inbox: Inbox,  # noqa: F811
+    tmp_path: Path, mqtt_url: str, mqtt_protocol: str, site_id: str, inbox: Inbox,
 ) -> None:
     no_rpm, small = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
     site = write_site(tmp_path, site_id, "".join(
