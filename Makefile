@@ -37,7 +37,7 @@ test-quick:
 
 check: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff mypy
-	$(BIN)/ruff check facility gateway ingest rules api simulators tests bench
+	$(BIN)/ruff check facility gateway ingest rules api simulators stack tests bench
 	$(BIN)/mypy && $(BIN)/mypy --explicit-package-bases bench
 
 clean:

@@ -44,9 +44,9 @@ from bench.portfolio import (
     write_portfolio,
 )
 from facility.db.migrate import migrate
-from facility.embedded.lifetime import stop_process
-from facility.embedded.ports import free_port
-from facility.embedded.postgres import PostgresServer
+from facility.ports import free_port
+from stack.embedded.lifetime import stop_process
+from stack.embedded.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench password 1"

@@ -66,20 +66,20 @@ import psycopg
 import yaml
 
 from facility.db.migrate import migrate
-from facility.embedded.broker import Broker
-from facility.embedded.lifetime import stop_process
-from facility.embedded.ports import free_port
-from facility.embedded.postgres import PostgresServer
 from facility.mqtt_session import MqttSession
+from facility.ports import free_port
 from facility.site import Site, load_site
 from simulators.estate import Estate
 from simulators.misbehaviour import WELL_BEHAVED
 from simulators.models import DeviceModel, build_model, seed_for
 from simulators.runner import DeviceServer, make_server
+from stack.embedded.broker import Broker
+from stack.embedded.lifetime import stop_process
+from stack.embedded.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE_ID = "bench"
-CLI = [sys.executable, "-m", "facility.cli"]
+CLI = [sys.executable, "-m", "stack.cli"]
 ON_DELAY_S = {"entrapment": 10.0, "fire_alarm": 0.0}
 log = logging.getLogger("bench.faults")
 

@@ -19,7 +19,7 @@ point do; the measured average requests per second (poll classes: fast points ev
 normal every 5 s, slow every 60 s) is printed beside them. This supersedes
 bench/modbus_read_plan.py (planned vs per-point reads, measured on the wire).
 With BENCH_MQTT_SECURE=1 each level's mosquitto runs as in production (TLS, one login per
-identity, the ACL: facility/embedded/secure_broker.py) and the gateway logs in as itself.
+identity, the ACL: stack/embedded/secure_broker.py) and the gateway logs in as itself.
 Usage: .venv/bin/python bench/gateway.py"""
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from facility.broker_config import gateway_user  # noqa: E402
-from facility.embedded.broker import Broker  # noqa: E402
-from facility.embedded.lifetime import die_with_parent, stop_process  # noqa: E402
-from facility.embedded.ports import free_port  # noqa: E402
-from facility.embedded.secure_broker import secure_broker  # noqa: E402
+from facility.ports import free_port  # noqa: E402
 from facility.profiles import ModbusProfile  # noqa: E402
 from facility.site import ModbusAddress, Site, load_site  # noqa: E402
 from gateway.modbus import ModbusReader  # noqa: E402
+from stack.broker_config import gateway_user  # noqa: E402
+from stack.embedded.broker import Broker  # noqa: E402
+from stack.embedded.lifetime import die_with_parent, stop_process  # noqa: E402
+from stack.embedded.secure_broker import secure_broker  # noqa: E402
 
 LEVELS = (1000, 1500, 2000)
 WARMUP_S = 20.0
@@ -79,7 +79,7 @@ def spawn(args: list[str], log: Path,
           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "facility.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "stack.cli", *args], stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True,
             preexec_fn=die_with_parent, env=os.environ | (env or {}))
 

@@ -4,7 +4,7 @@
     ``Assembler`` into batches of 10,000 rows, written by ``BatchWriter`` (binary COPY into
     the day partitions, latest_values, rollup marks, one commit per batch);
 (b) end_to_end: points per second from a publisher through mosquitto and ingest to
-    committed rows. Ingest runs as its own process (``python -m facility.cli ingest``), the
+    committed rows. Ingest runs as its own process (``python -m stack.cli ingest``), the
     publisher in this one (a raw-socket MQTT 3.1.1 QoS 1 client with pre-encoded messages,
     so that the load generator costs little); timed from the first publish until ingest's
     Prometheus endpoint says every row is committed; then checked in the database;
@@ -15,7 +15,7 @@ peak resident set (VmHWM) of the ingest process. PostgreSQL runs with durable se
 (fsync, synchronous_commit on; max_wal_size 4GB, shared_buffers 512MB). Publisher,
 mosquitto, ingest and PostgreSQL share the machine's cores. With BENCH_MQTT_SECURE=1
 mosquitto runs as in production (TLS, one login per identity, the ACL:
-facility/embedded/secure_broker.py): the publisher logs in as the site's gateway over TLS,
+stack/embedded/secure_broker.py): the publisher logs in as the site's gateway over TLS,
 ingest as ingest. Ends with one ``RESULT`` line."""
 
 from __future__ import annotations
@@ -44,19 +44,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from facility import topics  # noqa: E402
-from facility.broker_config import gateway_user, ingest_user  # noqa: E402
 from facility.db import registry  # noqa: E402
 from facility.db.migrate import migrate  # noqa: E402
-from facility.embedded.broker import Broker  # noqa: E402
-from facility.embedded.ports import free_port  # noqa: E402
-from facility.embedded.postgres import PostgresServer  # noqa: E402
-from facility.embedded.secure_broker import SecureBroker, secure_broker  # noqa: E402
 from facility.mqtt_endpoint import MqttEndpoint  # noqa: E402
 from facility.mqtt_session import Delivery, connect_packet, varint  # noqa: E402
+from facility.ports import free_port  # noqa: E402
 from facility.site import Site, load_site  # noqa: E402
 from ingest.batch import Assembler, Batch  # noqa: E402
 from ingest.batch_writer import BatchWriter  # noqa: E402
 from ingest.rows import Catalog  # noqa: E402
+from stack.broker_config import gateway_user, ingest_user  # noqa: E402
+from stack.embedded.broker import Broker  # noqa: E402
+from stack.embedded.postgres import PostgresServer  # noqa: E402
+from stack.embedded.secure_broker import SecureBroker, secure_broker  # noqa: E402
 
 SITE, GATEWAY = "bench", "gw-bench"
 DEVICES = 100
@@ -232,7 +232,7 @@ def end_to_end(work: Path, url: str, broker: Broker, secure: SecureBroker | None
                 else MqttEndpoint.of(broker.url))
     log = open(work / "ingest.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "facility.cli", "ingest", "--site", str(work / "site.yaml"),
+        [sys.executable, "-m", "stack.cli", "ingest", "--site", str(work / "site.yaml"),
          "--database-url", url, "--mqtt-url", broker.url, "--metrics-port", str(metrics),
          "--batch-rows", str(BATCH_ROWS), "--log-level", "WARNING"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

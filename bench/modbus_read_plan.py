@@ -37,14 +37,14 @@ from pathlib import Path
 
 import yaml
 
-from facility.embedded.lifetime import die_with_parent, stop_process
-from facility.embedded.ports import free_port, wait_tcp
+from facility.ports import free_port, wait_tcp
 from facility.profiles import ModbusProfile
 from facility.site import Device, ModbusAddress, Site, load_site
 from gateway.modbus import ModbusReader
 from gateway.plan import DEFAULT_FILL
 from simulators.modbus_server import ModbusDeviceServer
 from simulators.models import build_model, seed_for
+from stack.embedded.lifetime import die_with_parent, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "profiles"
@@ -98,7 +98,7 @@ def simulators(site: Site, work: Path) -> Iterator[None]:
     log_path = work / "simulate.log"
     with open(log_path, "ab") as logfile:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "facility.cli", "simulate", "--site", str(site.path),
+            [sys.executable, "-m", "stack.cli", "simulate", "--site", str(site.path),
              "--log-level", "WARNING"],
             stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work,
             start_new_session=True, preexec_fn=die_with_parent,

@@ -31,13 +31,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the gateway package, not bench/gateway.py
 
-from facility.embedded.lifetime import die_with_parent, stop_process  # noqa: E402
-from facility.embedded.ports import free_port, wait_tcp  # noqa: E402
+from facility.ports import free_port, wait_tcp  # noqa: E402
 from facility.profiles import ModbusProfile  # noqa: E402
 from facility.site import ModbusRtuAddress, load_site  # noqa: E402
 from gateway.errors import DeviceError  # noqa: E402
 from gateway.modbus import ModbusReader  # noqa: E402
 from gateway.rtu_line import RtuLine, ideal_polls_per_s  # noqa: E402
+from stack.embedded.lifetime import die_with_parent, stop_process  # noqa: E402
 
 
 def write_site(path: Path, port: int, units: list[int], baud: int, timeout_s: float) -> Path:
@@ -90,7 +90,7 @@ async def poll_line(site_path: Path, seconds: float) -> tuple[dict[str, int], fl
 def serve(site_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "facility.cli", "simulate", "--site", str(site_path),
+            [sys.executable, "-m", "stack.cli", "simulate", "--site", str(site_path),
              "--log-level", "WARNING"], stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     if not wait_tcp("127.0.0.1", port, 30):

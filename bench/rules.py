@@ -16,7 +16,7 @@ p99, while a background publisher floods the rules service with telemetry.
    it in a saturation run, else 80 % of what it consumed. All processes share the CPUs.
 
 With BENCH_MQTT_SECURE=1 the broker runs as in production (TLS, one login per identity,
-the ACL: facility/embedded/secure_broker.py) and every client logs in: the background
+the ACL: stack/embedded/secure_broker.py) and every client logs in: the background
 publisher as gateway gw-bg, the probe as gw-probe, its subscriber and the service as rules.
 
 Ends with ``RESULT evaluations_per_s=... alarm_latency_p50_ms=... alarm_latency_p99_ms=...
@@ -50,25 +50,26 @@ import psycopg
 import yaml
 
 from facility import topics
-from facility.broker_config import gateway_user, rules_user
 from facility.db.migrate import migrate
-from facility.embedded.broker import Broker
-from facility.embedded.ports import free_port
-from facility.embedded.postgres import PostgresServer
-from facility.embedded.secure_broker import SecureBroker, secure_broker
 from facility.messages import Telemetry, encode
 from facility.mqtt import MqttClient
 from facility.mqtt_endpoint import MqttEndpoint
+from facility.ports import free_port
 from facility.procedures import load_procedures
 from facility.site import Site, load_site
 from facility.topics import TopicKind
 from rules.current import CurrentValues
 from rules.definitions import site_rules
-from rules.engine import Engine, EngineState, TelemetryInput
+from rules.engine import Engine
+from rules.engine_types import EngineState, TelemetryInput
 from rules.handling import RulesService
 from rules.service import run_rules
 from simulators.estate import Estate
 from simulators.models import build_model, seed_for
+from stack.broker_config import gateway_user, rules_user
+from stack.embedded.broker import Broker
+from stack.embedded.postgres import PostgresServer
+from stack.embedded.secure_broker import SecureBroker, secure_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE_ID = "bench"

@@ -89,7 +89,7 @@ async def poll_sample(site_path: Path, seconds: float) -> dict[str, float]:
 def run(label: str, update_period_s: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         site_path = Path(tmp) / "load.yaml"
-        cmd = [sys.executable, "-m", "facility.cli", "simulate", "--load", str(DEVICES),
+        cmd = [sys.executable, "-m", "stack.cli", "simulate", "--load", str(DEVICES),
                "--write-site", str(site_path), "--update-period", str(update_period_s),
                "--log-level", "WARNING"]
         t0 = time.monotonic()

@@ -1,7 +1,7 @@
 """Stop benchmark (issue 17): how long each service takes from SIGTERM/SIGINT to exit, at
 load, as a service manager sees it. A private mosquitto and PostgreSQL on 127.0.0.1 (free
 ports, stopped by pid at the end); every service runs as its own process
-(``python -m facility.cli ...``), as an operator starts it.
+(``python -m stack.cli ...``), as an operator starts it.
 
 - simulate: ``facility simulate --load N`` (N Modbus devices, 50 points each), stopped at
   the end;
@@ -35,12 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from facility.db.migrate import migrate  # noqa: E402
-from facility.embedded.broker import Broker  # noqa: E402
-from facility.embedded.ports import free_port  # noqa: E402
-from facility.embedded.postgres import PostgresServer  # noqa: E402
+from facility.ports import free_port  # noqa: E402
 from facility.users import ensure_demo_users  # noqa: E402
+from stack.embedded.broker import Broker  # noqa: E402
+from stack.embedded.postgres import PostgresServer  # noqa: E402
 
-CLI = [sys.executable, "-m", "facility.cli"]
+CLI = [sys.executable, "-m", "stack.cli"]
 RUNS = 6
 RUN_S = 8.0
 PASSWORD = "bench-stops-password"

@@ -28,7 +28,7 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.pdu import Address
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from facility.site import BacnetAddress
 from gateway.bacnet_net import LOOPBACK, BacnetBind
 from gateway.errors import AddressUnresolved

@@ -5,9 +5,8 @@ beside the live ones once it is back.
 
 ``send`` publishes at once when connected, within ``max_inflight`` live messages awaiting
 their PUBACK (a caller past that waits, so a slow broker slows the pollers, whose skipped
-ticks are counted, instead of growing memory); otherwise it spools the message: appended to
-an in-memory batch that the flusher writes to the SQLite file in one transaction every
-``flush_interval_s`` on one dedicated thread. When the connection drops, or a PUBACK does
+ticks are counted, instead of growing memory); otherwise it spools the message
+(``gateway.spool``). When the connection drops, or a PUBACK does
 not come within ``puback_timeout_s``, the live messages still awaiting theirs are spooled
 too (paho may also resend them: delivery is at-least-once, consumers de-duplicate by device
 and seq, or by (point, time)). ``epoch`` counts the connections: the publisher sends each
@@ -23,12 +22,9 @@ telemetry; telemetry is flagged ``historical: true`` with its original ``ts``, `
 by that flag, and order a device's messages by (session, seq) and ``ts``
 (docs/architecture.md).
 
-A disk that refuses a write (full, read-only, I/O error) loses nothing already held: the
-batch stays in memory (bounded by ``max_memory``, bulk dropped oldest first and counted),
-is replayed from there, and the write is retried every ``DISK_RETRY_S``; it is logged once
-and its recovery once, and ``unstored`` counts the messages held in memory instead of on
-disk. Live publishing goes on meanwhile. ``close`` spools whatever is unacknowledged, so a
-restart resumes the queue."""
+The spool and its disk (a disk that refuses writes, the buffer thread) are
+``gateway.spool``. ``close`` spools whatever is unacknowledged, so a restart resumes the
+queue."""
 
 from __future__ import annotations
 
@@ -36,22 +32,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 from facility.mqtt import MqttClient, MqttError
 from gateway.buffer import MessageStore, Outgoing, Stored
 from gateway.counters import GatewayCounters
+from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 WATCH_INTERVAL_S = 0.2
 REPLAY_RETRY_S = 1.0
-DISK_RETRY_S = 5.0
 
 
 class Forwarder:
@@ -62,27 +53,19 @@ class Forwarder:
         max_memory: int = 50_000,
     ) -> None:
         self._mqtt = mqtt
-        self._store = store
+        self._spool = Spool(store, counters, flush_interval_s=flush_interval_s,
+                            max_memory=max_memory)
         self._counters = counters
         self._puback_timeout_s = puback_timeout_s
         self._max_inflight = max_inflight
-        self._flush_interval_s = flush_interval_s
         # a batch holds a tenth of a second's worth (at least one): the pace stays smooth
         self._replay_window = max(1, min(replay_window, int(replay_rate_per_s / 10)))
         self._replay_rate = replay_rate_per_s
-        self._max_memory = max_memory
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-buffer")
         self._live: dict[asyncio.Future[None], tuple[Outgoing, float]] = {}
-        self._pending: list[Outgoing] = []  # spooled, not on disk yet (or the disk refused)
         # senders waiting for a free slot in the in-flight window, woken one per PUBACK (one
         # future each: waiting on the set of live futures cost O(window) per waiter per ack)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._has_backlog = asyncio.Event()
-        self._spooled = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
-        self._disk_ok = True
-        self._undeleted: list[Stored] = []  # replayed and acknowledged; the disk refused
-        self._skip: set[int] = set()  # ... their deletion: not replayed again
         self.epoch = 0  # connections seen (the publisher re-snapshots on a new one)
         self._no_waiting = False
         if store.count:
@@ -92,7 +75,7 @@ class Forwarder:
     @property
     def depth(self) -> int:
         """Messages queued (on disk or in memory) and not yet acknowledged."""
-        return self._store.count - len(self._skip) + len(self._pending)
+        return self._spool.depth
 
     @property
     def inflight(self) -> int:
@@ -109,15 +92,15 @@ class Forwarder:
             try:
                 await self._wait_for_slot()
             except asyncio.CancelledError:  # a stop: the message is kept, not lost
-                self._spool(message)
+                self._queue(message)
                 raise
             self._check_pubacks()
-        self._spool(message)
+        self._queue(message)
 
     async def run(self) -> None:
         """Flush the spool, replay the backlog and watch PUBACKs until cancelled."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._flush_forever(), name="buffer-flush")
+            tg.create_task(self._spool.flush_forever(), name="buffer-flush")
             tg.create_task(self._replay_forever(), name="buffer-replay")
             tg.create_task(self._watch_forever(), name="buffer-watch")
 
@@ -129,14 +112,7 @@ class Forwarder:
     async def close(self) -> None:
         """Spool every unacknowledged message to disk and close the store."""
         self._divert_live()
-        async with self._flush_lock:
-            await self._flush_pending()
-            await self._delete_undeleted()
-        if self._pending:
-            log.error("could not store %d unacknowledged messages in %s at shutdown: lost",
-                      len(self._pending), self._store.path)
-        await self._run(self._store.close)
-        self._executor.shutdown(wait=True)
+        await self._spool.close()
 
     def stop_waiting(self) -> None:
         """At a stop: from now on a sender finding the in-flight window full spools its
@@ -149,16 +125,8 @@ class Forwarder:
         """The last save of an overdue stop, synchronous and off the event loop's objects:
         spool the messages in flight and in the in-memory batch (waiting at most
         ``timeout_s`` for the buffer thread)."""
-        batch = [msg for msg, _t in self._live.values()] + self._pending
-        self._live, self._pending = {}, []
-        try:
-            if batch:
-                self._executor.submit(self._store.append, batch).result(timeout_s)
-            else:  # let an append in progress (close's) finish
-                self._executor.submit(lambda: None).result(timeout_s)
-        except RuntimeError:  # closed meanwhile: close spooled them
-            if batch:
-                raise
+        live, self._live = [msg for msg, _t in self._live.values()], {}
+        self._spool.salvage(live, timeout_s)
 
     # live path
 
@@ -210,7 +178,7 @@ class Forwarder:
         self._counters.publish_failures += 1
         log.warning("publish failed: %s", exc if isinstance(exc, MqttError) else repr(exc))
         if entry is not None:
-            self._spool(entry[0])
+            self._queue(entry[0])
 
     def _check_pubacks(self) -> None:
         """Spool the live messages when the link is down or the oldest PUBACK is late."""
@@ -229,90 +197,20 @@ class Forwarder:
         self._wake_all_waiters()
         if live:
             log.debug("spooling %d unacknowledged messages", len(live))
-            self._pending[:0] = [msg for msg, _t in live.values()]
-            self._enter_backlog(len(live))
+            self._spool.add([msg for msg, _t in live.values()], first=True)
+            self._enter_backlog()
 
-    # spool and disk
+    # spool
 
-    def _spool(self, message: Outgoing) -> None:
-        self._pending.append(message)
+    def _queue(self, message: Outgoing) -> None:
+        self._spool.add([message])
         self._counters.queued += 1
-        self._enter_backlog(1)
+        self._enter_backlog()
 
-    def _enter_backlog(self, added: int) -> None:
+    def _enter_backlog(self) -> None:
         if not self._has_backlog.is_set():
-            log.warning("broker unreachable; queueing messages on disk in %s", self._store.path)
+            log.warning("broker unreachable; queueing messages on disk in %s", self._spool.path)
         self._has_backlog.set()
-        self._spooled.set()
-        if not self._disk_ok:
-            self._counters.unstored += added
-            self._bound_memory()
-
-    def _bound_memory(self) -> None:
-        """While the disk refuses writes: drop the oldest bulk messages past ``max_memory``."""
-        over = len(self._pending) - self._max_memory
-        if over <= 0:
-            return
-        kept: list[Outgoing] = []
-        for m in self._pending:
-            if over > 0 and not m.critical:
-                over -= 1
-                self._counters.dropped += 1
-            else:
-                kept.append(m)
-        self._pending = kept
-
-    async def _flush_forever(self) -> None:
-        while True:
-            if self._disk_ok:
-                await self._spooled.wait()
-                self._spooled.clear()
-                await asyncio.sleep(self._flush_interval_s)  # gather a batch
-            else:
-                await asyncio.sleep(DISK_RETRY_S)
-            async with self._flush_lock:
-                await self._flush_pending()
-                await self._delete_undeleted()
-
-    async def _flush_pending(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        try:
-            dropped = await self._run(self._store.append, batch)
-        except sqlite3.Error as exc:
-            self._pending[:0] = batch  # nothing lost: kept in memory, in order
-            self._disk_refused(exc, len(batch))
-            return
-        self._disk_back(len(batch))
-        if dropped:
-            self._counters.dropped += dropped
-            log.warning("queue full: dropped the %d oldest telemetry messages", dropped)
-
-    def _disk_refused(self, exc: sqlite3.Error, held: int) -> None:
-        if self._disk_ok:
-            self._disk_ok = False
-            self._counters.unstored += held
-            log.error("cannot write the queue file %s (%s): holding %d messages in memory "
-                      "(at most %d), publishing live, retrying every %.0f s", self._store.path,
-                      exc, held, self._max_memory, DISK_RETRY_S)
-        self._bound_memory()
-
-    def _disk_back(self, stored: int) -> None:
-        if not self._disk_ok:
-            self._disk_ok = True
-            log.info("queue file %s writable again: %d messages stored", self._store.path,
-                     stored)
-
-    async def _delete_undeleted(self) -> None:
-        if not self._undeleted:
-            return
-        try:
-            await self._run(self._store.delete, self._undeleted)
-        except sqlite3.Error:
-            return
-        self._undeleted = []
-        self._skip.clear()
 
     # replay
 
@@ -323,15 +221,11 @@ class Forwarder:
             await self._mqtt.connected.wait()
             while self._waiters and self._mqtt.connected.is_set():
                 await self._wait_for_slot()  # live first: senders are waiting for the window
-            async with self._flush_lock:
-                if self._disk_ok:
-                    await self._flush_pending()
-                rows = await self._disk_batch()
-                memory = [] if rows else self._pending[:self._replay_window]
-                if not rows and not memory:
-                    self._has_backlog.clear()
-                    log.info("queue replayed")
-                    continue
+            rows, memory = await self._spool.replay_batch(self._replay_window)
+            if not rows and not memory:
+                self._has_backlog.clear()
+                log.info("queue replayed")
+                continue
             started = loop.time()
             if rows:
                 ok = await self._replay(rows)
@@ -344,15 +238,6 @@ class Forwarder:
             if pace_s > 0:
                 await asyncio.sleep(pace_s)
 
-    async def _disk_batch(self) -> list[Stored]:
-        want = self._replay_window + len(self._skip)
-        try:
-            rows = await self._run(self._store.next_batch, want)
-        except sqlite3.Error as exc:
-            log.warning("reading the queue file failed: %s", exc)
-            return []
-        return [r for r in rows if r.id not in self._skip][: self._replay_window]
-
     async def _publish_replay(self, messages: list[Outgoing]) -> list[bool]:
         futs = [self._mqtt.publish_nowait(m.topic, replay_payload(m), qos=1, retain=m.retain)
                 for m in messages]
@@ -363,13 +248,7 @@ class Forwarder:
         """Publish rows, delete the acknowledged ones; False if any was not."""
         acks = await self._publish_replay([r.message for r in rows])
         acked = [r for r, ok in zip(rows, acks, strict=True) if ok]
-        async with self._flush_lock:
-            try:
-                await self._run(self._store.delete, acked)
-            except sqlite3.Error as exc:  # acknowledged: never replay them again
-                self._undeleted += acked
-                self._skip.update(r.id for r in acked)
-                self._disk_refused(exc, 0)
+        await self._spool.delete(acked)
         self._counters.replayed += len(acked)
         self._counters.published += len(acked)
         return len(acked) == len(rows)
@@ -377,11 +256,11 @@ class Forwarder:
     async def _replay_memory(self, messages: list[Outgoing]) -> bool:
         """Publish messages held in memory (the disk refused them); drop the acknowledged."""
         acks = await self._publish_replay(messages)
-        done = {id(m) for m, ok in zip(messages, acks, strict=True) if ok}
-        self._pending = [m for m in self._pending if id(m) not in done]
-        self._counters.replayed += len(done)
-        self._counters.published += len(done)
-        return len(done) == len(messages)
+        acked = [m for m, ok in zip(messages, acks, strict=True) if ok]
+        self._spool.forget(acked)
+        self._counters.replayed += len(acked)
+        self._counters.published += len(acked)
+        return len(acked) == len(messages)
 
     async def _watch_forever(self) -> None:
         was_connected = False
@@ -392,19 +271,6 @@ class Forwarder:
             was_connected = connected
             self._check_pubacks()
             await asyncio.sleep(WATCH_INTERVAL_S)
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn`` on the buffer thread. Shielded: cancelling the caller (a stop) must not
-        cancel a job still queued behind another, or the batch it appends would be lost."""
-        job = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        job.add_done_callback(_retrieve)
-        return await asyncio.shield(job)
-
-
-def _retrieve(job: asyncio.Future[T]) -> None:
-    """Mark the outcome as seen: the caller, unless cancelled, has it raised too."""
-    if not job.cancelled():
-        job.exception()
 
 
 def replay_payload(message: Outgoing) -> bytes:

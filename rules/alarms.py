@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from facility.alarm_store import add_event, message
 from facility.messages import AlarmEvent
-from rules.engine import ClearAlarm, GroupAlarms, RaiseAlarm, UngroupAlarms, UpdateAlarm
+from rules.engine_types import ClearAlarm, GroupAlarms, RaiseAlarm, UngroupAlarms, UpdateAlarm
 from rules.history import HistoricalAlarm
 
 ACTOR = "rules"

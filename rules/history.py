@@ -28,15 +28,8 @@ from datetime import datetime, timedelta
 
 from facility.messages import Telemetry, Value
 from rules.current import CurrentValues
-from rules.engine import (
-    Action,
-    ClearAlarm,
-    Engine,
-    EngineState,
-    RaiseAlarm,
-    RuleKey,
-    TelemetryInput,
-)
+from rules.engine import Engine
+from rules.engine_types import Action, ClearAlarm, EngineState, RaiseAlarm, RuleKey, TelemetryInput
 
 RESEED_AFTER = timedelta(minutes=2)
 

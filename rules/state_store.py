@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rules.engine import EngineState, RuleKey, RuleState, SaveRuleState
+from rules.engine_types import EngineState, RuleKey, RuleState, SaveRuleState
 
 
 async def load_state(

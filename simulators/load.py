@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from facility.profiles import ModbusProfile, load_profile
 from facility.site import BacnetAddress, Device, Site, load_site
 from simulators.bacnet_server import BacnetDeviceServer

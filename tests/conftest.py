@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from facility.db.migrate import migrate
-from facility.embedded.broker import Broker
-from facility.embedded.ports import free_port
-from facility.embedded.postgres import PostgresServer
+from facility.ports import free_port
+from stack.embedded.broker import Broker
+from stack.embedded.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)

@@ -85,7 +85,7 @@ async def seed_entrapment(database_url: str, device: str = "a-elevator-1") -> tu
     from facility import events
     from facility.procedures import load_procedures, upsert_procedures
     from rules.alarms import raise_alarm
-    from rules.engine import RaiseAlarm
+    from rules.engine_types import RaiseAlarm
     from rules.work_orders import open_for_alarm
 
     procedures = load_procedures(ROOT / "procedures")

@@ -48,7 +48,7 @@ async def serving_api(database_url: str, site: Any, timeout_s: float = 10.0
     """The API on a free loopback port until the block ends: its base URL and its task (a
     test may cancel it to see the pages lose the server)."""
     from api.service import serve_api
-    from facility.embedded.ports import free_port
+    from facility.ports import free_port
 
     port = free_port()
     ready = asyncio.Event()

@@ -25,10 +25,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from facility.embedded.lifetime import stop_process
+from stack.embedded.lifetime import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "facility.cli"]
+CLI = [sys.executable, "-m", "stack.cli"]
 
 
 @dataclass

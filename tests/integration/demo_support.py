@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "e2e-secret-pw"
@@ -77,7 +77,7 @@ def run_demo(tmp_path: Path, *, database_url: str, mqtt_url: str, mqtt_protocol:
     scenario = write_scenario(tmp_path, steps)
     log = open(tmp_path / "demo.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "facility.cli", "demo", "--site", str(site),
+        [sys.executable, "-m", "stack.cli", "demo", "--site", str(site),
          "--scenario", str(scenario), "--port", str(port),
          "--state-dir", str(tmp_path / "state")],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -16,7 +16,7 @@ import yaml
 from tests.integration.netns_support import Lab, Netns, lab_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "facility.cli"]
+CLI = [sys.executable, "-m", "stack.cli"]
 BROKER_PORT = 18830  # inside the gateway's namespace: its own loopback, nothing else there
 
 

@@ -1,4 +1,4 @@
-"""Ingest as a separate process (``python -m facility.cli ingest``) for the fault tests:
+"""Ingest as a separate process (``python -m stack.cli ingest``) for the fault tests:
 started with a metrics port, scraped, killed or stopped by pid; and a QoS 1 publisher of
 numbered telemetry messages."""
 
@@ -15,8 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from facility.embedded.ports import free_port
 from facility.mqtt import MqttClient
+from facility.ports import free_port
 from tests.integration.ingest_support import telemetry, topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ class IngestProcess:
         self.port = free_port()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "facility.cli", "ingest", "--site", str(self.site_file),
+                [sys.executable, "-m", "stack.cli", "ingest", "--site", str(self.site_file),
                  "--database-url", self.database_url, "--mqtt-url", self.mqtt_url,
                  "--metrics-port", str(self.port), "--instance", self.instance,
                  "--batch-ms", "50", "--batch-rows", "2000", *self.extra],

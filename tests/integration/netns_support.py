@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import pytest
 
-from facility.embedded.lifetime import stop_process
+from stack.embedded.lifetime import stop_process
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from facility.broker_config import BrokerFiles, write_broker_files
-from facility.embedded.broker import Broker, BrokerSecurity
-from facility.embedded.ports import free_port
-from facility.embedded.tls import LOOPBACK_NAMES, Authority, issue, make_ca, write_pem
 from facility.mqtt_endpoint import MqttEndpoint, MqttUrl
+from facility.ports import free_port
 from facility.site import Site
+from stack.broker_config import BrokerFiles, write_broker_files
+from stack.embedded.broker import Broker, BrokerSecurity
+from stack.embedded.tls import LOOPBACK_NAMES, Authority, issue, make_ca, write_pem
 
 
 @dataclass

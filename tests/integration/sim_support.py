@@ -17,7 +17,7 @@ from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from pymodbus.client import AsyncModbusTcpClient
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from facility.site import Site, load_site
 from simulators.runner import run_simulators
 from simulators.scenario import Scenario

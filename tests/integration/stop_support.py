@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from paho.mqtt import publish
 
-from facility.embedded.broker import Broker
-from facility.embedded.lifetime import die_with_parent, stop_process
-from facility.embedded.ports import free_port
+from facility.ports import free_port
+from stack.embedded.broker import Broker
+from stack.embedded.lifetime import die_with_parent, stop_process
 from tests.integration.chain_support import poll
 
-CLI = [sys.executable, "-m", "facility.cli"]
+CLI = [sys.executable, "-m", "stack.cli"]
 WAIT_STOP_S = 60.0  # the test's own margin; the runner's bound is what is checked
 BAD_LINES = ("ERROR", "Traceback", "without a corresponding request", "stop overdue")
 

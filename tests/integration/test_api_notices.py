@@ -20,7 +20,7 @@ from facility.procedures import load_procedures, upsert_procedures
 from facility.site import load_site
 from facility.users import ensure_demo_users
 from rules.alarms import clear_alarm, raise_alarm
-from rules.engine import ClearAlarm, RaiseAlarm
+from rules.engine_types import ClearAlarm, RaiseAlarm
 from rules.work_orders import open_for_alarm
 from tests.integration.api_support import PASSWORD, ROOT, api_client, login, run_sql
 

@@ -14,8 +14,7 @@ import pytest
 from api.app import create_app
 from api.service import ApiStartFailed, serve_api
 from facility.db.migrate import SchemaBehind
-from facility.embedded.ports import free_port
-from facility.embedded.postgres import PostgresServer
+from facility.ports import free_port
 from facility.users import (
     DEMO_STAFF,
     UserExists,
@@ -23,6 +22,7 @@ from facility.users import (
     create_user,
     ensure_demo_users,
 )
+from stack.embedded.postgres import PostgresServer
 from tests.integration.api_support import PASSWORD, api_client
 
 

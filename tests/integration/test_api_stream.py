@@ -23,8 +23,8 @@ import uvicorn
 from api.app import create_app
 from api.tokens import digest
 from facility import events
-from facility.embedded.ports import free_port
 from facility.messages import AlarmEvent
+from facility.ports import free_port
 from tests.integration.api_support import PASSWORD, run_sql, seed_site
 
 TIMEOUT_S = 10

@@ -13,14 +13,14 @@ import psycopg
 import pytest
 import yaml
 
-from facility.embedded.postgres import PostgresServer
+from stack.embedded.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _facility(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "facility.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "stack.cli", *args], capture_output=True, text=True,
         env=os.environ | (env or {}), timeout=60, cwd=ROOT,
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from facility.broker_config import password_hash
+from stack.broker_config import password_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sites" / "demo.yaml"
@@ -20,7 +20,7 @@ DEMO = ROOT / "sites" / "demo.yaml"
 def facility(*args: str, env: dict[str, str] | None = None,
              cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FACILITY_MQTT_")}
-    return subprocess.run([sys.executable, "-m", "facility.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "stack.cli", *args], capture_output=True,
                           text=True, env=clean | (env or {}), timeout=60, cwd=cwd)
 
 

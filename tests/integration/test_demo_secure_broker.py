@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from facility.broker_config import gateway_user, ingest_user, rules_user
-from facility.embedded.ports import free_port
-from facility.embedded.tls import ensure_demo_pki, issue, read_pem, write_pem
+from facility.ports import free_port
+from stack.broker_config import gateway_user, ingest_user, rules_user
+from stack.embedded.tls import ensure_demo_pki, issue, read_pem, write_pem
 from tests.integration.chain_support import poll, query
 from tests.integration.demo_support import PASSWORD, write_scenario, write_site
 
@@ -37,7 +37,7 @@ def test_the_demo_broker_speaks_tls_only_and_every_service_logs_in(
     log_path = state / "broker" / "mosquitto.log"
     with open(tmp_path / "demo.log", "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "facility.cli", "demo", "--site", str(site), "--scenario",
+            [sys.executable, "-m", "stack.cli", "demo", "--site", str(site), "--scenario",
              str(scenario), "--port", str(free_port()), "--state-dir", str(state)],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

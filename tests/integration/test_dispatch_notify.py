@@ -22,7 +22,7 @@ import httpx
 import psycopg
 from aiosmtpd.controller import Controller
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from rules.dispatch.channels import Notice
 from rules.dispatch.config import DispatchConfig
 from rules.dispatch.notify import Deliverer, enqueue

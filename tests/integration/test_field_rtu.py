@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from facility.embedded.ports import free_port
 from facility.messages import DeviceStatus, Telemetry
+from facility.ports import free_port
 from facility.site import Site, load_site
 from facility.topics import TopicKind
 from gateway.counters import GatewayCounters

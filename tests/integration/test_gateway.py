@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from facility.embedded.ports import free_port
 from facility.messages import Birth, DeviceStatus, GatewayStatus, Telemetry
 from facility.mqtt import MqttClient
+from facility.ports import free_port
 from facility.profiles import load_profile
 from facility.site import Site
 from facility.topics import TopicKind

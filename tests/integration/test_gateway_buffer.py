@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from facility.embedded.broker import Broker
-from facility.embedded.lifetime import die_with_parent
-from facility.embedded.ports import free_port
 from facility.messages import Telemetry
 from facility.mqtt import MqttClient
+from facility.ports import free_port
 from facility.site import Site
 from facility.topics import TopicKind
 from gateway.buffer import MessageStore
 from gateway.counters import GatewayCounters
 from gateway.service import buffer_path, run_gateway
 from simulators.modbus_server import ModbusDeviceServer
+from stack.embedded.broker import Broker
+from stack.embedded.lifetime import die_with_parent
 from tests.integration.gateway_support import ROOT, Inbox, until, write_site
 
 pytestmark = pytest.mark.slow
@@ -144,7 +144,7 @@ def gateway_process(site: Site, mqtt_url: str, state_dir: Path, log: Path
                     ) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "facility.cli", "gateway", "--site", str(site.path),
+            [sys.executable, "-m", "stack.cli", "gateway", "--site", str(site.path),
              "--gateway", "gw-t", "--mqtt-url", mqtt_url, "--state-dir", str(state_dir),
              "--log-level", "INFO"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,

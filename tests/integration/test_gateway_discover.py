@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from facility.profiles import BacnetProfile, ModbusProfile
 from facility.site import load_site
 from gateway.discover import run_discover

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from facility.embedded.ports import free_port
 from facility.messages import DeviceStatus, Telemetry
+from facility.ports import free_port
 from facility.topics import TopicKind
 from gateway.counters import GatewayCounters
 from gateway.metrics import MetricsServer

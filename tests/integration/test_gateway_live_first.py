@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from facility.embedded.broker import Broker
-from facility.embedded.ports import free_port
 from facility.messages import Telemetry
 from facility.mqtt import MqttClient, MqttError
+from facility.ports import free_port
 from facility.site import Site
 from gateway.buffer import MessageStore, Outgoing
 from gateway.counters import GatewayCounters
 from gateway.service import run_gateway
 from simulators.modbus_server import ModbusDeviceServer
+from stack.embedded.broker import Broker
 from tests.integration.gateway_support import Inbox, until, write_site
 from tests.integration.test_gateway_buffer import (  # noqa: F401 - fixtures
     ELEVATOR,

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from facility.db import registry
 from facility.db.migrate import migrate
-from facility.embedded.broker import Broker
-from facility.embedded.ports import free_port
-from facility.embedded.postgres import PostgresServer
+from facility.ports import free_port
 from ingest.rows import Catalog, decode
 from ingest.service import IngestOptions
+from stack.embedded.broker import Broker
+from stack.embedded.postgres import PostgresServer
 from tests.integration.ingest_process import POINTS, IngestProcess, publish_numbered
 from tests.integration.ingest_support import (
     at,

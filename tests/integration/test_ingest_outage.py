@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from facility.embedded.broker import Broker
-from facility.embedded.postgres import PostgresServer
+from stack.embedded.broker import Broker
+from stack.embedded.postgres import PostgresServer
 from tests.integration.ingest_support import (
     at,
     eventually,

@@ -9,8 +9,8 @@ import pytest
 
 from facility.db.migrate import SchemaBehind, available, check, migrate
 from facility.db.registry import load_ids, sync_site
-from facility.embedded.postgres import PostgresServer
 from facility.site import load_site
+from stack.embedded.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,13 +20,13 @@ import pytest
 import yaml
 
 from facility import topics
-from facility.broker_config import gateway_user, ingest_user, rules_user
-from facility.embedded.ports import free_port
 from facility.mqtt import MqttClient, MqttError
 from facility.mqtt_endpoint import MqttEndpoint
 from facility.mqtt_session import MqttSession
+from facility.ports import free_port
 from facility.site import Site, load_site
 from ingest.consumer import subscriptions
+from stack.broker_config import gateway_user, ingest_user, rules_user
 from tests.integration.secure_broker_support import (
     SecureBroker,
     new_ca,

@@ -23,7 +23,7 @@ from facility.alarm_store import (
     unshelve_expired,
 )
 from rules.alarms import clear_alarm, group, raise_alarm, ungroup
-from rules.engine import ClearAlarm, GroupAlarms, RaiseAlarm, UngroupAlarms
+from rules.engine_types import ClearAlarm, GroupAlarms, RaiseAlarm, UngroupAlarms
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from facility.procedures import load_procedures
 from rules.definitions import load_rules
 from simulators.models import seed_for

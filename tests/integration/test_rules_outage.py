@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from facility import topics
-from facility.embedded.broker import Broker
-from facility.embedded.ports import free_port
-from facility.embedded.postgres import PostgresServer
+from facility.ports import free_port
 from facility.topics import TopicKind
+from stack.embedded.broker import Broker
+from stack.embedded.postgres import PostgresServer
 from tests.integration.test_ingest_outage import count_logged, logged, set_database_reachable
 from tests.integration.test_rules_service import (
     FREE,

@@ -36,7 +36,7 @@ def rules_process(site_path: Path, database_url: str, mqtt_url: str, mqtt_protoc
                         "FACILITY_MQTT_PROTOCOL": mqtt_protocol}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "facility.cli", "rules", "--site", str(site_path),
+            [sys.executable, "-m", "stack.cli", "rules", "--site", str(site_path),
              "--procedures", str(PROCEDURES)], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield proc

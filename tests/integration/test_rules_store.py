@@ -21,7 +21,7 @@ from facility.workorders import (
     transition,
 )
 from rules.alarms import clear_alarm, raise_alarm
-from rules.engine import ClearAlarm, RaiseAlarm
+from rules.engine_types import ClearAlarm, RaiseAlarm
 from rules.work_orders import open_for_alarm
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facility.broker_config import gateway_user, ingest_user, rules_user
 from facility.site import load_site
+from stack.broker_config import gateway_user, ingest_user, rules_user
 from tests.integration.chain_support import ROOT, chain, poll, query
 from tests.integration.secure_broker_support import SecureBroker, start_secure_broker
 from tests.integration.test_mqtt_security import write_site

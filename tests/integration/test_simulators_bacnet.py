@@ -16,7 +16,7 @@ import yaml
 from bacpypes3.app import Application
 from bacpypes3.pdu import Address
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from facility.site import Site, load_site
 from simulators.runner import run_simulators
 from simulators.scenario import Scenario

@@ -80,7 +80,7 @@ def test_free_ports_are_distinct() -> None:
 def test_facility_simulate_load_writes_the_site_and_stops_on_sigterm(tmp_path: Path) -> None:
     site_path = tmp_path / "load.yaml"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "facility.cli", "simulate", "--load", "30", "--bacnet-panels",
+        [sys.executable, "-m", "stack.cli", "simulate", "--load", "30", "--bacnet-panels",
          "1", "--write-site", str(site_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from facility.site import Site, load_site
 from simulators.errors import UnknownDevices
 from simulators.runner import run_simulators

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from api.service import serve_api
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from facility.users import ensure_demo_users
 from tests.integration.api_support import PASSWORD
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from facility.embedded.broker import Broker
 from facility.site import load_site
 from gateway.buffer import MessageStore
 from gateway.service import buffer_path
+from stack.embedded.broker import Broker
 from tests.integration.chain_support import poll
 from tests.integration.stop_support import (
     Stopped,

@@ -29,7 +29,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from facility import topics
-from facility.embedded.ports import free_port
+from facility.ports import free_port
 from tests.integration.chain_support import ROOT, poll
 from tests.integration.stop_support import (
     Stopped,

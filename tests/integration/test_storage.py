@@ -17,7 +17,6 @@ import pytest
 
 from facility.db import telemetry_query as tq
 from facility.db.migrate import available
-from facility.embedded.postgres import PostgresServer
 from ingest.storage import (
     Layout,
     StorageSettings,
@@ -25,6 +24,7 @@ from ingest.storage import (
     prepare_layout,
     refresh_rollups,
 )
+from stack.embedded.postgres import PostgresServer
 
 NOW = datetime(2026, 3, 10, 12, 0, 30, tzinfo=UTC)
 T0 = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)

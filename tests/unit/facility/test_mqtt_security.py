@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from facility.broker_config import acl_text, identities, password_hash
 from facility.mqtt_endpoint import (
     MqttEndpoint,
     MqttUrl,
@@ -22,6 +21,7 @@ from facility.mqtt_endpoint import (
 from facility.mqtt_session import connect_packet
 from facility.settings import CommonSettings, check_mqtt_endpoint
 from facility.site import load_site
+from stack.broker_config import acl_text, identities, password_hash
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from facility.embedded.ports import _CURSOR, _ephemeral_low, free_port
+from facility.ports import _CURSOR, _ephemeral_low, free_port
 
 
 def test_ports_are_distinct_free_and_below_the_ephemeral_range() -> None:

@@ -14,7 +14,8 @@ import pytest
 from facility.procedures import load_procedures
 from facility.site import load_site
 from rules.definitions import check_rules, site_rules
-from rules.engine import ClearAlarm, Engine, EngineState, RaiseAlarm, TelemetryInput
+from rules.engine import Engine
+from rules.engine_types import ClearAlarm, EngineState, RaiseAlarm, TelemetryInput
 from simulators.estate import Estate
 from simulators.models import build_model, seed_for
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rules.definitions import RuleDef, load_rules
-from rules.engine import (
+from rules.engine import Engine
+from rules.engine_types import (
     ClearAlarm,
     DeviceInfo,
     DeviceStatusInput,
-    Engine,
     EngineState,
     GatewayStatusInput,
     RaiseAlarm,
@@ -295,7 +295,7 @@ def test_a_parent_raise_groups_children_already_active() -> None:
         (0, TelemetryInput("a-pumps", PUMPS_LOW)), (10, None),   # low pressure, unsuppressed
         (11, TelemetryInput("a-switchgear", SWITCH_OFF)), (13, None),
     ])
-    from rules.engine import GroupAlarms
+    from rules.engine_types import GroupAlarms
 
     [grp] = [a for a in actions if isinstance(a, GroupAlarms)]
     assert grp.parent == ("a-switchgear", "power_outage")

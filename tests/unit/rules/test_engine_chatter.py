@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rules.definitions import load_rules
-from rules.engine import (
+from rules.engine import Engine
+from rules.engine_types import (
     ClearAlarm,
     DeviceInfo,
-    Engine,
     EngineState,
     RaiseAlarm,
     RuleState,

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from facility.messages import Telemetry
 from rules.definitions import load_rules
-from rules.engine import DeviceInfo, Engine
+from rules.engine import Engine
+from rules.engine_types import DeviceInfo
 from rules.history import History
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)

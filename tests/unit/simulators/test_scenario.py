@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from facility.cli import build_parser
 from facility.config_errors import ConfigError
-from facility.demo import run_demo
 from facility.settings import CommonSettings
 from facility.site import load_site
 from simulators.misbehaviour import MISBEHAVIOURS
 from simulators.scenario import FAULT_DEVICE_TYPES, Scenario, load_scenario
+from stack.cli import build_parser
+from stack.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO_SITE = ROOT / "sites" / "demo.yaml"

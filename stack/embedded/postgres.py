@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facility.embedded.lifetime import stop_process
+from stack.embedded.lifetime import stop_process
 
 log = logging.getLogger(__name__)
 SUPERUSER = "facility"

@@ -14,12 +14,12 @@ from typing import Any
 import psycopg
 
 from facility.config_errors import ConfigError
-from facility.embedded.broker import BrokerError, require_mosquitto
 from facility.runner import StoppedBeforeStart, run_service, setup_logging, stop_before_start
 from facility.settings import CommonSettings, check_mqtt_endpoint
 from facility.stopping import Stopping
+from stack.embedded.broker import BrokerError, require_mosquitto
 
-log = logging.getLogger("facility.cli")
+log = logging.getLogger("stack.cli")
 
 
 def _common(p: argparse.ArgumentParser, *, database: bool = True, mqtt: bool = True) -> None:
@@ -210,7 +210,7 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         log.info("schema up to date (%d migrations applied now)", len(applied))
         return 0
     if args.command == "demo":
-        from facility.demo import run_demo
+        from stack.demo import run_demo
 
         if "mqtt_url" not in settings.model_fields_set:
             require_mosquitto(args.broker)  # before anything starts
@@ -299,8 +299,8 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
 
 
 def _broker_config(args: argparse.Namespace) -> int:
-    from facility.broker_config import identities, mosquitto_snippet, write_broker_files
     from facility.site import load_site
+    from stack.broker_config import identities, mosquitto_snippet, write_broker_files
 
     sites = [load_site(path) for path in args.sites]
     files = write_broker_files(sites, args.out)

@@ -28,16 +28,16 @@ from pathlib import Path
 
 import psycopg
 
-from facility.broker_config import gateway_user, ingest_user, rules_user
 from facility.db.migrate import migrate
-from facility.embedded.broker import require_mosquitto
-from facility.embedded.lifetime import die_with_parent, stop_processes
-from facility.embedded.ports import free_port
-from facility.embedded.postgres import PostgresServer
-from facility.embedded.secure_broker import secure_broker
+from facility.ports import free_port
 from facility.runner import STOP_BOUND_S, WATCHDOG_GRACE_S
 from facility.settings import CommonSettings
 from facility.site import Site, load_site
+from stack.broker_config import gateway_user, ingest_user, rules_user
+from stack.embedded.broker import require_mosquitto
+from stack.embedded.lifetime import die_with_parent, stop_processes
+from stack.embedded.postgres import PostgresServer
+from stack.embedded.secure_broker import secure_broker
 
 log = logging.getLogger(__name__)
 RESTART_PAUSE_S = 3.0
@@ -154,7 +154,7 @@ def _children(site: object, scenario: Path | None, args: argparse.Namespace) -> 
     from facility.site import Site
 
     assert isinstance(site, Site)
-    cli = [sys.executable, "-m", "facility.cli"]
+    cli = [sys.executable, "-m", "stack.cli"]
     simulate = [*cli, "simulate"] + (["--scenario", str(scenario)] if scenario else [])
     children = [Child("simulate", simulate)]
     state_dir = str(args.state_dir.resolve())  # each demo its own store-and-forward queues

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from facility.broker_config import BrokerFiles, write_broker_files
-from facility.embedded.broker import Broker, BrokerSecurity
-from facility.embedded.tls import ensure_demo_pki
 from facility.mqtt_endpoint import MqttEndpoint, MqttUrl
 from facility.site import Site
+from stack.broker_config import BrokerFiles, write_broker_files
+from stack.embedded.broker import Broker, BrokerSecurity
+from stack.embedded.tls import ensure_demo_pki
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facility.embedded.lifetime import die_with_parent, stop_process
+from stack.embedded.lifetime import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "install it: sudo apt-get install mosquitto"

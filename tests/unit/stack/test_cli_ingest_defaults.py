@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from facility.cli import _share_group, build_parser
+from stack.cli import _share_group, build_parser
 
 
 @pytest.mark.parametrize(("extra", "group"), [([], ""), (["--share-group", "ingest"], "ingest")])
