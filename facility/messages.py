@@ -48,6 +48,9 @@ class Telemetry(_Message):
     points: dict[str, Value]
     quality: dict[str, Quality] = {}
     historical: bool = False
+    # optional, after v1's first fields: what a device reported of a point's own state
+    # (BACnet status flags and reliability, "fault,open-loop"); consumers may ignore it
+    flags: dict[str, str] | None = None
 
     @field_validator("points")
     @classmethod
@@ -57,6 +60,14 @@ class Telemetry(_Message):
                 raise ValueError(f"point {name} is {value}, not a finite number")
             if isinstance(value, str) and len(value) > MAX_STRING_VALUE:
                 raise ValueError(f"point {name} is a string over {MAX_STRING_VALUE} chars")
+        return v
+
+    @field_validator("flags")
+    @classmethod
+    def _short_flags(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for name, flags in (v or {}).items():
+            if len(flags) > MAX_STRING_VALUE:
+                raise ValueError(f"flags of point {name} over {MAX_STRING_VALUE} chars")
         return v
 
 

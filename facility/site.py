@@ -157,6 +157,9 @@ class GatewayConfig(_Strict):
                                      description="Prometheus metrics on 127.0.0.1 (0: any)")
     cov_lifetime_s: int = Field(default=300, ge=0, le=86400,
                                 description="BACnet COV subscription lifetime; 0: no COV")
+    integrity_poll_s: float = Field(
+        default=60.0, ge=1, le=86400,
+        description="BACnet points followed by COV are also read by request this often")
     bacnet: BacnetNetwork | None = Field(default=None,
                                          description="BACnet/IP port; omit: loopback")
     lines: tuple[RtuLineConfig, ...] = ()

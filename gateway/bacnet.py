@@ -1,22 +1,31 @@
-"""The BACnet/IP reader over bacpypes3 (with gateway.bacnet_client and
+"""The BACnet/IP reader over bacpypes3 (with gateway.bacnet_client, gateway.bacnet_cov and
 gateway.discover_bacnet, the only modules that import bacpypes3 on the gateway side).
 
 ``BacnetClient`` (gateway.bacnet_client) is the gateway's one local BACnet application,
-bound where the site says, and its address book. ``BacnetReader`` reads the
-``presentValue`` of the points of one device, addressed by host:port, by router network and
-MAC, or by device instance (found with Who-Is; looked for again once the device stops
-answering). At its first poll it reads the device object once
-(``maxApduLengthAccepted``, ``segmentationSupported``, ``protocolServicesSupported``) and
-sizes its ReadPropertyMultiple requests to fit the device's maximum APDU; a device that does
-not support RPM, or refuses it, is read with ReadProperty object by object from then on; a
-device that aborts an RPM for want of segmentation gets smaller requests. Where the device
-supports SubscribeCOV (and ``cov_lifetime_s`` > 0) every object gets a COV subscription
-(renewed by bacpypes3 before its lifetime ends): its value then comes from notifications,
-and the object is still read by request at an integrity poll every ``integrity_s``; a
-subscription that fails falls back to polling that object. bacpypes3 raises error, reject
-and abort replies as ``ErrorRejectAbortNack``, which derives from BaseException: they are
-caught by name here and turned into ``ProtocolError``. Every request runs under
-``asyncio.timeout(timeout_s)``; a timeout becomes ``DeviceTimeout``.
+bound where the site says, and its address book. ``BacnetReader`` reads the points of one
+device, addressed by host:port, by router network and MAC, or by device instance (found
+with Who-Is; looked for again once the device stops answering). At its first poll it reads
+the device object once (``maxApduLengthAccepted``, ``segmentationSupported``,
+``protocolServicesSupported``) and sizes its ReadPropertyMultiple requests to fit the
+device's maximum APDU; a device that does not support RPM, or refuses it, is read with
+ReadProperty object by object from then on; a device that aborts an RPM for want of
+segmentation gets smaller requests.
+
+Each object is read with its ``statusFlags`` and ``reliability`` (RPM; with ReadProperty the
+flags, and the reliability only when the fault flag is set; an object without a
+reliability property is judged by its flags): a fault, out-of-service or unreliable object
+makes its point bad (gateway.bacnet_flags), and the flags go into the reading and the log
+(once per change).
+
+Where the device supports SubscribeCOV (and ``cov_lifetime_s`` > 0) every object is
+followed by COV (gateway.bacnet_cov); its value then comes from notifications and is read by
+request at an integrity poll every ``integrity_s``. The device's ``CovBook``
+(gateway.cov_book) makes every poll ask the device something, a light ``systemStatus`` probe
+when every due value came by COV, so a device that stops answering fails its polls and goes
+offline as a polled one does; its notified values are then dropped. bacpypes3 raises
+error, reject and abort replies as ``ErrorRejectAbortNack``, which derives from
+BaseException: they are caught by name here and turned into ``ProtocolError``. Every
+request runs under ``asyncio.timeout(timeout_s)``; a timeout becomes ``DeviceTimeout``.
 
 bacpypes3 is used directly rather than through BAC0: BAC0 would read ``.env`` from the
 working directory, write ``$HOME/.BAC0`` and probe the network for its address, none of
@@ -25,6 +34,7 @@ which a gateway bound to a configured address needs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Collection, Coroutine, Sequence
@@ -32,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bacpypes3.apdu import ErrorRejectAbortNack
-from bacpypes3.basetypes import ErrorType, PropertyIdentifier, ServicesSupported
+from bacpypes3.basetypes import ErrorType, PropertyIdentifier, Reliability, ServicesSupported
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 
@@ -40,7 +50,10 @@ from facility.messages import Value, utcnow
 from facility.profiles import BacnetPoint
 from facility.site import BacnetAddress
 from gateway.bacnet_client import BacnetClient
+from gateway.bacnet_cov import CovFollower
+from gateway.bacnet_flags import condition
 from gateway.counters import GatewayCounters
+from gateway.cov_book import CovBook
 from gateway.errors import DecodeError, DeviceTimeout, ProtocolError
 from gateway.reading import Reading
 
@@ -48,9 +61,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_APDU = 480
 APDU_OVERHEAD = 16  # complex-ack header and the device's invoke id, with margin
-BYTES_PER_VALUE = 24  # one object's presentValue in an RPM ack, with margin
+BYTES_PER_OBJECT = 40  # presentValue, statusFlags and reliability in an RPM ack, with margin
 RPM_MAX_CHUNK = 50
-COV_RETRY_MIN_S = 30.0
+STATE_PROPERTIES = ("presentValue", "statusFlags", "reliability")
 
 __all__ = ["BacnetClient", "BacnetReader", "DeviceProfile", "convert"]
 
@@ -68,7 +81,7 @@ class DeviceProfile:
     def rpm_chunk(self) -> int:
         """Objects per ReadPropertyMultiple that fit one APDU (segmented devices: at most
         ``RPM_MAX_CHUNK``)."""
-        fits = max(1, (self.max_apdu - APDU_OVERHEAD) // BYTES_PER_VALUE)
+        fits = max(1, (self.max_apdu - APDU_OVERHEAD) // BYTES_PER_OBJECT)
         return min(RPM_MAX_CHUNK, fits * (4 if self.segmented else 1))
 
 
@@ -91,17 +104,20 @@ class BacnetReader:
         self._timeout_s = timeout_s
         self._counters = counters or GatewayCounters()
         self._cov_lifetime_s = cov_lifetime_s
-        self._integrity_s = integrity_s
+        self._book: CovBook[ObjectIdentifier] = CovBook(
+            integrity_s, retry_first_s=integrity_s, retry_max_s=cov_lifetime_s)
+        self._cov = CovFollower(client, device_id, self._book, lambda: self._at,
+                                lifetime_s=cov_lifetime_s, counters=self._counters,
+                                names={o: p.name for o, p in self._points.items()})
+        self._resubscribe = False
+        self._flags: dict[str, str] = {}  # point -> status flags last logged
         self.profile: DeviceProfile | None = None
-        self._cov_values: dict[ObjectIdentifier, Any] = {}  # objects with a live subscription
-        self._cov_tasks: list[asyncio.Task[None]] = []
-        self._last_integrity = -math.inf
         self._requests = 0
 
     @property
     def covered(self) -> frozenset[str]:
         """Points whose values currently come from COV notifications."""
-        return frozenset(self._points[o].name for o in self._cov_values)
+        return frozenset(self._points[o].name for o in self._book.covered)
 
     async def read(self, classes: Collection[str] | None = None) -> Reading:
         self._requests = 0
@@ -111,6 +127,10 @@ class BacnetReader:
         try:
             return await self._read(classes)
         except DeviceTimeout:
+            if self._book.lost():
+                log.info("%s: not answering; values notified by COV are dropped and read "
+                         "by request until it notifies again", self.device_id)
+            self._resubscribe = self.profile is not None and self._following
             self._client.forget(self._configured)
             if self._configured.how == "instance":
                 self._address = None
@@ -120,39 +140,80 @@ class BacnetReader:
         if self.profile is None:
             self.profile = await self._read_device_profile()
             self._start_cov()
-        now = asyncio.get_running_loop().time()
-        integrity = now - self._last_integrity >= self._integrity_s
-        if integrity:
-            self._last_integrity = now
+        due = [o for o, p in self._points.items() if classes is None or p.poll_class in classes]
+        plan = self._book.plan(due, asyncio.get_running_loop().time())
+        cached = {o: self._book.sample(o) for o in plan.cached}  # before any await
+        if plan.probe:  # every due value came by COV: does the device still answer?
+            await self._probe()
+        states = await self._read_states(list(plan.ask))
+        for objid, state in states.items():
+            self._book.read(objid, state.value, state.flags, state.reliability)
+        for objid, sample in cached.items():
+            states[objid] = _State(sample.value, sample.status_flags, sample.reliability)
+        reading = self._reading(states, complete=classes is None
+                                or self._all_classes <= set(classes))
+        if self._resubscribe:  # answering again: it may have restarted and forgotten us
+            self._resubscribe = False
+            await self._cov.stop()
+            self._cov.start(self._points)
+        return reading
+
+    def _reading(self, states: dict[ObjectIdentifier, _State], *, complete: bool) -> Reading:
         values: dict[str, Value] = {}
         bad: set[str] = set()
-        due = [o for o, p in self._points.items() if classes is None or p.poll_class in classes]
-        ask = [o for o in due if integrity or o not in self._cov_values]
-        for objid in due:
-            if objid not in ask:
-                self._store(self._points[objid], self._cov_values[objid], values, bad)
-        for objid, raw in (await self._read_values(ask)).items():
-            self._store(self._points[objid], raw, values, bad)
-            if objid in self._cov_values and raw is not None:
-                self._cov_values[objid] = raw
-        if not values and bad:
+        flags: dict[str, str] = {}
+        readable = 0
+        for objid, state in states.items():
+            point = self._points[objid]
+            try:
+                value = convert(point, state.value)
+            except DecodeError as exc:
+                log.debug("%s: %s", self.device_id, exc)
+                bad.add(point.name)
+                continue
+            readable += 1
+            cond = condition(state.flags, state.reliability)
+            self._log_flags(point.name, cond.flags)
+            if cond.flags:
+                flags[point.name] = cond.flags
+            if cond.bad:
+                bad.add(point.name)
+            else:
+                values[point.name] = value
+        if not readable and bad:
             raise ProtocolError(self.device_id, "no point could be read")
-        complete = classes is None or self._all_classes <= set(classes)
         return Reading(ts=utcnow(), values=values, bad=frozenset(bad), complete=complete,
-                       requests=self._requests)
+                       requests=self._requests, flags=flags)
+
+    def _log_flags(self, name: str, flags: str) -> None:
+        """Log a point's status flags when they change (not at every poll)."""
+        if self._flags.get(name, "") == flags:
+            return
+        if flags:
+            log.warning("BACnet device %s: %s reports %s", self.device_id, name, flags)
+        else:
+            log.info("BACnet device %s: %s reports no fault again", self.device_id, name)
+        self._flags[name] = flags
 
     async def close(self) -> None:
         """Cancel the COV subscriptions; the shared client owns the socket."""
-        for task in self._cov_tasks:
-            task.cancel()
-        await asyncio.gather(*self._cov_tasks, return_exceptions=True)
-        self._cov_tasks.clear()
+        await self._cov.stop()
 
     @property
     def _at(self) -> Address:
         if self._address is None:
             raise DeviceTimeout(self.device_id, self._timeout_s)  # forgotten meanwhile
         return self._address
+
+    @property
+    def _following(self) -> bool:
+        return bool(self._cov_lifetime_s and self.profile and self.profile.cov)
+
+    async def _probe(self) -> None:
+        """One light request: any answer, an error too, shows the device is there."""
+        with contextlib.suppress(ProtocolError):
+            await self._call(self._client.app.read_property(
+                self._at, self._device_oid, "systemStatus"))
 
     async def _read_device_profile(self) -> DeviceProfile:
         async def prop(name: str) -> Any:
@@ -167,7 +228,7 @@ class BacnetReader:
         services = await prop("protocolServicesSupported")
         supported = _services(services)
         profile = DeviceProfile(
-            max_apdu=int(max_apdu) if max_apdu else DEFAULT_MAX_APDU,
+            max_apdu=int(max_apdu) if _answered(max_apdu) else DEFAULT_MAX_APDU,
             segmented=str(segmentation) in ("segmented-both", "segmented-transmit"),
             rpm=supported is None or "read-property-multiple" in supported,
             cov=supported is not None and "subscribe-cov" in supported,
@@ -177,11 +238,11 @@ class BacnetReader:
                  profile.rpm, profile.rpm_chunk, profile.cov)
         return profile
 
-    async def _read_values(self, ids: list[ObjectIdentifier]) -> dict[ObjectIdentifier, Any]:
+    async def _read_states(self, ids: list[ObjectIdentifier]) -> dict[ObjectIdentifier, _State]:
         assert self.profile is not None
         if not self.profile.rpm:
             return await self._read_each(ids)
-        out: dict[ObjectIdentifier, Any] = {}
+        out: dict[ObjectIdentifier, _State] = {}
         size = self.profile.rpm_chunk
         for i in range(0, len(ids), size):
             chunk = ids[i : i + size]
@@ -200,25 +261,39 @@ class BacnetReader:
                 out.update(await self._read_each(chunk))
         return out
 
-    async def _read_multiple(self, chunk: list[ObjectIdentifier]) -> dict[ObjectIdentifier, Any]:
+    async def _read_multiple(self, chunk: list[ObjectIdentifier]
+                             ) -> dict[ObjectIdentifier, _State]:
         params: list[Any] = []
         for objid in chunk:
-            params += [objid, ["presentValue"]]
+            params += [objid, list(STATE_PROPERTIES)]
         response = await self._call(self._client.app.read_property_multiple(self._at, params))
         if not isinstance(response, list):
             raise ProtocolError(self.device_id, f"unexpected reply {response!r}")
-        found = {ObjectIdentifier(r[0]): r[3] for r in response}
-        return {objid: found.get(objid) for objid in chunk}
+        found: dict[tuple[ObjectIdentifier, str], Any] = {
+            (ObjectIdentifier(r[0]), str(PropertyIdentifier(r[1]))): r[3] for r in response}
+        return {objid: _State.of(found.get((objid, "present-value")),
+                                 found.get((objid, "status-flags")),
+                                 found.get((objid, "reliability")))
+                for objid in chunk}
 
-    async def _read_each(self, chunk: list[ObjectIdentifier]) -> dict[ObjectIdentifier, Any]:
-        out: dict[ObjectIdentifier, Any] = {}
+    async def _read_each(self, chunk: list[ObjectIdentifier]) -> dict[ObjectIdentifier, _State]:
+        """ReadProperty: presentValue and statusFlags of each object, its reliability only
+        when the fault flag is set (to say why)."""
+        out: dict[ObjectIdentifier, _State] = {}
         for objid in chunk:
-            try:
-                out[objid] = await self._call(
-                    self._client.app.read_property(self._at, objid, "presentValue"))
-            except ProtocolError as exc:
-                out[objid] = exc
+            value, flags = (await self._read_one(objid, "presentValue"),
+                            await self._read_one(objid, "statusFlags"))
+            state = _State.of(value, flags, None)
+            if state.flags is not None and len(state.flags) > 1 and state.flags[1]:
+                state = _State.of(value, flags, await self._read_one(objid, "reliability"))
+            out[objid] = state
         return out
+
+    async def _read_one(self, objid: ObjectIdentifier, prop: str) -> Any:
+        try:
+            return await self._call(self._client.app.read_property(self._at, objid, prop))
+        except ProtocolError as exc:
+            return exc
 
     async def _call(self, request: Coroutine[Any, Any, Any]) -> Any:
         self._requests += 1
@@ -230,43 +305,34 @@ class BacnetReader:
         except ErrorRejectAbortNack as exc:  # a BaseException: must be named
             raise ProtocolError(self.device_id, f"{type(exc).__name__}: {exc}") from None
 
-    def _store(self, point: BacnetPoint, raw: Any, values: dict[str, Value], bad: set[str]) -> None:
-        try:
-            values[point.name] = convert(point, raw)
-        except DecodeError as exc:
-            log.debug("%s: %s", self.device_id, exc)
-            bad.add(point.name)
-
-    # COV
-
     def _start_cov(self) -> None:
-        if not (self._cov_lifetime_s and self.profile and self.profile.cov):
-            return
-        for objid in self._points:
-            self._cov_tasks.append(asyncio.create_task(
-                self._follow(objid), name=f"cov[{self.device_id}:{objid}]"))
+        if self._following:
+            self._cov.start(self._points)
 
-    async def _follow(self, objid: ObjectIdentifier) -> None:
-        """Keep one object's subscription (bacpypes3 renews it before its lifetime ends);
-        on any failure fall back to polling the object and try again a lifetime later."""
-        app = self._client.app
-        while True:
-            try:
-                async with app.change_of_value(self._at, objid, None, False,
-                                               self._cov_lifetime_s) as sub:
-                    while True:
-                        prop, value = await sub.get_value()
-                        if prop == PropertyIdentifier.presentValue:
-                            self._counters.cov_notifications += 1
-                            self._cov_values[objid] = value
-            except asyncio.CancelledError:
-                self._cov_values.pop(objid, None)
-                raise
-            except (Exception, ErrorRejectAbortNack) as exc:
-                self._cov_values.pop(objid, None)
-                log.debug("%s: COV on %s not available (%r); polling it", self.device_id,
-                          objid, exc)
-            await asyncio.sleep(max(COV_RETRY_MIN_S, self._cov_lifetime_s))
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """An object's presentValue as read (an error stands for itself), its status flags
+    and reliability (None: absent or not read)."""
+
+    value: Any
+    flags: tuple[int, ...] | None
+    reliability: str | None
+
+    @classmethod
+    def of(cls, value: Any, flags: Any, reliability: Any) -> _State:
+        bits: tuple[int, ...] | None = None
+        name: str | None = None
+        with contextlib.suppress(TypeError, ValueError):
+            bits = tuple(int(b) for b in flags) if _answered(flags) else None
+        with contextlib.suppress(TypeError, ValueError):
+            name = str(Reliability(reliability)) if _answered(reliability) else None
+        return cls(value, bits, name)
+
+
+def _answered(raw: Any) -> bool:
+    """A property value, not an error, an absent property or nothing."""
+    return raw is not None and not isinstance(raw, (ErrorType, ProtocolError, BaseException))
 
 
 def _services(raw: Any) -> set[str] | None:

@@ -43,6 +43,7 @@ class GatewayCounters:
     requests: int = 0  # protocol requests sent (Modbus reads, BACnet RP/RPM)
     busy_retries: int = 0  # Modbus requests retried after exception 6 (busy)
     cov_notifications: int = 0
+    cov_failures: int = 0  # BACnet COV subscriptions refused, or renewals that failed
     poll_seconds: float = 0.0  # total time spent in polls
     devices: dict[str, DeviceCounters] = field(default_factory=dict)
     lines: dict[str, LineCounters] = field(default_factory=dict)

@@ -41,6 +41,8 @@ _COUNTERS = (  # attribute of GatewayCounters, metric name (without _total), hel
     ("unstored", "gateway_unstored",
      "Spooled messages held in memory because the queue file could not be written."),
     ("cov_notifications", "gateway_cov_notifications", "BACnet COV notifications received."),
+    ("cov_failures", "gateway_cov_failures",
+     "BACnet COV subscriptions refused or renewals failed (those objects are polled)."),
 )
 
 

@@ -108,8 +108,9 @@ class Publisher:
 
     def _telemetry(self, reading: Reading, report: Report) -> Telemetry:
         self._seq += 1
+        flags = {n: f for n, f in reading.flags.items() if n in report.quality}
         return Telemetry(ts=reading.ts, seq=self._seq, session=self.session,
-                         points=report.points, quality=report.quality)
+                         points=report.points, quality=report.quality, flags=flags or None)
 
     def _topic(self, kind: topics.TopicKind, device: Device) -> str:
         return topics.device_topic(kind, self._site, self._gateway, device.id)

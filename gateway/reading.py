@@ -14,14 +14,17 @@ from facility.messages import Value
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """Values by point name, the points that could not be read, when they were read, and
-    whether every point of the device was due (``complete``)."""
+    """Values by point name, the points that could not be read (or that the device itself
+    calls unreliable), when they were read, whether every point of the device was due
+    (``complete``), and the status flags a device reported of its points (BACnet's words,
+    ``fault,open-loop``; only points with a flag set)."""
 
     ts: datetime
     values: dict[str, Value]
     bad: frozenset[str] = field(default_factory=frozenset)
     complete: bool = True
     requests: int = 0
+    flags: dict[str, str] = field(default_factory=dict)
 
 
 class DeviceReader(Protocol):

@@ -181,7 +181,8 @@ async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: Gate
                 stack.push_async_callback(bacnet.close)
             readers[d.id] = BacnetReader(bacnet, d.id, address, profile.points,
                                          timeout_s=d.config.timeout_s, counters=counters,
-                                         cov_lifetime_s=gw.cov_lifetime_s)
+                                         cov_lifetime_s=gw.cov_lifetime_s,
+                                         integrity_s=gw.integrity_poll_s)
     return readers
 
 

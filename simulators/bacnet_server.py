@@ -17,7 +17,11 @@ Misbehaviour (simulators.misbehaviour.Behaviour): `delay` answers every confirme
 late, `mute` never answers, `segmentation: false` with a small `max_apdu` makes the device
 abort a response that does not fit one APDU (segmentation-not-supported), and
 `read_property_multiple: false` rejects ReadPropertyMultiple as an unrecognized service, so
-that a client must fall back to ReadProperty."""
+that a client must fall back to ReadProperty, and the objects of `cov_refused` points
+answer SubscribeCOV with a covSubscriptionFailed error. A point's `points` status sets its
+object's reliability and outOfService (bacpypes3 derives statusFlags from them, and they
+change at once, with a COV notification to the object's subscribers); an object whose
+reliability was never set has none, as many real objects (it is optional)."""
 
 from __future__ import annotations
 
@@ -29,9 +33,9 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from bacpypes3.apdu import ReadPropertyMultipleRequest
+from bacpypes3.apdu import ReadPropertyMultipleRequest, SubscribeCOVRequest
 from bacpypes3.app import Application
-from bacpypes3.errors import UnrecognizedService
+from bacpypes3.errors import ExecutionError, UnrecognizedService
 from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
 from bacpypes3.local.binary import BinaryInputObject, BinaryValueObject
 from bacpypes3.local.cov import GenericCriteria
@@ -43,7 +47,7 @@ from psutil import net_if_addrs
 from facility.profiles import BacnetPoint, BacnetProfile
 from facility.site import BacnetAddress, Device
 from simulators.errors import ServerStartError
-from simulators.misbehaviour import WELL_BEHAVED, Behaviour
+from simulators.misbehaviour import NORMAL_POINT, WELL_BEHAVED, Behaviour, PointStatus
 from simulators.models import PointValue
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,12 @@ class _SimApplication(Application):  # type: ignore[misc]
         if not self.behaviour.read_property_multiple:
             raise UnrecognizedService("ReadPropertyMultiple is not supported")
         await super().do_ReadPropertyMultipleRequest(apdu)
+
+    async def do_SubscribeCOVRequest(self, apdu: SubscribeCOVRequest) -> None:
+        obj = self.get_object_id(apdu.monitoredObjectIdentifier)
+        if obj is not None and str(obj.objectName) in self.behaviour.cov_refused:
+            raise ExecutionError(errorClass="services", errorCode="covSubscriptionFailed")
+        await super().do_SubscribeCOVRequest(apdu)
 
 
 class _MultiStateInput(MultiStateInputObject):  # type: ignore[misc]
@@ -126,6 +136,22 @@ def _make_object(point: BacnetPoint, value: PointValue) -> Any:
     return OBJECT_CLASS[point.object_type](**kwargs)
 
 
+def set_status(obj: Any, status: PointStatus) -> None:
+    """Set an object's reliability and outOfService (left absent while normal and never set)
+    and notify its COV subscribers when its statusFlags change: bacpypes3 computes the flags
+    from those properties, so setting them does not trigger its COV detection, which
+    watches statusFlags itself."""
+    before = obj.statusFlags
+    if status.reliability != NORMAL_POINT.reliability or obj.reliability is not None:
+        obj.reliability = status.reliability
+    if status.out_of_service or obj.outOfService is not None:
+        obj.outOfService = status.out_of_service
+    after = obj.statusFlags
+    if list(after) != list(before):
+        for monitor in obj._property_monitors["statusFlags"]:
+            monitor(before, after)
+
+
 def link_address(address: BacnetAddress) -> str:
     """``host/prefix:port`` for an address an interface of this host holds (broadcasts
     heard), ``host:port`` on loopback or when no interface holds it."""
@@ -169,10 +195,16 @@ class BacnetDeviceServer:
         return self._behaviour
 
     def set_behaviour(self, behaviour: Behaviour) -> None:
-        """Delay and mute change at once; segmentation and RPM support at the next start."""
+        """Delay, mute, refused COV and point statuses change at once; segmentation and RPM
+        support at the next start."""
         self._behaviour = behaviour
         if self._app is not None:
             self._app.behaviour = behaviour
+            self._apply_point_statuses()
+
+    def _apply_point_statuses(self) -> None:
+        for name, (_, obj) in self._objects.items():
+            set_status(obj, self._behaviour.points.get(name, NORMAL_POINT))
 
     async def start(self) -> None:
         b = self._behaviour
@@ -199,6 +231,7 @@ class BacnetDeviceServer:
         app = _SimApplication.from_object_list([device, port, *objects])
         app.behaviour = b
         self._app = app
+        self._apply_point_statuses()
         try:
             await _link_ready(app, READY_TIMEOUT_S)
         except TimeoutError as exc:

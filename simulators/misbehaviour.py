@@ -4,9 +4,12 @@ A `Behaviour` says how a device's server misbehaves: slow answers (`delay`), Mod
 exception responses (02 illegal address, 04 device failure, 06 busy) on chosen addresses or
 at a rate, dropped connections (closed instead of answered) at a rate, requests never
 answered (`mute`), and for BACnet a device without segmentation (with a small maximum APDU)
-or without ReadPropertyMultiple. The base behaviour comes from a scenario's `simulation:`
-mapping; scenario steps (`slow`, `mute`, `drop_connections`, `modbus_busy`,
-`modbus_device_failure`) overlay it for their duration (`effective`). `decide` turns the
+or without ReadPropertyMultiple, objects that refuse SubscribeCOV (`cov_refused`), and
+objects that report their own condition (`points`: a reliability other than
+no-fault-detected, which sets the fault flag, and out-of-service). The base behaviour comes
+from a scenario's `simulation:` mapping; scenario steps (`slow`, `mute`,
+`drop_connections`, `modbus_busy`, `modbus_device_failure`, `point_fault`,
+`out_of_service`) overlay it for their duration (`effective`). `decide` turns the
 behaviour and one Modbus request into what the server does, drawing from the given random
 generator so a seeded run is repeatable."""
 
@@ -40,10 +43,43 @@ TABLE_OF_FUNCTION: dict[int, ModbusTable] = {
     4: ModbusTable.INPUT,
 }
 # Scenario step faults that change the protocol behaviour rather than the device model.
-MISBEHAVIOURS = ("slow", "mute", "drop_connections", "modbus_busy", "modbus_device_failure")
+MISBEHAVIOURS = ("slow", "mute", "drop_connections", "modbus_busy", "modbus_device_failure",
+                 "point_fault", "out_of_service")
+POINT_STEPS = ("point_fault", "out_of_service")  # steps on one BACnet object (`point`)
 MODBUS_ONLY = ("exceptions", "exception_rate", "drop_rate")
-BACNET_ONLY = ("segmentation", "max_apdu", "read_property_multiple")
+BACNET_ONLY = ("segmentation", "max_apdu", "read_property_multiple", "cov_refused", "points")
 BACNET_APDU_SIZES = (50, 128, 206, 480, 1024, 1476)
+# BACnet's Reliability enumeration (ASHRAE 135), as bacpypes3 names its values
+RELIABILITIES = (
+    "no-fault-detected", "no-sensor", "over-range", "under-range", "open-loop",
+    "shorted-loop", "no-output", "unreliable-other", "process-error", "multi-state-fault",
+    "configuration-error", "communication-failure", "member-fault", "monitored-object-fault",
+    "tripped", "lamp-failure", "activation-failure", "renew-dhcp-failure",
+    "renew-fd-registration-failure", "restart-auto-negotiation-failure", "restart-failure",
+    "proprietary-command-failure", "faults-listed", "referenced-object-fault",
+    "multi-state-out-of-range",
+)
+DEFAULT_FAULT = "unreliable-other"
+
+
+class PointStatus(BaseModel):
+    """What one BACnet object says of itself: its reliability (anything but
+    no-fault-detected sets its fault flag) and whether it is out of service."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reliability: str = "no-fault-detected"
+    out_of_service: bool = False
+
+    @field_validator("reliability")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in RELIABILITIES:
+            raise ValueError(f"unknown reliability {v!r}; known: {', '.join(RELIABILITIES)}")
+        return v
+
+
+NORMAL_POINT = PointStatus()
 
 
 class AddressException(BaseModel):
@@ -70,6 +106,8 @@ class Behaviour(BaseModel):
     segmentation: bool = True
     max_apdu: int = 1024
     read_property_multiple: bool = True
+    cov_refused: frozenset[str] = frozenset()  # points whose objects refuse SubscribeCOV
+    points: dict[str, PointStatus] = {}
 
     @field_validator("delay_s", mode="before")
     @classmethod
@@ -89,18 +127,28 @@ WELL_BEHAVED = Behaviour()
 
 @dataclass(frozen=True, slots=True)
 class Overlay:
-    """An active misbehaviour step: its name and, for `slow`, its delay."""
+    """An active misbehaviour step: its name, for `slow` its delay, for a point step its
+    point and (`point_fault`) reliability."""
 
     fault: str
     delay_s: float = 0.0
+    point: str = ""
+    reliability: str = DEFAULT_FAULT
 
 
 def effective(base: Behaviour, overlays: Iterable[Overlay]) -> Behaviour:
     """The base behaviour with every active step's misbehaviour on top."""
     changes: dict[str, object] = {}
     delay_s = base.delay_s
+    points = dict(base.points)
     for o in overlays:
-        if o.fault == "slow":
+        if o.fault in POINT_STEPS:
+            status = points.get(o.point, NORMAL_POINT)
+            points[o.point] = status.model_copy(update=(
+                {"reliability": o.reliability} if o.fault == "point_fault"
+                else {"out_of_service": True}))
+            changes["points"] = points
+        elif o.fault == "slow":
             delay_s = max(delay_s, o.delay_s)
             changes["delay_s"] = delay_s
         elif o.fault == "mute":

@@ -10,8 +10,8 @@ models stepped, changed values published. Elapsed time counts from `ready`, mult
 runs until cancelled and then closes every server, so the same ports can be bound again at
 once. Protocol faults are played on the servers: `comms_loss` closes the device's server
 while it lasts (connections refused or, over UDP, unanswered); `slow`, `mute`,
-`drop_connections`, `modbus_busy` and `modbus_device_failure` overlay the device's behaviour
-while they last."""
+`drop_connections`, `modbus_busy`, `modbus_device_failure`, `point_fault` and
+`out_of_service` overlay the device's behaviour while they last."""
 
 from __future__ import annotations
 
@@ -25,7 +25,14 @@ from facility.site import Device, Site
 from simulators.bacnet_server import BacnetDeviceServer
 from simulators.errors import ServerStartError, UnknownDevices
 from simulators.estate import Estate
-from simulators.misbehaviour import MISBEHAVIOURS, WELL_BEHAVED, Behaviour, Overlay, effective
+from simulators.misbehaviour import (
+    DEFAULT_FAULT,
+    MISBEHAVIOURS,
+    WELL_BEHAVED,
+    Behaviour,
+    Overlay,
+    effective,
+)
 from simulators.modbus_server import ModbusDeviceServer
 from simulators.models import DeviceModel, PointValue, build_model, seed_for
 from simulators.rtu_server import RtuLines
@@ -128,7 +135,8 @@ class FaultPlayer:
             await self._comms_loss(event)
         elif event.fault in MISBEHAVIOURS:
             overlays = self.overlays[event.device]
-            overlay = Overlay(event.fault, event.delay_s or 0.0)
+            overlay = Overlay(event.fault, event.delay_s or 0.0, event.point or "",
+                              event.reliability or DEFAULT_FAULT)
             if event.active:
                 overlays.append(overlay)
             elif overlay in overlays:

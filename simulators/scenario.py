@@ -4,16 +4,22 @@ and per-device misbehaviour for the whole run; no I/O but reading YAML.
     simulation:                       # for the whole run, per device
       a-pumps: {delay: 300ms}
       a-switchgear: {exceptions: [{table: input, address: 12, code: 2}], exception_rate: 0.05}
-      b-firepanel: {segmentation: false, max_apdu: 128, read_property_multiple: false}
+      b-firepanel: {segmentation: false, max_apdu: 128, read_property_multiple: false,
+                    cov_refused: [zone_2_alarm],
+                    points: {zone_4_trouble: {reliability: open-loop, out_of_service: true}}}
     steps:
       - {at: 20s, device: a-elevator-2, fault: entrapment, duration: 3m}
       - {at: 40s, device: b-firepanel, fault: fire_alarm, zone: 3, duration: 2m}
       - {at: 60s, device: a-pumps, fault: slow, delay: 2s, duration: 30s}
       - {at: 90s, device: a-switchgear, fault: modbus_busy, duration: 20s}
+      - {at: 2m, device: b-firepanel, fault: point_fault, point: zone_1_alarm,
+         reliability: shorted-loop, duration: 1m}
+      - {at: 4m, device: b-firepanel, fault: out_of_service, point: zone_2_alarm, duration: 1m}
 
 A step's `fault` is a device fault (`FAULT_DEVICE_TYPES`: played on the device's model, for
 the device types listed) or a misbehaviour (simulators.misbehaviour.MISBEHAVIOURS: played on
-the device's server). `load_scenario` is the one loader: `facility simulate` and `facility
+the device's server; `point_fault` and `out_of_service` on one object of a BACnet device,
+named by `point`). `load_scenario` is the one loader: `facility simulate` and `facility
 demo` both refuse a bad file with the file and the path of the entry (ConfigError)."""
 
 from __future__ import annotations
@@ -24,8 +30,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from facility.config_errors import ConfigError, load_model
 from facility.durations import parse_duration
-from facility.site import Site
-from simulators.misbehaviour import BACNET_ONLY, MISBEHAVIOURS, MODBUS_ONLY, Behaviour
+from facility.site import Device, Site
+from simulators.misbehaviour import (
+    BACNET_ONLY,
+    MISBEHAVIOURS,
+    MODBUS_ONLY,
+    POINT_STEPS,
+    Behaviour,
+    PointStatus,
+)
 
 # Device fault -> the device types whose model plays it.
 FAULT_DEVICE_TYPES: dict[str, tuple[str, ...]] = {
@@ -67,6 +80,8 @@ class ScenarioStep(BaseModel):
     duration_s: float | None = Field(default=None, alias="duration", gt=0)
     zone: int | None = Field(default=None, ge=1)
     delay_s: float | None = Field(default=None, alias="delay", gt=0, le=60)
+    point: str | None = None
+    reliability: str | None = None
 
     @field_validator("at_s", "duration_s", "delay_s", mode="before")
     @classmethod
@@ -82,9 +97,16 @@ class ScenarioStep(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _delay_for_slow_only(self) -> ScenarioStep:
+    def _options_fit_the_fault(self) -> ScenarioStep:
         if self.delay_s is not None and self.fault != "slow":
             raise ValueError("delay applies to the slow fault only")
+        if (self.point is None) == (self.fault in POINT_STEPS):
+            raise ValueError(f"point is required by {', '.join(POINT_STEPS)} and applies "
+                             "to them only")
+        if self.reliability is not None:
+            if self.fault != "point_fault":
+                raise ValueError("reliability applies to the point_fault fault only")
+            PointStatus(reliability=self.reliability)  # a known reliability
         return self
 
     @property
@@ -110,6 +132,10 @@ def check_against_site(scenario: Scenario, site: Site) -> list[str]:
             problems.append(f"steps[{i}].device: {step.device} is not a device of {site.id}")
         elif step.fault in MODBUS_STEPS and dev.config.address.protocol == "bacnet":
             problems.append(f"steps[{i}].fault: {step.fault} applies to Modbus devices only")
+        elif step.fault in POINT_STEPS and dev.config.address.protocol != "bacnet":
+            problems.append(f"steps[{i}].fault: {step.fault} applies to BACnet devices only")
+        elif step.point is not None and step.point not in _point_names(dev):
+            problems.append(f"steps[{i}].point: {dev.id} has no point {step.point}")
         elif step.fault in FAULT_DEVICE_TYPES and dev.type not in FAULT_DEVICE_TYPES[step.fault]:
             problems.append(f"steps[{i}].fault: {step.fault} does not apply to a {dev.type}")
     for device_id, behaviour in scenario.simulation.items():
@@ -123,7 +149,15 @@ def check_against_site(scenario: Scenario, site: Site) -> list[str]:
                 f"simulation.{device_id}.{name}: does not apply to a "
                 f"{dev.config.address.protocol} device"
             )
+        for field, named in (("cov_refused", behaviour.cov_refused),
+                             ("points", behaviour.points.keys())):
+            for point in sorted(set(named) - _point_names(dev)):
+                problems.append(f"simulation.{device_id}.{field}: {dev.id} has no point {point}")
     return problems
+
+
+def _point_names(device: Device) -> set[str]:
+    return {p.name for p in device.profile.points}
 
 
 def load_scenario(path: Path | str, site: Site | None = None) -> Scenario:

@@ -30,10 +30,14 @@ class FaultEvent:
     active: bool
     zone: int | None = None
     delay_s: float | None = None
+    point: str | None = None
+    reliability: str | None = None
 
     def describe(self) -> str:
         zone = f" zone {self.zone}" if self.zone is not None else ""
-        return f"fault {self.fault}{zone} on {self.device} {'started' if self.active else 'ended'}"
+        point = f" of {self.point}" if self.point is not None else ""
+        return (f"fault {self.fault}{zone}{point} on {self.device} "
+                f"{'started' if self.active else 'ended'}")
 
 
 class ScenarioRunner:
@@ -46,10 +50,11 @@ class ScenarioRunner:
                 )
                 continue
             delay = step.slow_delay_s if step.fault == "slow" else None
-            events.append(FaultEvent(step.at_s, step.device, step.fault, True, step.zone, delay))
+            extra = (step.zone, delay, step.point, step.reliability)
+            events.append(FaultEvent(step.at_s, step.device, step.fault, True, *extra))
             if step.duration_s is not None:
                 end = step.at_s + step.duration_s
-                events.append(FaultEvent(end, step.device, step.fault, False, step.zone, delay))
+                events.append(FaultEvent(end, step.device, step.fault, False, *extra))
         events.sort(key=lambda e: (e.at_s, e.active))
         self._pending = events
 

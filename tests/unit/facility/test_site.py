@@ -82,6 +82,10 @@ def test_gateway_and_modbus_options_default_and_validate(tmp_path: Path) -> None
     gw = site.gateway("gw")
     assert (gw.poll_classes.fast, gw.poll_classes.normal, gw.poll_classes.slow) == (1, 10, 60)
     assert gw.buffer.max_messages == 5000 and gw.metrics_port == 9101
+    assert gw.integrity_poll_s == 60.0 and gw.cov_lifetime_s == 300
+    data["gateways"] = [{"id": "gw", "integrity_poll_s": 0.5}]
+    with pytest.raises(ConfigError, match="integrity_poll_s"):
+        load_site(_write(tmp_path, data), profiles_dir=ROOT / "profiles")
     bad = _site(modbus={"max_registers": 126})
     with pytest.raises(ConfigError, match="max_registers"):
         load_site(_write(tmp_path, bad), profiles_dir=ROOT / "profiles")

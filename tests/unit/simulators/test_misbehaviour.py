@@ -70,3 +70,20 @@ def test_bad_behaviour_values_are_refused() -> None:
         behaviour(exception_code=3)
     with pytest.raises(ValueError):
         behaviour(dealy="1s")
+
+
+def test_point_steps_overlay_a_reliability_or_out_of_service_on_one_object() -> None:
+    base = behaviour(points={"zone_2_alarm": {"out_of_service": True}},
+                     cov_refused=["zone_3_alarm"])
+    assert base.cov_refused == {"zone_3_alarm"}
+    faulty = effective(base, [Overlay("point_fault", point="zone_1_alarm",
+                                      reliability="open-loop"),
+                              Overlay("out_of_service", point="zone_1_alarm")])
+    z1 = faulty.points["zone_1_alarm"]
+    assert z1.reliability == "open-loop" and z1.out_of_service
+    assert faulty.points["zone_2_alarm"] == base.points["zone_2_alarm"]
+    assert effective(base, [Overlay("point_fault", point="zone_2_alarm")]).points[
+        "zone_2_alarm"].reliability == "unreliable-other"
+    assert effective(base, []) == base and "zone_1_alarm" not in base.points
+    with pytest.raises(ValueError, match="unknown reliability 'broken'"):
+        behaviour(points={"zone_1_alarm": {"reliability": "broken"}})

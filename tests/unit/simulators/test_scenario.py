@@ -69,6 +69,38 @@ def test_scenario_checked_against_the_site(tmp_path: Path) -> None:
     ]
 
 
+def test_point_steps_name_a_point_of_a_bacnet_device(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="point is required"):
+        Scenario.model_validate({"steps": [{"at": 1, "device": "x", "fault": "point_fault"}]})
+    with pytest.raises(ValueError, match="point is required"):
+        Scenario.model_validate({"steps": [{"at": 1, "device": "x", "fault": "mute",
+                                            "point": "zone_1_alarm"}]})
+    with pytest.raises(ValueError, match="reliability applies"):
+        Scenario.model_validate({"steps": [{"at": 1, "device": "x", "fault": "out_of_service",
+                                            "point": "p", "reliability": "open-loop"}]})
+    with pytest.raises(ValueError, match="unknown reliability"):
+        Scenario.model_validate({"steps": [{"at": 1, "device": "x", "fault": "point_fault",
+                                            "point": "p", "reliability": "loose"}]})
+    site = load_site(DEMO_SITE)
+    path = write(tmp_path, {
+        "simulation": {"b-firepanel": {"cov_refused": ["zone_9_alarm"],
+                                       "points": {"zone_1_alarm": {"out_of_service": True}}}},
+        "steps": [
+            {"at": "1s", "device": "a-pumps", "fault": "out_of_service", "point": "x"},
+            {"at": "1s", "device": "b-firepanel", "fault": "point_fault", "point": "nope"},
+            {"at": "1s", "device": "b-firepanel", "fault": "point_fault",
+             "point": "zone_2_alarm", "reliability": "open-loop", "duration": "1m"},
+        ],
+    })
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path, site)
+    assert info.value.problems == [
+        "steps[0].fault: out_of_service applies to BACnet devices only",
+        "steps[1].point: b-firepanel has no point nope",
+        "simulation.b-firepanel.cov_refused: b-firepanel has no point zone_9_alarm",
+    ]
+
+
 def test_the_demo_scenario_shows_every_device_fault_and_starts_as_documented() -> None:
     sc = load_scenario(ROOT / "scenarios" / "demo.yaml", load_site(DEMO_SITE))
     faults = {s.fault for s in sc.steps}
