@@ -120,9 +120,11 @@ async def test_bacnet_device_without_rpm_or_segmentation(
                 t = await inbox.wait_for(Telemetry, TopicKind.TELEMETRY, name)
                 assert t.points == values and set(t.quality.values()) == {"good"}
             await until(lambda: min(counters.device(n).polls for n in ("norpm", "small")) >= 3)
-            # one ReadProperty per due object (panel_state is normal class), no RPM attempt
-            assert counters.device("norpm").requests in (len(values) - 1, len(values))
-            assert 2 <= counters.device("small").requests <= 4  # 13 objects, 4 a request
+            # two ReadProperty per due object (presentValue and statusFlags; panel_state is
+            # normal class), no RPM attempt
+            assert counters.device("norpm").requests in (2 * len(values) - 2, 2 * len(values))
+            # 12 or 13 objects with their flags and reliability, 2 a request
+            assert 6 <= counters.device("small").requests <= 8
             assert counters.cov_notifications == 0
         finally:
             await stop(gateway)
