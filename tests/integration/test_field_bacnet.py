@@ -48,8 +48,7 @@ def test_gateway_polls_panels_on_the_lan_by_host_and_by_instance(
         panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002, host="10.213.1.11")])
     gws = write_site(tmp_path / "gw.yaml", site_id, [
         panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002)],
-        # polled, not COV: a silent panel is noticed at its next poll (with COV only at the
-        # 60 s integrity poll)
+        # polled, not COV (a silent COV panel: test_field_bacnet_cov.py)
         gateway={"bacnet": {"address": "10.213.1.1/24"}, "cov_lifetime_s": 0})
     sim_log = start_simulators(lab, lan, sim)
     start_broker(lab, gw)
