@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from facility.embedded.ports import free_port
 from facility.messages import Telemetry
+from facility.ports import free_port
 from facility.site import Site
 from facility.topics import TopicKind
 from gateway.counters import GatewayCounters
