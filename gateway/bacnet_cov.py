@@ -29,7 +29,7 @@ from gateway.cov_book import CovBook
 
 log = logging.getLogger(__name__)
 
-RENEWAL_CHECK_S = 1.0
+RENEWAL_CHECK_S = 5.0  # a failed renewal noticed within this; offline comes from the polls
 
 
 class CovLost(Exception):
