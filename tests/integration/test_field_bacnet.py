@@ -64,6 +64,7 @@ def test_gateway_polls_panels_on_the_lan_by_host_and_by_instance(
     # the panel known by its instance moves to another address: found again there
     lab.stop("simulators")
     wait_log(gw_log, "device instance 1002 stopped answering; looking for it again")
+    wait_for(sub, status_of("p-inst", "offline"), logs=logs)  # before it answers elsewhere
     moved = write_site(tmp_path / "moved.yaml", site_id, [
         panel("p-host", 1001, host="10.213.1.10"), panel("p-inst", 1002, host="10.213.1.12")])
     start_simulators(lab, lan, moved, name="simulators-moved")
