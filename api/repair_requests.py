@@ -83,10 +83,10 @@ async def open_request(
         async with conn.cursor() as c:
             await c.executemany(
                 "INSERT INTO work_order_steps (work_order_id, seq, role, action, action_en,"
-                " time_limit_s, required) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(wo_id, seq, s["role"], s["action"], s.get("action_en", ""),
-                  None if s.get("time_limit_s") is None else round(s["time_limit_s"]),
-                  s.get("required", True)) for seq, s in enumerate(steps, start=1)],
+                " time_limit_s, required, clock, started_at, due_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [_step_row(wo_id, seq, s, proc.get("step_clock") or "accepted", now)
+                 for seq, s in enumerate(steps, start=1)],
             )
         await add_event(conn, wo_id, "created", actor, now, None, "open",
                         {"origin": "request", "procedure": proc_id, **requester})
@@ -95,3 +95,15 @@ async def open_request(
             alarm_type=body.category, state="open", priority=body.priority,
             detail={"title": body.title, "origin": "request", "trade": body.trade})])
     return wo_id
+
+
+def _step_row(wo_id: int, seq: int, step: dict[str, Any], step_clock: str, now: datetime
+              ) -> tuple[Any, ...]:
+    """A step's row; a step timed from the order's raising starts its clock now."""
+    limit = step.get("time_limit_s")
+    clock = step.get("clock") or step_clock
+    started = now if limit is not None and clock == "raised" else None
+    due = None if started is None else started + timedelta(seconds=limit)
+    return (wo_id, seq, step["role"], step["action"], step.get("action_en", ""),
+            None if limit is None else round(limit), step.get("required", True), clock,
+            started, due)

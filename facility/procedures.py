@@ -2,7 +2,9 @@
 and its escalation chain. ``load_procedures`` reads and validates a folder (a mistake is
 refused with the file and the path of the entry); ``upsert_procedures`` stores them in the
 ``procedures`` table, bumping ``version`` when a body changes. Durations are written as
-``30s``, ``5m``, ``2h`` and held in seconds."""
+``30s``, ``5m``, ``2h`` and held in seconds. A step with a time limit starts its clock when
+the order is ``raised`` or ``accepted`` (the step's ``clock``, else the procedure's
+``step_clock``, default ``accepted``); a ``clock`` on a step without a time limit is refused."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from facility.durations import parse_duration
 
 Trade = Literal["elevator", "electrical", "plumbing", "fire", "general"]
 Priority = Literal["critical", "high", "medium", "low"]
+StepClock = Literal["raised", "accepted"]
 ROLE = r"^[a-z][a-z0-9_]*$"
 
 
@@ -33,6 +36,8 @@ class Step(_Strict):
     action: str = Field(min_length=1, description="Chinese text of the procedure")
     action_en: str = Field(min_length=1)
     time_limit_s: Seconds | None = Field(default=None, alias="time_limit", gt=0)
+    clock: StepClock | None = Field(default=None, description="when the time limit starts:"
+                                    " the order raised or accepted; default step_clock")
     required: bool = True
 
 
@@ -60,6 +65,19 @@ class Procedure(_Strict):
     steps: tuple[Step, ...] = Field(min_length=1)
     sla: Sla
     escalation: tuple[EscalationLevel, ...] = ()
+    step_clock: StepClock = "accepted"
+
+    @field_validator("steps")
+    @classmethod
+    def _clock_needs_a_limit(cls, v: tuple[Step, ...]) -> tuple[Step, ...]:
+        for i, step in enumerate(v):
+            if step.clock is not None and step.time_limit_s is None:
+                raise ValueError(f"step {i}: a clock without a time_limit has nothing to time")
+        return v
+
+    def clock_of(self, step: Step) -> StepClock:
+        """When this step's time limit starts counting."""
+        return step.clock or self.step_clock
 
     @field_validator("escalation")
     @classmethod

@@ -5,7 +5,8 @@ open -> assigned -> accepted -> on_site -> resolved -> closed, with cancel from 
 before resolved, a technician taking an open order directly, reassigning, declining back to
 open, and reopening a resolved order. ``transition`` applies one in the database (psycopg
 async), refusing a forbidden one with ``TransitionForbidden`` and a resolve with required
-steps left with ``StepsIncomplete``; ``complete_step`` ticks a checklist step. Each writes a
+steps left with ``StepsIncomplete``; accepting starts the timers of the steps timed from acceptance
+(``work_order_steps.started_at``/``due_at``); ``complete_step`` ticks a checklist step. Each writes a
 ``work_order_events`` row with actor and time, records the event in the event outbox
 (facility.events.record) in the same transaction, and returns the ``AlarmEvent`` for an MQTT
 publisher (callers must not record it again)."""
@@ -158,6 +159,12 @@ async def transition(
             "   ELSE closed_at END WHERE id = %(id)s",
             {"to": to_state, "assignee": assignee, "now": now, "id": wo_id},
         )
+        if to_state == S.ACCEPTED:  # the step timers that count from acceptance start
+            await conn.execute(
+                "UPDATE work_order_steps SET started_at = %(now)s,"
+                " due_at = %(now)s + time_limit_s * interval '1 second'"
+                " WHERE work_order_id = %(id)s AND clock = 'accepted' AND time_limit_s IS NOT"
+                " NULL AND started_at IS NULL AND done_at IS NULL", {"now": now, "id": wo_id})
         detail = {"actor": actor, "assignee": assignee, **({"note": note} if note else {})}
         await add_event(conn, wo_id, event, actor, now, state, to_state, detail)
         msg = AlarmEvent(ts=now, event=f"work_order.{event}", work_order_id=wo_id,

@@ -33,7 +33,7 @@ RETURNING id
 """
 _STEP = (
     "INSERT INTO work_order_steps (work_order_id, seq, role, action, action_en, time_limit_s,"
-    " required) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " required, clock, started_at, due_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -83,12 +83,18 @@ async def _link(conn: psycopg.AsyncConnection[Any], alarm_id: int, wo_id: int) -
 async def _created(
     conn: psycopg.AsyncConnection[Any], wo_id: int, procedure: Procedure, params: dict[str, Any]
 ) -> AlarmEvent:
+    now: datetime = params["now"]
+    rows = []
+    for seq, s in enumerate(procedure.steps, start=1):
+        clock = procedure.clock_of(s)
+        # a step timed from the alarm starts its clock now; the others when accepted
+        started = now if s.time_limit_s is not None and clock == "raised" else None
+        due = None if started is None else started + timedelta(seconds=s.time_limit_s or 0)
+        rows.append((wo_id, seq, s.role, s.action, s.action_en,
+                     None if s.time_limit_s is None else round(s.time_limit_s), s.required,
+                     clock, started, due))
     async with conn.cursor() as cur:
-        await cur.executemany(_STEP, [
-            (wo_id, seq, s.role, s.action, s.action_en,
-             None if s.time_limit_s is None else round(s.time_limit_s), s.required)
-            for seq, s in enumerate(procedure.steps, start=1)
-        ])
+        await cur.executemany(_STEP, rows)
     await add_event(conn, wo_id, "created", ACTOR, params["now"], None, "open",
                     {"alarm_id": params["alarm_id"], "procedure": procedure.id})
     return _message("created", wo_id, "open", params)

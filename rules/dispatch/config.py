@@ -7,7 +7,9 @@ refuses a mistake with the file and the path of the entry (``facility.config_err
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +22,17 @@ from facility.config_errors import ConfigError, load_model
 from facility.durations import parse_duration
 from facility.procedures import Procedure
 from facility.site import Site
+from rules.dispatch.alerting import (
+    SMS_TYPES,
+    VOICE_TYPES,
+    Acknowledgement,
+    AliyunSmsChannel,
+    AliyunVoiceChannel,
+    Keys,
+    Loud,
+    TencentSmsChannel,
+    resolve_keys,
+)
 from rules.dispatch.checklists import Checklist, load_checklists
 
 NAME = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -112,7 +125,8 @@ class LogChannel(_Strict):
     enabled: bool = True
 
 
-Channel = Annotated[WebhookChannel | EmailChannel | LogChannel, Field(discriminator="type")]
+Channel = Annotated[WebhookChannel | EmailChannel | LogChannel | AliyunSmsChannel
+                    | AliyunVoiceChannel | TencentSmsChannel, Field(discriminator="type")]
 
 
 class Escalation(_Strict):
@@ -179,6 +193,8 @@ class DispatchConfig(_Strict):
     channels: dict[str, Channel] = {}
     escalation: Escalation = Escalation()
     notify: Notify = Notify()
+    loud: Loud = Loud()
+    acknowledgement: Acknowledgement = Acknowledgement()
     maintenance: Maintenance = Maintenance()
 
     @field_validator("timezone")
@@ -202,22 +218,26 @@ class Dispatch:
     """The loaded dispatch file with its checklists."""
 
     def __init__(self, config: DispatchConfig, checklists: dict[str, Checklist],
-                 path: Path) -> None:
+                 path: Path, keys: dict[str, Keys] | None = None) -> None:
         self.config = config
         self.checklists = checklists
         self.path = path
+        self.keys = keys or {}  # provider keys per channel, from the environment
 
 
-def load_dispatch(path: Path | str, site: Site, procedures: dict[str, Procedure]) -> Dispatch:
-    """Read and validate a dispatch file; ConfigError naming the file and entry."""
+def load_dispatch(path: Path | str, site: Site, procedures: dict[str, Procedure],
+                  environ: Mapping[str, str] | None = None) -> Dispatch:
+    """Read and validate a dispatch file; ConfigError naming the file and entry. Provider
+    keys are read from ``environ`` (default: the process environment)."""
     path = Path(path)
     config = load_model(path, DispatchConfig)
     checklists_dir = (path.parent / config.maintenance.checklists_dir).resolve()
     checklists = load_checklists(checklists_dir) if config.maintenance.schedules else {}
     problems = _cross_check(config, site, procedures, checklists)
-    if problems:
-        raise ConfigError(path, problems)
-    return Dispatch(config, checklists, path)
+    keys, missing = resolve_keys(config.channels, os.environ if environ is None else environ)
+    if problems or missing:
+        raise ConfigError(path, problems + missing)
+    return Dispatch(config, checklists, path, keys)
 
 
 def _cross_check(config: DispatchConfig, site: Site, procedures: dict[str, Procedure],
@@ -241,6 +261,7 @@ def _cross_check(config: DispatchConfig, site: Site, procedures: dict[str, Proce
                      for c in roster.channels if c not in config.channels]
     problems += [f"notify.always: no channel {c}" for c in config.notify.always
                  if c not in config.channels]
+    problems += _check_loud(config)
     trades = sorted({p.trade for p in procedures.values()} | {c.trade for c in checklists.values()})
     problems += [f"rosters: no roster for trade {t}" for t in trades if t not in config.rosters]
     for i, sch in enumerate(config.maintenance.schedules):
@@ -248,6 +269,30 @@ def _cross_check(config: DispatchConfig, site: Site, procedures: dict[str, Proce
     ids = [s.id for s in config.maintenance.schedules]
     if len(set(ids)) != len(ids):
         problems.append("maintenance.schedules: an id is used twice")
+    return problems
+
+
+def _check_loud(config: DispatchConfig) -> list[str]:
+    """The loud ladder names SMS and voice channels of the right type; an explicitly named
+    acknowledgement roster exists."""
+    problems: list[str] = []
+    for kind, names, types in (("sms", config.loud.sms, SMS_TYPES),
+                               ("voice", config.loud.voice, VOICE_TYPES)):
+        for c in names:
+            channel = config.channels.get(c)
+            if channel is None:
+                problems.append(f"loud.{kind}: no channel {c}")
+            elif channel.type not in types:
+                problems.append(f"loud.{kind}: channel {c} is a {channel.type} channel,"
+                                f" not one of {', '.join(types)}")
+    ack = config.acknowledgement
+    if "roster" in ack.model_fields_set and ack.roster not in config.rosters:
+        problems.append(f"acknowledgement.roster: no roster {ack.roster}")
+    for policy in ("with_order", "without_order"):
+        for i, level in enumerate(getattr(ack, policy).levels):
+            if level.notify not in ("next", "supervisor") and level.notify not in config.rosters:
+                problems.append(f"acknowledgement.{policy}.levels[{i}].notify: no roster"
+                                f" {level.notify} (or next, supervisor)")
     return problems
 
 
