@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 from facility.durations import parse_duration
 
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
-PRIORITIES = ("critical", "high", "medium", "low")
+PriorityName = Literal["critical", "high", "medium", "low"]
 ENV = r"^[A-Z_][A-Z0-9_]*$"
 ROSTER = r"^[a-z0-9][a-z0-9_.-]*$"
 
@@ -92,22 +92,23 @@ class Rung(_Strict):
     voice_after_s: Seconds | None = Field(default=None, alias="voice_after", ge=0)
 
 
-DEFAULT_LADDER = {
-    "critical": Rung(sms_after_s=0.0, voice_after_s=300.0),
-    "high": Rung(sms_after_s=600.0),
-    "medium": Rung(),
-    "low": Rung(),
-}
+def _default_ladder() -> dict[PriorityName, Rung]:
+    return {"critical": Rung(sms_after=0.0, voice_after=300.0),
+            "high": Rung(sms_after=600.0), "medium": Rung(), "low": Rung()}
 
 
 class Loud(_Strict):
     sms: tuple[str, ...] = Field(default=(), description="SMS channels (aliyun_sms, tencent_sms)")
     voice: tuple[str, ...] = Field(default=(), description="voice channels (aliyun_voice)")
-    by_priority: dict[Literal["critical", "high", "medium", "low"], Rung] = Field(
-        default_factory=lambda: dict(DEFAULT_LADDER))
+    by_priority: dict[PriorityName, Rung] = Field(default_factory=_default_ladder)
 
     def rung(self, priority: str) -> Rung:
-        return self.by_priority.get(priority, DEFAULT_LADDER.get(priority, Rung()))  # type: ignore[call-overload]
+        """The priority's rung; a priority the file leaves out keeps its default."""
+        for source in (self.by_priority, _default_ladder()):
+            for name, rung in source.items():
+                if name == priority:
+                    return rung
+        return Rung()
 
 
 class Target(_Strict):
@@ -120,7 +121,7 @@ class Target(_Strict):
 
 
 def _default_levels() -> tuple[Target, ...]:
-    return (Target(after_s=0.0, notify="next"), Target(after_s=300.0, notify="supervisor"))
+    return (Target(after=0.0, notify="next"), Target(after=300.0, notify="supervisor"))
 
 
 class AckPolicy(_Strict):
@@ -135,7 +136,7 @@ class AckPolicy(_Strict):
         return v
 
 
-def _default_acknowledge() -> dict[str, float]:
+def _default_acknowledge() -> dict[PriorityName, float]:
     return {"critical": 60.0, "high": 300.0, "medium": 900.0, "low": 3600.0}
 
 
@@ -147,16 +148,21 @@ class Acknowledgement(_Strict):
     enabled: bool = True
     roster: str = Field(default="duty_room", pattern=ROSTER,
                         description="who acknowledges alarms; its next person is told first")
-    acknowledge_s: dict[Literal["critical", "high", "medium", "low"],
+    acknowledge_s: dict[PriorityName,
                         Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]] = Field(
         default_factory=_default_acknowledge, alias="acknowledge")
     with_order: AckPolicy = Field(default_factory=AckPolicy)
     without_order: AckPolicy = Field(default_factory=lambda: AckPolicy(
-        levels=(Target(after_s=0.0, notify="next"), Target(after_s=900.0, notify="supervisor")),
-        renotify_every_s=1800.0))
+        levels=(Target(after=0.0, notify="next"), Target(after=900.0, notify="supervisor")),
+        renotify_every=1800.0))
 
     def for_priority(self, priority: str) -> float:
-        return self.acknowledge_s.get(priority, _default_acknowledge().get(priority, 900.0))  # type: ignore[call-overload]
+        """The acknowledge time of a priority; one the file leaves out keeps its default."""
+        for source in (self.acknowledge_s, _default_acknowledge()):
+            for name, seconds in source.items():
+                if name == priority:
+                    return seconds
+        return 900.0
 
 
 @dataclass(frozen=True, slots=True)

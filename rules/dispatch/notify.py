@@ -7,7 +7,11 @@ UPDATE SKIP LOCKED``: two rules processes never send one row twice), sends them
 concurrently, and records every attempt in ``notification_attempts``; a failure is retried
 with exponential backoff (``initial * 2**(n-1)``, capped at ``max``) until ``attempts`` tries,
 then the row is ``failed``. A robot that answers HTTP 200 with a non-zero ``errcode``
-(WeCom, DingTalk) has failed too."""
+(WeCom, DingTalk) has failed too, and so has an SMS or voice provider whose answer's code is
+not OK. ``enqueue(..., cancel_when=...)`` also plans the notice's SMS and voice calls
+(``channels.plan_loud``), each due after its rung's delay; a row whose ``cancel_when`` has
+come true when it is due (the alarm acknowledged, the order accepted, the step done) is
+``cancelled`` instead of sent: the voice call nobody needs."""
 
 from __future__ import annotations
 
@@ -24,27 +28,56 @@ import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rules.dispatch.channels import Notice, Outgoing, dingtalk_signed_url, plan
+from rules.dispatch import phone
+from rules.dispatch.alerting import (
+    AliyunSmsChannel,
+    AliyunVoiceChannel,
+    Keys,
+    TencentSmsChannel,
+)
+from rules.dispatch.channels import Notice, Outgoing, dingtalk_signed_url, plan, plan_loud
 from rules.dispatch.config import DispatchConfig, EmailChannel, Retry, WebhookChannel
 
 log = logging.getLogger(__name__)
 
 
 async def enqueue(conn: psycopg.AsyncConnection[Any], config: DispatchConfig, notice: Notice,
-                  group_channels: tuple[str, ...] = ()) -> int:
-    """Plan and insert the deliveries of a notice; returns how many."""
-    rows = plan(config, notice, group_channels)
+                  group_channels: tuple[str, ...] = (), *, cancel_when: str | None = None,
+                  step_seq: int | None = None) -> int:
+    """Plan and insert the deliveries of a notice; returns how many. With ``cancel_when``
+    (alarm_acknowledged, order_accepted, step_done) the notice is loud: its SMS and voice
+    calls are planned too, each dropped if the condition holds when it falls due."""
+    rows = [(o, 0.0) for o in plan(config, notice, group_channels)]
+    if cancel_when is not None:
+        rows += plan_loud(config, notice)
     if rows:
         async with conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO notification_deliveries (site_id, created_at, work_order_id, event,"
-                " channel, channel_type, recipient, subject, body, payload, next_attempt_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " channel, channel_type, recipient, subject, body, payload, next_attempt_at,"
+                " alarm_id, step_seq, cancel_when)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [(notice.site_id, notice.ts, notice.work_order_id, notice.event, o.channel,
-                  o.channel_type, o.recipient, o.subject, o.body, Jsonb(o.payload), notice.ts)
-                 for o in rows],
+                  o.channel_type, o.recipient, o.subject, o.body, Jsonb(o.payload),
+                  notice.ts + timedelta(seconds=delay), notice.alarm_id, step_seq,
+                  cancel_when) for o, delay in rows],
             )
     return len(rows)
+
+
+_CANCEL = """
+UPDATE notification_deliveries d SET state = 'cancelled', last_error = 'no longer needed: '
+    || replace(d.cancel_when, '_', ' ')
+WHERE d.state = 'pending' AND d.site_id = %s AND d.next_attempt_at <= %s
+  AND d.cancel_when IS NOT NULL AND (
+    (d.cancel_when = 'alarm_acknowledged' AND EXISTS (SELECT 1 FROM alarms a
+        WHERE a.id = d.alarm_id AND (a.acked_at IS NOT NULL OR a.state = 'normal')))
+    OR (d.cancel_when = 'order_accepted' AND EXISTS (SELECT 1 FROM work_orders w
+        WHERE w.id = d.work_order_id AND w.state NOT IN ('open', 'assigned')))
+    OR (d.cancel_when = 'step_done' AND EXISTS (SELECT 1 FROM work_order_steps s
+        WHERE s.work_order_id = d.work_order_id AND s.seq = d.step_seq
+          AND s.done_at IS NOT NULL)))
+"""
 
 
 def backoff(retry: Retry, attempts: int) -> timedelta:
@@ -70,9 +103,12 @@ class DeliveryFailed(Exception):
 class Deliverer:
     """Sends due deliveries; one instance per service, with one HTTP client."""
 
-    def __init__(self, config: DispatchConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, config: DispatchConfig, client: httpx.AsyncClient,
+                 keys: dict[str, Keys] | None = None) -> None:
         self.config = config
         self.client = client
+        self.keys = keys or {}
+        self.cancelled = 0
         self.sent = 0
         self.failed_attempts = 0
 
@@ -80,6 +116,11 @@ class Deliverer:
                           now: datetime, limit: int = 50) -> int:
         """Send what is due now; returns the number of rows tried."""
         async with conn.transaction():
+            dropped = await conn.execute(_CANCEL, (site_id, now))
+            if dropped.rowcount > 0:
+                self.cancelled += dropped.rowcount
+                log.info("%d notifications no longer needed (acknowledged, accepted or done)",
+                         dropped.rowcount)
             cur = await conn.execute(
                 "SELECT id, channel, recipient, subject, body, payload, attempts"
                 " FROM notification_deliveries WHERE state = 'pending' AND site_id = %s"
@@ -127,6 +168,10 @@ class Deliverer:
                 raise DeliveryFailed(name, "channel no longer configured")
             if isinstance(channel, WebhookChannel):
                 return await self._post(name, channel, payload)
+            if isinstance(channel, AliyunSmsChannel | AliyunVoiceChannel | TencentSmsChannel):
+                status = await phone.send(self.client, name, channel, self.keys.get(name),
+                                          recipient, payload, self.config.notify.retry.timeout_s)
+                return Result(True, status)
             if isinstance(channel, EmailChannel):
                 msg = _email(channel.sender, recipient, subject, body)
                 status = await asyncio.to_thread(_smtp_send, channel, msg,
@@ -134,7 +179,7 @@ class Deliverer:
                 return Result(True, status)
             log.info("notification to %s: %s", recipient or "-", subject)
             return Result(True)
-        except DeliveryFailed as exc:
+        except (DeliveryFailed, phone.PhoneRefused) as exc:
             return Result(False, exc.status, exc.reason)
         except (httpx.HTTPError, smtplib.SMTPException, OSError) as exc:
             code = getattr(exc, "smtp_code", None)

@@ -7,8 +7,9 @@ trade (open -> assigned, actor ``dispatch``; the roster's backups when nobody is
 dispatch, so a repeat or a retry is harmless. ``sweep`` adopts orders opened elsewhere (by a
 person at the service desk, or one whose hook failed), then advances every timer that is due
 with the pure engine (``rules.dispatch.sla``): each breach, escalation and re-notification is
-a work-order event (``work_order_events`` and the ``events`` outbox) and a notification, all
-in one transaction; rows are taken ``FOR UPDATE SKIP LOCKED``. Like facility.workorders, every
+a work-order event (``work_order_events`` and the ``events`` outbox), an ``audit_log`` row and a
+notification (loud: SMS and a call by the priority's rung until someone accepts), all in one
+transaction; rows are taken ``FOR UPDATE SKIP LOCKED``. Like facility.workorders, every
 function here records its own events in the outbox and returns them only for MQTT publishing
 (callers must not record them again)."""
 
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from facility.events import record
 from facility.messages import AlarmEvent
@@ -79,7 +81,7 @@ def _event(order: Order, name: str, now: datetime, state: str, detail: dict[str,
 def _notice(ctx: Context, order: Order, event: str, now: datetime, state: str,
             people: tuple[Staff, ...], detail: str = "") -> Notice:
     return Notice(event, ctx.site_id, order.id, order.title, order.source, order.priority,
-                  state, now, people, detail)
+                  state, now, people, detail, alarm_id=order.alarm_id)
 
 
 async def _load(conn: psycopg.AsyncConnection[Any], wo_id: int) -> Order | None:
@@ -111,7 +113,7 @@ async def start_order(conn: psycopg.AsyncConnection[Any], ctx: Context, wo_id: i
             state, person = "assigned", oc.username
             await enqueue(conn, cfg, _notice(ctx, order, "assigned", now, state,
                                              ctx.people(person), note),
-                          ctx.channels(order.trade))
+                          ctx.channels(order.trade), cancel_when="order_accepted")
             log.info("work order %d assigned to %s (%s)", order.id, person, note)
         else:
             await add_event(conn, order.id, "unassigned", ACTOR, now,
@@ -216,9 +218,14 @@ async def _act(conn: psycopg.AsyncConnection[Any], ctx: Context, order: Order,
         channels = () if act.sla == "accept" else ctx.channels(order.trade)
         log.warning("work order %d missed its %s SLA", order.id, act.sla)
     await add_event(conn, order.id, name, ACTOR, now, detail=detail)
+    await conn.execute(
+        "INSERT INTO audit_log (at, actor, action, target, outcome, detail)"
+        " VALUES (%s, %s, %s, %s, 'success', %s)",
+        (now, ACTOR, f"work_order.{name}", f"work_order:{order.id}", Jsonb(detail)))
     if people or channels or name != "sla_breached":
+        loud = None if name == "sla_breached" else "order_accepted"
         await enqueue(conn, cfg, _notice(ctx, order, name, now, order.state, people, line),
-                      channels)
+                      channels, cancel_when=loud)
     ev = _event(order, name, now, order.state, detail)
     await record(conn, ctx.site_id, [ev])
     return ev

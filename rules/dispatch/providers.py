@@ -11,7 +11,8 @@ Base64(HMAC-SHA1(AccessKeySecret + "&", StringToSign))``. Used for SendSms (dysm
 version 2017-05-25) and SingleCallByTts (dyvmsapi, 2017-05-25) as GET requests.
 
 Tencent Cloud API signature v3, TC3-HMAC-SHA256 ("Signature v3",
-https://www.tencentcloud.com/document/product/1154/48911): ``CanonicalRequest = "POST\\n/\\n\\n" + "content-type:" + ct +
+https://www.tencentcloud.com/document/product/1154/48911):
+``CanonicalRequest = "POST\\n/\\n\\n" + "content-type:" + ct +
 "\\nhost:" + host + "\\n\\n" + "content-type;host\\n" + hex(SHA256(body))``; ``StringToSign =
 "TC3-HMAC-SHA256\\n" + timestamp + "\\n" + date + "/" + service + "/tc3_request\\n" +
 hex(SHA256(CanonicalRequest))`` with ``date`` the UTC date of the timestamp; the key is

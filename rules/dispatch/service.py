@@ -3,9 +3,11 @@
 ``load_for_site`` finds and validates the dispatch file (``--dispatch``, else
 ``<site>-dispatch.yaml`` beside the site file; none: dispatch is off) at start-up.
 ``Dispatcher.committed`` is the rules service's hook, called for each event it committed:
-a new work order wakes the SLA sweep, which adopts every new open order (opened by an alarm
+a new work order or alarm wakes the SLA sweep, which adopts every new open order (opened by an alarm
 or at the service desk; scheduled ones are assigned as they open) in its own transaction:
-assignment to whoever is on call and the start of its SLA clock. So a dispatch failure can
+assignment to whoever is on call and the start of its SLA clock, and every new
+unacknowledged alarm (its acknowledgement SLA, ``alarm_watch``); the same sweep escalates
+procedure steps past their time limit (``step_timers``). So a dispatch failure can
 never roll back an alarm, and every origin takes one path. ``Dispatcher.run`` stores the
 staff and rosters, then drives four APScheduler interval jobs on the running loop until
 cancelled: the SLA sweep, notification delivery, preventive maintenance and the on-call
@@ -31,7 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from facility.messages import AlarmEvent
 from facility.procedures import Procedure
 from facility.site import Site
-from rules.dispatch import inspections, maintenance
+from rules.dispatch import alarm_watch, inspections, maintenance, step_timers
 from rules.dispatch.config import Dispatch, DispatchConfig, default_path, load_dispatch
 from rules.dispatch.directory import (
     load_rosters,
@@ -89,7 +91,7 @@ class Dispatcher:
     def committed(self, ev: AlarmEvent) -> None:
         """Hook: the rules service committed (and is publishing) this event. A new work
         order wakes the sweep at once, which assigns it and starts its SLA clock."""
-        if ev.event == "work_order.created":
+        if ev.event in ("work_order.created", "alarm.raised", "work_order.accepted"):
             self._wake.set()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
@@ -100,7 +102,7 @@ class Dispatcher:
             httpx.AsyncClient() as client,
         ):
             self._pool = pool
-            self._deliverer = Deliverer(self.config, client)
+            self._deliverer = Deliverer(self.config, client, self.ctx.dispatch.keys)
             await self._start(pool)
             scheduler = AsyncIOScheduler(timezone=self.config.tz)
             now = utc_now()
@@ -148,9 +150,15 @@ class Dispatcher:
                 self._publish(ev)
 
     async def sweep_sla(self) -> None:
+        """Work orders' SLA timers, then alarms' acknowledgement SLA and step timers."""
         assert self._pool is not None
         async with self._sweep_lock, self._pool.connection() as conn:
-            events = await sweep(conn, self.ctx, self.clock())
+            now = self.clock()
+            events = await sweep(conn, self.ctx, now)
+            async with conn.transaction():
+                await alarm_watch.adopt(conn, self.ctx, now)
+                events += await alarm_watch.advance(conn, self.ctx, now)
+                events += await step_timers.escalate_overdue(conn, self.ctx, now)
         self._emit(events)
         if events:
             self._wake.set()  # their notifications are due now
