@@ -38,8 +38,8 @@ def test_aliyun_rpc_signature_reproduces_the_documented_example() -> None:
 
 def test_tencent_tc3_signature_reproduces_the_documented_example() -> None:
     # Tencent Cloud "Signature v3": CVM DescribeInstances at 1551113065 (2019-02-25 UTC).
-    body = ('{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], '
-            '"Name": "instance-name"}]}').encode()
+    body = (b'{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], '
+            b'"Name": "instance-name"}]}')
     auth = tencent_authorization("AKIDz8krbsJ5yKBZQpn74WFkmLPx3*******",
                                  "Gu5t9xGARNpq86cd98joQYCN3*******", "cvm",
                                  "cvm.tencentcloudapi.com", body, 1551113065)
