@@ -93,11 +93,30 @@ async def _orders(
 
 async def _alarm_mtta(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> Any:
     cur = await conn.execute(
-        "SELECT count(*), extract(epoch FROM avg(acked_at - raised_at)) FROM alarms"
+        "SELECT count(*), extract(epoch FROM avg(acked_at - raised_at)),"
+        " count(*) FILTER (WHERE EXISTS (SELECT 1 FROM alarm_timers t WHERE t.alarm_id = a.id"
+        " AND t.overdue_at IS NOT NULL)) FROM alarms a"
         " WHERE site_id = %(site)s AND raised_at >= %(start)s AND raised_at < %(end)s", params)
     row = await cur.fetchone()
     assert row is not None
-    return {"alarms": row[0], "mtta_s": None if row[1] is None else round(float(row[1]), 1)}
+    return {"alarms": row[0], "mtta_s": None if row[1] is None else round(float(row[1]), 1),
+            "ack_overdue": row[2]}
+
+
+async def _steps(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Timed steps of the month's orders whose clock ran: late ones are done after their
+    time limit, or not done and past it (escalated by dispatch)."""
+    cur = await conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE s.done_at > s.due_at),"
+        " count(*) FILTER (WHERE s.done_at IS NULL AND s.due_at < now())"
+        " FROM work_order_steps s JOIN work_orders w ON w.id = s.work_order_id"
+        " WHERE w.site_id = %(site)s AND w.created_at >= %(start)s AND w.created_at < %(end)s"
+        " AND s.due_at IS NOT NULL AND w.state <> 'cancelled'", params)
+    row = await cur.fetchone()
+    assert row is not None
+    timed, late_done, late_open = row
+    return {"timed": timed, "late": late_done + late_open, "late_done": late_done,
+            "late_not_done": late_open, "on_time": _rate(timed - late_done - late_open, timed)}
 
 
 async def _pm(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +180,7 @@ async def monthly(
         "by_cause": [{"cause": k, **v} for k, v in await _orders(conn, params, "fault")],
         "by_origin": [{"origin": k, **v} for k, v in await _orders(conn, params, "origin")],
         "pm": await _pm(conn, params),
+        "steps": await _steps(conn, params),
         "by_device": await _by_device(conn, params),
         "alarm_load": await alarm_load(conn, site, bounds.start, bounds.end),
     }
@@ -181,6 +201,7 @@ def to_csv(report: dict[str, Any]) -> str:
     put("work_orders", "all", report["work_orders"])
     put("alarms", "all", report["alarms"])
     put("pm", "all", report["pm"])
+    put("steps", "all", report.get("steps", {}))
     for section, key in (("by_trade", "trade"), ("by_cause", "cause"), ("by_origin", "origin"),
                          ("by_device", "device")):
         for item in report.get(section, []):

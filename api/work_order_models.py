@@ -16,6 +16,7 @@ WorkOrderState = Literal[
 Trade = Literal["elevator", "electrical", "plumbing", "fire", "general"]
 Priority = Literal["critical", "high", "medium", "low"]
 USERNAME = r"^[A-Za-z0-9_.@-]{1,64}$"
+OPEN_STEP_STATES = ("open", "assigned", "accepted", "on_site")  # where step timers matter
 
 
 class WorkOrderOut(BaseModel):
@@ -45,6 +46,9 @@ class WorkOrderOut(BaseModel):
     overdue: bool
     steps_total: int
     steps_done: int
+    step_due_at: datetime | None = Field(
+        default=None, description="the deadline of the next timed step not yet done")
+    steps_overdue: int = Field(default=0, description="steps past their time limit, not done")
 
 
 class StepOut(BaseModel):
@@ -57,6 +61,11 @@ class StepOut(BaseModel):
     done_at: datetime | None
     done_by: str | None
     note: str
+    clock: str = Field(default="accepted", description="its time limit counts from the order"
+                       " raised or accepted")
+    started_at: datetime | None = None
+    due_at: datetime | None = None
+    overdue_at: datetime | None = Field(default=None, description="when it was escalated late")
 
 
 class EventOut(BaseModel):
@@ -119,7 +128,11 @@ SELECT w.id, w.site_id, d.name, d.building, w.source, w.fault, w.origin, w.alarm
        (SELECT count(*) FROM work_order_steps s WHERE s.work_order_id = w.id),
        (SELECT count(*) FROM work_order_steps s WHERE s.work_order_id = w.id
           AND s.done_at IS NOT NULL),
-       w.description, w.requester
+       w.description, w.requester,
+       (SELECT min(s.due_at) FROM work_order_steps s WHERE s.work_order_id = w.id
+          AND s.done_at IS NULL),
+       (SELECT count(*) FROM work_order_steps s WHERE s.work_order_id = w.id
+          AND s.done_at IS NULL AND s.due_at < now())
 FROM work_orders w
 LEFT JOIN devices d ON d.id = w.device_id
 LEFT JOIN procedures p ON p.id = w.procedure_id
@@ -133,7 +146,8 @@ _PLAIN = ("id", "site", "device", "building", "source", "fault", "origin", "alar
 def order_fields(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
     """The WorkOrderOut fields of a SELECT row (plus description and requester)."""
     fields = dict(zip(_PLAIN, row[: len(_PLAIN)], strict=True))
-    accept_s, arrive_s, total, done, description, requester = row[len(_PLAIN):]
+    (accept_s, arrive_s, total, done, description, requester, step_due,
+     steps_overdue) = row[len(_PLAIN):]
     deadline = next_deadline(fields["state"], fields["created_at"], fields["due_at"],
                              accept_s, arrive_s)
     fields.update(
@@ -141,6 +155,8 @@ def order_fields(row: tuple[Any, ...], now: datetime) -> dict[str, Any]:
         next_deadline_kind=deadline[0] if deadline else None,
         overdue=deadline is not None and deadline[1] < now,
         steps_total=total, steps_done=done, description=description,
+        step_due_at=step_due if fields["state"] in OPEN_STEP_STATES else None,
+        steps_overdue=steps_overdue if fields["state"] in OPEN_STEP_STATES else 0,
         requester=requester or {},
     )
     return fields

@@ -5,11 +5,11 @@ open -> assigned -> accepted -> on_site -> resolved -> closed, with cancel from 
 before resolved, a technician taking an open order directly, reassigning, declining back to
 open, and reopening a resolved order. ``transition`` applies one in the database (psycopg
 async), refusing a forbidden one with ``TransitionForbidden`` and a resolve with required
-steps left with ``StepsIncomplete``; accepting starts the timers of the steps timed from acceptance
-(``work_order_steps.started_at``/``due_at``); ``complete_step`` ticks a checklist step. Each writes a
-``work_order_events`` row with actor and time, records the event in the event outbox
-(facility.events.record) in the same transaction, and returns the ``AlarmEvent`` for an MQTT
-publisher (callers must not record it again)."""
+steps left with ``StepsIncomplete``; accepting starts the timers of the steps timed from
+acceptance (``work_order_steps.started_at``/``due_at``); ``complete_step`` ticks a checklist
+step. Each writes a ``work_order_events`` row with actor and time, records the event in the
+event outbox (facility.events.record) in the same transaction, and returns the ``AlarmEvent``
+for an MQTT publisher (callers must not record it again)."""
 
 from __future__ import annotations
 

@@ -49,6 +49,10 @@ class AlarmOut(BaseModel):
     building: str | None
     trade: str = Field(description="the trade of the device: elevator, plumbing, electrical,"
                        " fire or general")
+    ack_due_at: datetime | None = Field(
+        default=None, description="when it must be acknowledged by (its acknowledgement SLA)")
+    ack_overdue: bool = Field(default=False, description="unacknowledged past ack_due_at")
+    escalation_level: int = Field(default=0, description="escalation levels fired so far")
 
 
 class AlarmEventOut(BaseModel):
@@ -80,8 +84,11 @@ SELECT a.id, a.site_id, d.name, a.source, a.alarm_type, a.rule_id, a.priority, a
        d.building,
        CASE d.type WHEN 'elevator' THEN 'elevator' WHEN 'pump_set' THEN 'plumbing'
                    WHEN 'switchgear' THEN 'electrical' WHEN 'fire_panel' THEN 'fire'
-                   ELSE 'general' END
+                   ELSE 'general' END,
+       t.ack_due_at, COALESCE(a.state = 'unack' AND t.ack_due_at < now(), false),
+       COALESCE(t.level, 0)
 FROM alarms a LEFT JOIN devices d ON d.id = a.device_id
+LEFT JOIN alarm_timers t ON t.alarm_id = a.id
 """
 _ORDER = """
 ORDER BY a.state = 'normal', a.active DESC,

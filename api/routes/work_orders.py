@@ -65,7 +65,8 @@ async def _detail(conn: psycopg.AsyncConnection[Any], wo_id: int) -> WorkOrderDe
     if row is None:
         raise NotFound("work order", wo_id)
     cur = await conn.execute(
-        "SELECT seq, role, action, action_en, time_limit_s, required, done_at, done_by, note"
+        "SELECT seq, role, action, action_en, time_limit_s, required, done_at, done_by, note,"
+        " clock, started_at, due_at, overdue_at"
         " FROM work_order_steps WHERE work_order_id = %s ORDER BY seq", (wo_id,),
     )
     steps = [from_row(StepOut, r) for r in await cur.fetchall()]

@@ -79,14 +79,19 @@ function alarmRow(a) {
     shelved ? el("button", { className: "secondary", onclick: () => act(`/alarms/${a.id}/unshelve`, {}) },
       "Unshelve 取消搁置") : null);
   const state = a.state + (a.active ? "" : " (cleared)") + (shelved ? ` · shelved to ${clock(a.shelved_until)}` : "")
-    + (a.out_of_service ? " · out of service" : "") + (a.suppressed ? " · suppressed" : "");
-  return el("tr", { className: `${a.state} prio-row-${a.priority}${shelved ? " shelved" : ""}`,
+    + (a.out_of_service ? " · out of service" : "") + (a.suppressed ? " · suppressed" : "")
+    + (a.escalation_level ? ` · escalated 已升级 L${a.escalation_level}` : "");
+  const ack = a.state === "unack" && a.ack_due_at ? countdown(a.ack_due_at) : null;
+  return el("tr", { className: `${a.state} prio-row-${a.priority}${shelved ? " shelved" : ""}${ack && ack.late ? " late" : ""}`,
                     dataset: { alarmId: a.id } },
     el("td", {}, el("span", { className: `prio prio-${a.priority}` }, a.priority)),
     el("td", {}, a.device ? el("a", { href: `/devices/${a.device}` }, a.device) : a.source),
     el("td", {}, a.message || a.type),
     el("td", { className: "state" }, state),
     el("td", {}, clock(a.raised_at)),
+    el("td", { className: `sla ack${ack && ack.late ? " late" : ""}`, dataset: { deadline: ack ? a.ack_due_at : "" },
+               title: ack ? `acknowledge by 确认时限 ${stamp(a.ack_due_at)}` : "" },
+      ack ? `ack 确认 ${ack.text}` : ""),
     buttons);
 }
 
@@ -120,7 +125,8 @@ function renderSummary() {
   $("sum-devices-of").textContent = `/ ${buildings.reduce((n, b) => n + b.devices, 0)}`;
   const orders = Board.orders.filter((w) => passes(w, w.trade));
   $("sum-orders").textContent = orders.length;
-  $("sum-overdue").textContent = orders.filter((w) => w.next_deadline && countdown(w.next_deadline).late).length;
+  $("sum-overdue").textContent = orders.filter((w) => (w.next_deadline && countdown(w.next_deadline).late)
+    || (w.step_due_at && countdown(w.step_due_at).late)).length;
   for (const tile of document.querySelectorAll("#summary [data-tile]"))
     tile.classList.toggle("lit", Number(tile.querySelector("b").textContent) > 0);
 }
@@ -137,7 +143,8 @@ function groupBy(items, keyOf) {
 
 function renderAlarms() {
   const unack = Board.alarms.filter((a) => a.state === "unack").length;
-  $("alarm-count").textContent = `(${unack} unacknowledged)`;
+  const overdue = Board.alarms.filter((a) => a.state === "unack" && a.ack_due_at && countdown(a.ack_due_at).late).length;
+  $("alarm-count").textContent = `(${unack} unacknowledged, ${overdue} overdue 超时未确认)`;
   const shown = Board.alarms.filter((a) => passes(a, a.trade));
   const worst = (list) => Math.min(...list.map((a) => rank(a.priority)));
   const bySite = [...groupBy(shown, (a) => a.site)].sort((x, y) => worst(x[1]) - worst(y[1]) || x[0].localeCompare(y[0]));
@@ -155,7 +162,9 @@ function renderAlarms() {
 
 function orderRow(w) {
   const sla = w.next_deadline ? countdown(w.next_deadline) : null;
-  return el("tr", { dataset: { workOrderId: w.id }, className: sla && sla.late ? "late" : "" },
+  const step = w.step_due_at ? countdown(w.step_due_at) : null;
+  const late = (sla && sla.late) || (step && step.late);
+  return el("tr", { dataset: { workOrderId: w.id }, className: late ? "late" : "" },
     el("td", {}, w.id), el("td", {}, w.procedure_title || w.title),
     el("td", {}, w.device ? el("a", { href: `/devices/${w.device}` }, w.device) : w.source,
        el("div", { className: "meta" }, `${siteName(w.site)} · ${w.building ? buildingName(w.site, w.building) : ""}`)),
@@ -164,7 +173,10 @@ function orderRow(w) {
     el("td", { className: `sla${sla && sla.late ? " late" : ""}`,
                dataset: { deadline: w.next_deadline || "" },
                title: w.next_deadline_kind ? `${w.next_deadline_kind} by ${stamp(w.next_deadline)}` : "" },
-      sla ? `${w.next_deadline_kind} ${sla.text}` : ""));
+      sla ? `${w.next_deadline_kind} ${sla.text}` : ""),
+    el("td", { className: `sla step${step && step.late ? " late" : ""}`, dataset: { deadline: w.step_due_at || "" },
+               title: w.step_due_at ? `next step by 步骤时限 ${stamp(w.step_due_at)}` : "" },
+      step ? `step ${step.text}` : ""));
 }
 
 function maintenanceRow(w) {
@@ -180,7 +192,7 @@ function renderOrders() {
   const faults = Board.orders.filter((w) => passes(w, w.trade));
   $("order-count").textContent = `(${faults.length})`;
   $("work-orders").replaceChildren(...(faults.length ? faults.map(orderRow)
-    : [el("tr", { className: "meta" }, el("td", { colSpan: 6 }, "none open 无"))]));
+    : [el("tr", { className: "meta" }, el("td", { colSpan: 7 }, "none open 无"))]));
   const planned = Board.maintenance.filter((w) => passes(w, w.trade));
   const late = planned.filter((w) => w.due_at && new Date(w.due_at) < Date.now()).length;
   $("maintenance-count").textContent = `(${planned.length}${planned.length >= 200 ? "+" : ""}, ${late} late 逾期)`;
@@ -198,7 +210,7 @@ function tickCountdowns() {
     const c = countdown(cell.dataset.deadline);
     cell.textContent = cell.textContent.replace(/\s\S+$/, ` ${c.text}`);
     cell.classList.toggle("late", c.late);
-    cell.parentElement.classList.toggle("late", c.late);
+    if (c.late) cell.parentElement.classList.add("late");  // a row is late once any cell is
   }
 }
 

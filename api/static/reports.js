@@ -15,7 +15,9 @@ function kpis(r) {
   const cells = [["MTTA alarms 报警确认", dur(r.alarms.mtta_s)], ["MTTA orders 接单", dur(w.mtta_s)],
     ["MTTR 修复", dur(w.mttr_s)], ["SLA accept 接单", pct(w.sla_accept)], ["SLA arrive 到场", pct(w.sla_arrive)],
     ["SLA resolve 完成", pct(w.sla_resolve)], ["PM compliance 保养", pct(r.pm.compliance)],
-    ["Work orders 工单", w.count], ["Alarms 报警", r.alarms.alarms]];
+    ["Work orders 工单", w.count], ["Alarms 报警", r.alarms.alarms],
+    ["Ack-overdue alarms 超时未确认", r.alarms.ack_overdue],
+    ["Late steps 超时步骤", `${r.steps.late} / ${r.steps.timed}`]];
   return el("table", { id: "kpis", className: "kv" }, el("tbody", {}, cells.map(([k, v]) =>
     el("tr", {}, el("th", {}, k), el("td", { dataset: { kpi: k.split(" ")[0] } }, String(v))))));
 }

@@ -41,13 +41,26 @@ function steps(w, detail) {
         el("span", { className: "meta" }, s.action_en),
         s.required ? null : el("span", { className: "optional" }, " (optional 可选)"),
         s.done_at ? el("span", { className: "meta" }, ` ✓ ${s.done_by} ${clock(s.done_at)}`) : null,
+        stepTimer(s),
         s.done_at && s.note ? el("span", { className: "done-note" }, `备注 ${s.note}`) : null)),
       s.done_at ? null : note);
   }));
 }
 
+function stepTimer(s) {
+  // A timed step: its countdown once its clock runs (from the alarm, or from accepting).
+  if (s.done_at) return s.due_at && new Date(s.done_at) > new Date(s.due_at)
+    ? el("span", { className: "late-note" }, " late 超时完成") : null;
+  if (!s.due_at) return s.time_limit_s
+    ? el("span", { className: "meta" }, ` 限时 ${Math.round(s.time_limit_s / 60)} min (${s.clock === "raised" ? "from the alarm" : "from accepting"})`) : null;
+  const c = countdown(s.due_at);
+  return el("span", { className: `sla step-timer${c.late ? " late" : ""}`, dataset: { deadline: s.due_at } },
+            ` 限时 limit ${c.text}`);
+}
+
 function card(w, mine) {
   const sla = w.next_deadline ? countdown(w.next_deadline) : null;
+  const stepDue = w.step_due_at ? countdown(w.step_due_at) : null;
   const detail = Tech.details.get(w.id);
   const next = NEXT[w.state];
   const missing = detail ? detail.steps.filter((s) => s.required && !s.done_at).length : 1;
@@ -62,7 +75,8 @@ function card(w, mine) {
            ? el("p", { className: "meta" }, `报修人 ${detail.requester.name} ${detail.requester.phone || ""} ${detail.requester.location || ""}`) : null,
          steps(w, detail), photoSection(w.id, mine && ["accepted", "on_site"].includes(w.state)),
          el("a", { href: `/work-orders/${w.id}/print`, className: "print-link" }, "Print 打印")) : null;
-  return el("article", { className: `card prio-card-${w.priority}${sla && sla.late ? " overdue" : ""}`,
+  const late = (sla && sla.late) || (stepDue && stepDue.late);
+  return el("article", { className: `card prio-card-${w.priority}${late ? " overdue" : ""}`,
                          dataset: { workOrderId: w.id, state: w.state } },
     el("h3", {}, `#${w.id} `, el("span", { className: `prio prio-${w.priority}` }, w.priority), " ",
        w.procedure_title || w.title),
@@ -70,6 +84,8 @@ function card(w, mine) {
        el("span", { className: "state" }, w.state), ` · ${w.steps_done}/${w.steps_total} steps`),
     sla ? el("div", { className: `sla${sla.late ? " late" : ""}`, dataset: { deadline: w.next_deadline } },
              `${w.next_deadline_kind} ${sla.text}`) : null,
+    stepDue ? el("div", { className: `sla step-due${stepDue.late ? " late" : ""}`, dataset: { deadline: w.step_due_at } },
+                 `step 步骤 ${stepDue.text}`) : null,
     body,
     el("div", {}, action, decline,
        el("button", { className: "secondary", onclick: () => toggle(w.id) },
@@ -82,7 +98,7 @@ async function toggle(id) {
 }
 
 function render() {
-  const late = (w) => (w.overdue ? 0 : 1);
+  const late = (w) => (w.overdue || w.steps_overdue ? 0 : 1);
   const mine = [...Tech.orders].sort((a, b) => late(a) - late(b) || a.id - b.id);
   $("mine-count").textContent = `(${mine.length}, ${mine.filter((w) => w.overdue).length} overdue)`;
   $("mine").replaceChildren(...(mine.length ? mine.map((w) => card(w, true)) : [el("p", { className: "meta" }, "Nothing assigned to you 暂无工单")]));

@@ -136,7 +136,7 @@ async def test_the_monthly_report(client: httpx.AsyncClient, database_url: str) 
                             params={"site": "tsite", "month": "2025-03"})
     assert resp.status_code == 200, resp.text
     report = resp.json()
-    assert report["alarms"] == {"alarms": 1, "mtta_s": 60.0}
+    assert report["alarms"] == {"alarms": 1, "mtta_s": 60.0, "ack_overdue": 0}
     orders = report["work_orders"]
     assert (orders["count"], orders["mtta_s"], orders["mttr_s"]) == (1, 180.0, 2400.0)
     assert (orders["sla_accept"], orders["sla_arrive"], orders["sla_resolve"]) == (1.0, 0.0, 1.0)
