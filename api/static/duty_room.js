@@ -89,7 +89,7 @@ function alarmRow(a) {
     el("td", {}, a.message || a.type),
     el("td", { className: "state" }, state),
     el("td", {}, clock(a.raised_at)),
-    el("td", { className: `sla ack${ack && ack.late ? " late" : ""}`, dataset: { deadline: ack ? a.ack_due_at : "" },
+    el("td", { className: `sla-ack${ack && ack.late ? " late" : ""}`, dataset: { deadline: ack ? a.ack_due_at : "" },
                title: ack ? `acknowledge by 确认时限 ${stamp(a.ack_due_at)}` : "" },
       ack ? `ack 确认 ${ack.text}` : ""),
     buttons);
@@ -144,7 +144,7 @@ function groupBy(items, keyOf) {
 function renderAlarms() {
   const unack = Board.alarms.filter((a) => a.state === "unack").length;
   const overdue = Board.alarms.filter((a) => a.state === "unack" && a.ack_due_at && countdown(a.ack_due_at).late).length;
-  $("alarm-count").textContent = `(${unack} unacknowledged, ${overdue} overdue 超时未确认)`;
+  $("alarm-count").textContent = `(${unack} unacknowledged${overdue ? `, ${overdue} overdue 超时未确认` : ""})`;
   const shown = Board.alarms.filter((a) => passes(a, a.trade));
   const worst = (list) => Math.min(...list.map((a) => rank(a.priority)));
   const bySite = [...groupBy(shown, (a) => a.site)].sort((x, y) => worst(x[1]) - worst(y[1]) || x[0].localeCompare(y[0]));
@@ -174,7 +174,7 @@ function orderRow(w) {
                dataset: { deadline: w.next_deadline || "" },
                title: w.next_deadline_kind ? `${w.next_deadline_kind} by ${stamp(w.next_deadline)}` : "" },
       sla ? `${w.next_deadline_kind} ${sla.text}` : ""),
-    el("td", { className: `sla step${step && step.late ? " late" : ""}`, dataset: { deadline: w.step_due_at || "" },
+    el("td", { className: `sla-step${step && step.late ? " late" : ""}`, dataset: { deadline: w.step_due_at || "" },
                title: w.step_due_at ? `next step by 步骤时限 ${stamp(w.step_due_at)}` : "" },
       step ? `step ${step.text}` : ""));
 }
@@ -205,7 +205,7 @@ function renderOrders() {
 }
 
 function tickCountdowns() {
-  for (const cell of document.querySelectorAll("td.sla[data-deadline]")) {
+  for (const cell of document.querySelectorAll("td.sla[data-deadline], td.sla-ack[data-deadline], td.sla-step[data-deadline]")) {
     if (!cell.dataset.deadline) continue;
     const c = countdown(cell.dataset.deadline);
     cell.textContent = cell.textContent.replace(/\s\S+$/, ` ${c.text}`);

@@ -54,7 +54,7 @@ function stepTimer(s) {
   if (!s.due_at) return s.time_limit_s
     ? el("span", { className: "meta" }, ` 限时 ${Math.round(s.time_limit_s / 60)} min (${s.clock === "raised" ? "from the alarm" : "from accepting"})`) : null;
   const c = countdown(s.due_at);
-  return el("span", { className: `sla step-timer${c.late ? " late" : ""}`, dataset: { deadline: s.due_at } },
+  return el("span", { className: `step-timer${c.late ? " late" : ""}`, dataset: { deadline: s.due_at } },
             ` 限时 limit ${c.text}`);
 }
 
@@ -84,7 +84,7 @@ function card(w, mine) {
        el("span", { className: "state" }, w.state), ` · ${w.steps_done}/${w.steps_total} steps`),
     sla ? el("div", { className: `sla${sla.late ? " late" : ""}`, dataset: { deadline: w.next_deadline } },
              `${w.next_deadline_kind} ${sla.text}`) : null,
-    stepDue ? el("div", { className: `sla step-due${stepDue.late ? " late" : ""}`, dataset: { deadline: w.step_due_at } },
+    stepDue ? el("div", { className: `step-due${stepDue.late ? " late" : ""}`, dataset: { deadline: w.step_due_at } },
                  `step 步骤 ${stepDue.text}`) : null,
     body,
     el("div", {}, action, decline,
@@ -120,7 +120,7 @@ async function load() {
 }
 
 function tickCountdowns() {
-  for (const node of document.querySelectorAll(".sla[data-deadline]")) {
+  for (const node of document.querySelectorAll(".sla[data-deadline], .step-due[data-deadline], .step-timer[data-deadline]")) {
     const c = countdown(node.dataset.deadline);
     node.textContent = node.textContent.replace(/\s\S+$/, ` ${c.text}`);
     node.classList.toggle("late", c.late);

@@ -99,6 +99,8 @@ async def test_operator_sees_an_entrapment_live_and_acknowledges_it(
     await expect(order).to_contain_text(ENTRAPMENT_TITLE, timeout=UI_TIMEOUT_MS)
     await expect(order.locator("td.state")).to_have_text("open")
     await expect(order.locator("td.sla")).to_have_text(re.compile(r"^accept \d+:\d\d$"))
+    # the procedure's first steps are timed from the alarm: their countdown runs already
+    await expect(order.locator("td.sla-step")).to_have_text(re.compile(r"^step \d+:\d\d$"))
     await expect(page.locator('#buildings [data-device="a-elevator-1"]')).to_have_attribute(
         "data-state", "alarm")
     await screenshot(page, "duty_room_board.png")
@@ -126,6 +128,7 @@ async def test_technician_works_the_order_on_a_phone(served: Served, phone: Page
     await expect(card).to_be_visible(timeout=UI_TIMEOUT_MS)
     await expect(card).to_contain_text(ENTRAPMENT_TITLE)
     await expect(card.locator(".sla")).to_have_text(re.compile(r"^accept "))
+    await expect(card.locator(".step-due")).to_have_text(re.compile(r"^step 步骤 \d+:\d\d$"))
     await screenshot(phone, "technician_assigned.png")
 
     await card.get_by_role("button", name=re.compile("Accept")).click()
