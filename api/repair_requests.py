@@ -103,7 +103,7 @@ def _step_row(wo_id: int, seq: int, step: dict[str, Any], step_clock: str, now: 
     limit = step.get("time_limit_s")
     clock = step.get("clock") or step_clock
     started = now if limit is not None and clock == "raised" else None
-    due = None if started is None else started + timedelta(seconds=limit)
+    due = None if started is None else started + timedelta(seconds=float(limit or 0))
     return (wo_id, seq, step["role"], step["action"], step.get("action_en", ""),
             None if limit is None else round(limit), step.get("required", True), clock,
             started, due)
