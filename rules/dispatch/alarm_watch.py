@@ -10,8 +10,9 @@ the due timers (``FOR UPDATE SKIP LOCKED``) and runs the pure engine (``ack_sla`
 escalation or reminder is an ``alarm_events`` row, an ``alarm.escalated`` /
 ``alarm.renotified`` event in the outbox (so MQTT and the live stream see it), an
 ``audit_log`` row and a loud notification (SMS, then a voice call unless acknowledged in
-time). An acknowledged or normal alarm's timer stops; a shelved one looks again when its
-shelf runs out; a suppressed or out-of-service one stops."""
+time). The timer of an alarm acknowledged, returned to normal, suppressed or out of service
+stops (``adopt`` re-arms it if the alarm is unacknowledged and annunciated again); a shelved
+one looks again when its shelf runs out."""
 
 from __future__ import annotations
 
@@ -75,11 +76,24 @@ def ack_seconds(ctx: Context, priority: str, procedure_id: str | None) -> float:
     return ctx.dispatch.config.acknowledgement.for_priority(priority)
 
 
+_REARM = """
+UPDATE alarm_timers t SET due_at = GREATEST(%(now)s, a.shelved_until), updated_at = %(now)s
+FROM alarms a
+WHERE a.id = t.alarm_id AND t.site_id = %(site)s AND t.due_at IS NULL AND a.state = 'unack'
+  AND a.active AND a.acked_at IS NULL AND NOT a.suppressed AND NOT a.out_of_service
+"""
+
+
 async def adopt(conn: psycopg.AsyncConnection[Any], ctx: Context, now: datetime,
                 limit: int = 100) -> int:
-    """Start the timers of new unacknowledged alarms; returns how many."""
+    """Start the timers of new unacknowledged alarms, and re-arm the stopped timer of an
+    alarm unacknowledged and annunciated again (returned to normal unacknowledged, then
+    back; released from suppression or service), due at once or when its shelf runs out: it
+goes on from the level it had reached.
+    Returns how many timers were started."""
     if not ctx.dispatch.config.acknowledgement.enabled:
         return 0
+    await conn.execute(_REARM, {"site": ctx.site_id, "now": now})
     cur = await conn.execute(_CANDIDATES, {"site": ctx.site_id, "now": now,
                                            "since": now - ADOPT_WINDOW, "limit": limit})
     rows = await cur.fetchall()
