@@ -285,6 +285,14 @@ def _check_loud(config: DispatchConfig) -> list[str]:
             elif channel.type not in types:
                 problems.append(f"loud.{kind}: channel {c} is a {channel.type} channel,"
                                 f" not one of {', '.join(types)}")
+    phone = {n for n, c in config.channels.items() if c.type in (*SMS_TYPES, *VOICE_TYPES)}
+    listed = [*(f"staff[{i}].channels" for i, s in enumerate(config.staff)
+                if phone & set(s.channels)),
+              *(f"rosters.{n}.channels" for n, r in config.rosters.items()
+                if phone & set(r.channels)),
+              *(["notify.always"] if phone & set(config.notify.always) else [])]
+    problems += [f"{where}: SMS and voice channels are used through loud.sms and loud.voice"
+                 " (people are reached at their mobile), not listed here" for where in listed]
     ack = config.acknowledgement
     if "roster" in ack.model_fields_set and ack.roster not in config.rosters:
         problems.append(f"acknowledgement.roster: no roster {ack.roster}")

@@ -68,13 +68,14 @@ def test_the_ladder_names_channels_of_the_right_kind_and_keys_come_from_the_envi
         "site": "x", "channels": {
             "sms": {"type": "aliyun_sms", "sign_name": "s", "template_code": "SMS_1"},
             "log": {"type": "log"}},
-        "loud": {"sms": ["log"], "voice": ["sms", "nope"]},
+        "loud": {"sms": ["log"], "voice": ["sms", "nope"]}, "notify": {"always": ["sms"]},
         "acknowledgement": {"roster": "duty_room"}})
     problems = _check_loud(cfg)
     assert "loud.sms: channel log is a log channel, not one of aliyun_sms, tencent_sms" in problems
     assert "loud.voice: channel sms is a aliyun_sms channel, not one of aliyun_voice" in problems
     assert "loud.voice: no channel nope" in problems
     assert "acknowledgement.roster: no roster duty_room" in problems
+    assert any(p.startswith("notify.always: SMS and voice channels") for p in problems)
     keys, missing = resolve_keys(cfg.channels, {"FACILITY_ALIYUN_ACCESS_KEY_ID": "id"})
     assert keys == {} and missing == [
         "channels.sms: environment variable FACILITY_ALIYUN_ACCESS_KEY_SECRET is not set"]
