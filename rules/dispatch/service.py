@@ -154,13 +154,14 @@ class Dispatcher:
         assert self._pool is not None
         async with self._sweep_lock, self._pool.connection() as conn:
             now = self.clock()
-            events = await sweep(conn, self.ctx, now)
+            orders = await sweep(conn, self.ctx, now)
+            self._emit(orders)  # committed: published before the alarms' turn
             async with conn.transaction():
                 await alarm_watch.adopt(conn, self.ctx, now)
-                events += await alarm_watch.advance(conn, self.ctx, now)
-                events += await step_timers.escalate_overdue(conn, self.ctx, now)
-        self._emit(events)
-        if events:
+                others = await alarm_watch.advance(conn, self.ctx, now)
+                others += await step_timers.escalate_overdue(conn, self.ctx, now)
+        self._emit(others)
+        if orders or others:
             self._wake.set()  # their notifications are due now
 
     async def deliver(self) -> None:
