@@ -10,6 +10,9 @@ network thread waits, so the broker holds the backlog instead of our memory. Wit
 The endpoint's login and TLS context are given to paho; a refused login, a certificate
 that is not accepted or a broker that cannot be reached is logged once per distinct reason
 (naming the broker) while paho retries with its backoff (1 s doubling to ``reconnect_max_s``).
+With a cluster's list of URLs, every new attempt goes to the next node (``NodeCycle``): a
+node refused, unreachable or silent for two keepalives is left for the next one; paho
+resends the QoS 1 messages in flight there.
 Outgoing QoS 1 messages paho keeps (in flight or waiting for a connection) are bounded by
 ``max_queued``: past it a publish fails with ``MqttError`` instead of growing memory while
 the broker is away."""
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import sys
 import threading
 from collections import deque
@@ -36,22 +38,17 @@ from facility.mqtt_endpoint import (
     MqttUrl,
     closed_before_connack,
     failure_reason,
+    no_delay,
     refused_login,
 )
+from facility.mqtt_endpoint import Will as Will  # re-exported: the gateway's last word
+from facility.mqtt_nodes import NodeCycle
 
 log = logging.getLogger(__name__)
 
 
 class MqttError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    topic: str
-    payload: bytes
-    retain: bool = True
-    qos: int = 1
 
 
 @dataclass(slots=True)
@@ -84,16 +81,17 @@ class MqttClient:
         queue_size: int = 10_000,
         max_inflight: int = 1_000,
         max_queued: int = 20_000,
-        keepalive_s: int = 30,
+        keepalive_s: int | None = None,
         reconnect_max_s: int = 30,
     ) -> None:
         self.endpoint = MqttEndpoint.of(url)
-        self.url: MqttUrl = self.endpoint.url
+        self.nodes = NodeCycle(self.endpoint.urls)  # paho's thread only, once started
         self.client_id = client_id
         self._v5 = protocol == "5"
         self._persistent = persistent
         self._manual_ack = manual_ack
-        self._keepalive_s = keepalive_s
+        self._keepalive_s = keepalive_s or self.endpoint.keepalive_s
+        self._attempts = 0  # paho's thread: connection attempts so far
         # Received messages: paho's thread appends, the event loop pops. A slot is taken per
         # message, so when the consumer is queue_size behind, paho's thread waits (the broker
         # holds the backlog); the loop is woken once per burst, not once per message.
@@ -116,7 +114,6 @@ class MqttClient:
         self._closing = False
         self._was_connected = False
         self.publishes_refused = 0  # PUBACKs with a failure reason (MQTT 5)
-        self._failure: str | None = None  # the reason last logged, until a connect succeeds
         self._refused = False  # this attempt's CONNACK was a refusal (paho thread only)
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -125,6 +122,7 @@ class MqttClient:
             clean_session=None if self._v5 else not persistent,
             manual_ack=manual_ack,
         )
+        self._client.connect_timeout = self.endpoint.connect_timeout_s
         self._client.max_inflight_messages_set(max_inflight)
         # bounded: past it paho refuses a publish (MqttError), which the gateway spools to disk
         self._client.max_queued_messages_set(max_queued)
@@ -136,8 +134,9 @@ class MqttClient:
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
         self._client.on_subscribe = self._on_subscribe
-        self._client.on_socket_open = _no_delay
+        self._client.on_socket_open = no_delay
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_pre_connect = self._on_pre_connect
         self._secure()
 
     def _secure(self) -> None:
@@ -147,6 +146,11 @@ class MqttClient:
         ctx = self.endpoint.ssl_context()
         if ctx is not None:
             self._client.tls_set_context(ctx)
+
+    @property
+    def url(self) -> MqttUrl:
+        """The node this client is connected or connecting to."""
+        return self.nodes.current
 
     async def __aenter__(self) -> MqttClient:
         await self.start()
@@ -176,7 +180,7 @@ class MqttClient:
             async with asyncio.timeout(timeout_s):
                 await self.connected.wait()
         except TimeoutError:
-            raise MqttError(f"no connection to {self.url} within {timeout_s:.0f} s") from None
+            raise MqttError(f"no connection to {self.endpoint} in {timeout_s:.0f} s") from None
 
     async def close(self) -> None:
         self._closing = True
@@ -204,7 +208,7 @@ class MqttClient:
             async with asyncio.timeout(timeout_s):
                 await self.subscribed.wait()
         except TimeoutError:
-            raise MqttError(f"subscriptions not acknowledged by {self.url} within "
+            raise MqttError(f"subscriptions not acknowledged by {self.endpoint} within "
                             f"{timeout_s:.0f} s") from None
 
     def _send_subscribe(self, client: paho.Client, topic_filter: str, qos: int) -> None:
@@ -264,13 +268,20 @@ class MqttClient:
 
     # paho network-thread callbacks: hand over to the event loop, never block it long.
 
+    def _on_pre_connect(self, client: paho.Client, _u: Any) -> None:
+        """Before each attempt but the first: the next node. paho's public host setter
+        refuses while it is connecting, so its attributes are set as connect_async does."""
+        self._attempts += 1
+        if self._attempts > 1 and self.nodes.several:
+            url = self.nodes.advance()
+            client._host, client._port = url.host, url.port
+
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if rc.is_failure:
             self._refused = True
             self._report_failure(refused_login(self.endpoint, str(rc).lower()))
             return
-        with self._lock:
-            self._failure = None
+        self.nodes.connected()
         self._call(self.subscribed.clear)
         with self._lock:
             self._unacked_subscribes.clear()
@@ -280,7 +291,7 @@ class MqttClient:
             self._send_subscribe(client, topic_filter, qos)
         self._call(self._set_subscribed_if_idle)
         if self._was_connected:
-            log.info("MQTT connection to %s restored", self.url)
+            log.info("MQTT connection to %s restored", self.nodes.describe())
         else:
             log.info("MQTT connected to %s, client %s", self.endpoint.describe(),
                      self.client_id)
@@ -302,7 +313,8 @@ class MqttClient:
         if self._closing or refused:
             return
         if was_up:
-            log.warning("MQTT connection to %s lost (%s); reconnecting", self.url, rc)
+            log.warning("MQTT connection to %s lost (%s); reconnecting", self.nodes.describe(),
+                        rc)
         else:
             self._report_failure(closed_before_connack(self.endpoint))
 
@@ -312,17 +324,16 @@ class MqttClient:
         exc = sys.exc_info()[1]
         if not self._closing:
             self._report_failure(
-                failure_reason(exc, self.endpoint) if exc else "connection failed")
+                failure_reason(exc, self.endpoint, self.url) if exc else "connection failed")
 
     def _report_failure(self, reason: str) -> None:
-        """Log a connection failure once per distinct reason; repeats at DEBUG."""
-        with self._lock:
-            repeat, self._failure = self._failure == reason, reason
-        if repeat:
-            log.debug("MQTT broker %s: %s (again)", self.url, reason)
+        """Log a connection failure once per distinct reason and node; repeats at DEBUG."""
+        where = self.nodes.describe()
+        if self.nodes.failed(reason):
+            log.warning("MQTT broker %s: %s; retrying with backoff (up to 30 s)%s", where,
+                        reason, ", next node first" if self.nodes.several else "")
         else:
-            log.warning("MQTT broker %s: %s; retrying with backoff (up to 30 s)", self.url,
-                        reason)
+            log.debug("MQTT broker %s: %s (again)", where, reason)
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         m = Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid,
@@ -387,12 +398,3 @@ class MqttClient:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(fn)
 
-
-def _no_delay(_c: Any, _u: Any, sock: Any) -> None:
-    """Send each packet at once: with Nagle's algorithm, a PUBLISH written right after a
-    PUBACK waits for the broker's delayed ACK of it (about 40 ms on Linux)."""
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            log.debug("TCP_NODELAY not set: %s", exc)

@@ -1,9 +1,15 @@
-"""Where and how a client reaches the MQTT broker: the URL, the login and TLS.
+"""Where and how a client reaches the MQTT broker: the URL(s), the login and TLS.
 
 ``MqttEndpoint`` is what both MQTT clients (``facility.mqtt`` for publishing, the asyncio
 ``facility.mqtt_session`` for receiving) take: ``mqtt://`` is plain TCP (port 1883 by
 default), ``mqtts://`` is TLS (port 8883) with the broker's certificate checked against a CA
 file (or the system's CAs) and its host name verified, and optionally a client certificate.
+A clustered broker is given as a comma-separated list of its nodes' URLs
+(``mqtts://10.0.0.1:8883,mqtts://10.0.0.2:8883``), all of one scheme: the clients try them
+in turn, moving to the next one whenever a connection attempt fails or a connection is lost
+(``MqttUrl.parse_list``, ``MqttEndpoint.urls``). ``keepalive_s`` and ``connect_timeout_s``
+say how soon a dead node is noticed: a silent connection is given up after 1.5 to 2
+keepalives, a connection attempt after ``connect_timeout_s``.
 The password is a ``SecretStr``: it never appears in a repr or a log line. The module also
 turns a failed connection into one line a duty engineer can act on (``failure_reason``,
 ``connack_reason``). No I/O, except reading the CA and certificate files into an SSL context."""
@@ -17,12 +23,16 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
 _URL = re.compile(r"^(?P<scheme>mqtts?)://(?P<host>[^:/\[\]]+|\[[0-9a-fA-F:]+\])"
                   r"(?::(?P<port>\d+))?/?$")
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+# A dead node (no RST: its machine is gone or cut off) is noticed after 1.5-2 keepalives.
+DEFAULT_KEEPALIVE_S = 10
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,20 @@ class MqttUrl:
             raise ValueError(f"{url!r}: port {port} is out of range")
         return cls(m.group("host").strip("[]"), port, tls)
 
+    @classmethod
+    def parse_list(cls, text: str) -> tuple[MqttUrl, ...]:
+        """``mqtt://a:1883,mqtt://b:1883``: one or more URLs of one scheme, no repeats."""
+        urls = tuple(cls.parse(part) for part in text.split(",") if part.strip())
+        if not urls:
+            raise ValueError("no MQTT URL given (e.g. mqtt://127.0.0.1:1883)")
+        if len({u.tls for u in urls}) > 1:
+            raise ValueError(f"{text!r} mixes mqtt:// and mqtts://: a broker's nodes are "
+                             "reached one way (all TLS or all plain)")
+        repeated = sorted({str(u) for u in urls if urls.count(u) > 1})
+        if repeated:
+            raise ValueError(f"{text!r} names {', '.join(repeated)} more than once")
+        return urls
+
     @property
     def is_loopback(self) -> bool:
         if self.host.lower() in _LOOPBACK_NAMES:
@@ -58,9 +82,22 @@ class MqttUrl:
 
 
 @dataclass(frozen=True, slots=True)
+class Will:
+    """The message a broker publishes for a client whose connection dies uncleanly (sent in
+    every CONNECT; a clustered broker loses it with the node the client was on)."""
+
+    topic: str
+    payload: bytes
+    retain: bool = True
+    qos: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class MqttEndpoint:
     """A broker and how to log in to it. Build it with ``CommonSettings.mqtt_endpoint()``
-    in a service, or ``MqttEndpoint.of("mqtt://127.0.0.1:1883")`` for an anonymous one."""
+    in a service, or ``MqttEndpoint.of("mqtt://127.0.0.1:1883")`` for an anonymous one.
+    ``url`` is the first node, ``others`` the rest of a cluster's (``urls``: all of them);
+    the login and TLS files are the same on every node."""
 
     url: MqttUrl
     username: str | None = None
@@ -68,12 +105,30 @@ class MqttEndpoint:
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    others: tuple[MqttUrl, ...] = ()
+    keepalive_s: int = DEFAULT_KEEPALIVE_S
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
     @classmethod
     def of(cls, target: str | MqttEndpoint) -> MqttEndpoint:
-        return target if isinstance(target, MqttEndpoint) else cls(MqttUrl.parse(target))
+        """An anonymous endpoint from one URL or a comma-separated list (or ``target``)."""
+        if isinstance(target, MqttEndpoint):
+            return target
+        first, *rest = MqttUrl.parse_list(target)
+        return cls(first, others=tuple(rest))
+
+    @property
+    def urls(self) -> tuple[MqttUrl, ...]:
+        return (self.url, *self.others)
 
     def __post_init__(self) -> None:
+        if any(u.tls != self.url.tls for u in self.others) or self.url in self.others:
+            raise ValueError(f"{self}: a broker's nodes are all TLS or all plain, each once")
+        if not 1 <= self.keepalive_s <= 3600:
+            raise ValueError(f"MQTT keepalive {self.keepalive_s} s is out of 1..3600")
+        if not 0 < self.connect_timeout_s <= 120:
+            raise ValueError(f"MQTT connect timeout {self.connect_timeout_s} s is out of "
+                             "0..120")
         if self.password is not None and not self.username:
             raise ValueError("an MQTT password needs a user name")
         if not self.url.tls and (self.ca_file or self.cert_file or self.key_file):
@@ -100,10 +155,10 @@ class MqttEndpoint:
 
     def describe(self) -> str:
         """``mqtts://host:8883 as gw-a`` (never the password)."""
-        return f"{self.url} as {self.username}" if self.username else f"{self.url} (anonymous)"
+        return f"{self} as {self.username}" if self.username else f"{self} (anonymous)"
 
     def __str__(self) -> str:
-        return str(self.url)
+        return ",".join(str(u) for u in self.urls)
 
 
 _CONNACK_V5 = {
@@ -136,7 +191,8 @@ def refused_login(endpoint: MqttEndpoint, reason: str) -> str:
     return f"refused the login of {who}: {reason}{hint}"
 
 
-def failure_reason(exc: BaseException, endpoint: MqttEndpoint) -> str:
+def failure_reason(exc: BaseException, endpoint: MqttEndpoint,
+                   url: MqttUrl | None = None) -> str:
     """One phrase for why a connection attempt failed, e.g. ``TLS: the broker's certificate
     is not trusted: certificate has expired``."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -146,7 +202,7 @@ def failure_reason(exc: BaseException, endpoint: MqttEndpoint) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
     if isinstance(exc, socket.gaierror):
-        return f"host name {endpoint.url.host} not found ({exc.strerror})"
+        return f"host name {(url or endpoint.url).host} not found ({exc.strerror})"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (nothing listens on that port?)"
     if isinstance(exc, ConnectionResetError | BrokenPipeError) or (
@@ -161,3 +217,13 @@ def closed_before_connack(endpoint: MqttEndpoint) -> str:
     hint = ("a TLS port spoken to in plain text? use mqtts://" if not endpoint.url.tls
             else "the broker dropped the connection")
     return f"connection closed before the broker answered the CONNECT ({hint})"
+
+
+def no_delay(_c: Any, _u: Any, sock: Any) -> None:
+    """Send each packet at once: with Nagle's algorithm, a PUBLISH written right after a
+    PUBACK waits for the broker's delayed ACK of it (about 40 ms on Linux)."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not a TCP socket after all: Nagle stays

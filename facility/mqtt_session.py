@@ -16,6 +16,11 @@ connection ``epoch`` they were received on and are sent only on that connection:
 reconnect the broker redelivers the rest (ingest's idempotent writes store them once; rules
 see a repeat of a value they already hold, which changes nothing).
 Reconnects use capped, jittered exponential backoff; a dead broker is noticed by keepalive.
+With a cluster's list of URLs (``NodeCycle``) a failed attempt or a lost connection moves
+on to the next node at once (the session and its unacknowledged messages live in the
+cluster); the backoff applies once every node has failed in a row. A node that neither
+answers nor resets (its machine is gone) is given up after ``connect_timeout_s`` when
+connecting, after 1.5-2 keepalives once connected.
 The endpoint's user name and password go in the CONNECT, ``mqtts://`` connects through the
 endpoint's TLS context (host name verified); a refused login, a certificate that is not
 accepted or an unreachable broker is logged once per distinct reason, naming the broker."""
@@ -27,151 +32,35 @@ import logging
 import random
 import struct
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from facility.mqtt_endpoint import (
     MqttEndpoint,
+    MqttUrl,
     closed_before_connack,
     connack_reason,
     failure_reason,
     refused_login,
 )
+from facility.mqtt_nodes import NodeCycle
+from facility.mqtt_packets import (
+    DISCONNECT,
+    PINGREQ,
+    Delivery,
+    PacketReader,
+    ProtocolViolation,
+    connect_packet,
+    puback_packets,
+    subscribe_packet,
+)
+from facility.mqtt_packets import varint as varint  # re-exported for the benchmarks
 
 log = logging.getLogger(__name__)
-_U16 = struct.Struct(">H")
-PINGREQ = b"\xc0\x00"
-DISCONNECT = b"\xe0\x00"
-_PUBACK_HEAD = b"\x40\x02"
-_SESSION_EXPIRY_S = 7 * 24 * 3600
-
-
-class Delivery(NamedTuple):
-    """One received PUBLISH. ``pid`` is 0 for QoS 0; ``dup``: the broker says it may be a
-    redelivery; ``epoch``: the connection it came on."""
-
-    topic: bytes
-    payload: bytes
-    pid: int
-    dup: bool
-    retain: bool
-    epoch: int
-
-
-class ProtocolViolation(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
 class ConnectRefused(Exception):
     """The broker answered the CONNECT with a refusal (bad login, not authorized, ...)."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
-
-
-def varint(n: int) -> bytes:
-    """MQTT variable byte integer (remaining length, property length)."""
-    out = bytearray()
-    while True:
-        n, b = divmod(n, 128)
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(s: str) -> bytes:
-    b = s.encode()
-    return _U16.pack(len(b)) + b
-
-
-def connect_packet(client_id: str, *, v5: bool, keepalive_s: int, receive_maximum: int,
-                   clean: bool, username: str | None = None,
-                   password: str | None = None) -> bytes:
-    flags = (0x02 if clean else 0x00) | (0x80 if username else 0) | (0x40 if password else 0)
-    body = _utf8("MQTT") + bytes([5 if v5 else 4, flags]) + _U16.pack(keepalive_s)
-    if v5:
-        props = (b"\x11" + struct.pack(">I", 0 if clean else _SESSION_EXPIRY_S)
-                 + b"\x21" + _U16.pack(receive_maximum))
-        body += varint(len(props)) + props
-    body += _utf8(client_id)
-    if username:
-        body += _utf8(username)
-    if password:
-        body += _utf8(password)
-    return b"\x10" + varint(len(body)) + body
-
-
-def subscribe_packet(pid: int, filters: Sequence[str], *, v5: bool) -> bytes:
-    body = _U16.pack(pid) + (b"\x00" if v5 else b"")
-    for f in filters:
-        body += _utf8(f) + b"\x01"  # QoS 1; v5: no-local off, retain-as-published off
-    return b"\x82" + varint(len(body)) + body
-
-
-def puback_packets(pids: Sequence[int]) -> bytes:
-    return b"".join(_PUBACK_HEAD + _U16.pack(p) for p in pids)
-
-
-class PacketReader:
-    """Splits a byte stream into MQTT packets; PUBLISH packets become deliveries. Pure."""
-
-    def __init__(self, *, v5: bool) -> None:
-        self._v5 = v5
-        self._buf = bytearray()
-        self.epoch = 0
-
-    def feed(self, data: bytes, out: list[Delivery], control: list[tuple[int, bytes]]) -> None:
-        """Append complete PUBLISH packets to ``out``, other packets (type, body) to
-        ``control``; keeps an incomplete tail for the next call."""
-        buf = self._buf
-        buf += data
-        pos, end, v5, epoch = 0, len(buf), self._v5, self.epoch
-        while end - pos >= 2:
-            head = buf[pos]
-            length, shift, i, complete = 0, 0, pos + 1, False
-            while i < end:
-                b = buf[i]
-                i += 1
-                length |= (b & 0x7F) << shift
-                if not b & 0x80:
-                    complete = True
-                    break
-                shift += 7
-                if shift > 21:
-                    raise ProtocolViolation("remaining length over 4 bytes")
-            if not complete or i + length > end:
-                break  # incomplete: wait for more bytes
-            body = bytes(buf[i:i + length])
-            pos = i + length
-            if head >> 4 == 3:
-                out.append(_publish(head, body, v5, epoch))
-            else:
-                control.append((head >> 4, body))
-        del buf[:pos]
-
-
-def _publish(head: int, body: bytes, v5: bool, epoch: int) -> Delivery:
-    qos = (head >> 1) & 3
-    tlen = _U16.unpack_from(body)[0]
-    p = 2 + tlen
-    topic = body[2:p]
-    pid = 0
-    if qos:
-        pid = _U16.unpack_from(body, p)[0]
-        p += 2
-    if v5:
-        plen, shift = 0, 0
-        while True:
-            b = body[p]
-            p += 1
-            plen |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-        p += plen
-    return Delivery(topic, body[p:], pid, bool(head & 0x08), bool(head & 0x01), epoch)
 
 
 class _Protocol(asyncio.Protocol):
@@ -203,18 +92,19 @@ class MqttSession:
     def __init__(
         self, url: str | MqttEndpoint, client_id: str, filters: Sequence[str], *,
         protocol: str = "5",
-        receive_maximum: int = 20_000, max_pending: int = 50_000, keepalive_s: int = 30,
+        receive_maximum: int = 20_000, max_pending: int = 50_000,
+        keepalive_s: int | None = None,
         backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
     ) -> None:
         self.endpoint = MqttEndpoint.of(url)
-        self.url = self.endpoint.url
+        self.nodes = NodeCycle(self.endpoint.urls)
         self._ssl = self.endpoint.ssl_context()
         self.client_id = client_id
         self._filters = list(filters)
         self._v5 = protocol == "5"
         self._receive_maximum = max(1, min(receive_maximum, 65535))
         self._max_pending = max_pending
-        self._keepalive_s = keepalive_s
+        self._keepalive_s = keepalive_s or self.endpoint.keepalive_s
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._reader = PacketReader(v5=self._v5)
         self._pending: list[Delivery] = []
@@ -225,6 +115,11 @@ class MqttSession:
         self.arrived = asyncio.Event()
         self.subscribed = asyncio.Event()
         self.connections = 0
+
+    @property
+    def url(self) -> MqttUrl:
+        """The node this session is connected or connecting to."""
+        return self.nodes.current
 
     @property
     def pending(self) -> int:
@@ -259,7 +154,6 @@ class MqttSession:
         loop = asyncio.get_running_loop()
         delay = self._backoff[0]
         down_since: float | None = None
-        failure: str | None = None  # the reason last logged
         while True:
             try:
                 await self._connect()
@@ -267,25 +161,34 @@ class MqttSession:
                     ConnectRefused) as exc:
                 if down_since is None:
                     down_since = loop.time()
-                reason = self._reason(exc)
-                if reason != failure:
-                    log.warning("MQTT broker %s: %s; retrying with backoff (up to %.0f s)",
-                                self.url, reason, self._backoff[1])
-                    failure = reason
-                else:
-                    log.debug("MQTT broker %s: %s (again)", self.url, reason)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, self._backoff[1])
+                self._failed(self._reason(exc))
+                self.nodes.advance()
+                if self.nodes.round_failed:  # every node refused: back off before the next
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * 2, self._backoff[1])
                 continue
+            self.nodes.connected()
             if down_since is not None:
-                log.info("MQTT %s back after %.0f s", self.url, loop.time() - down_since)
-                down_since, failure = None, None
+                log.info("MQTT %s back after %.1f s", self.nodes.describe(),
+                         loop.time() - down_since)
             delay = self._backoff[0]
             cause = await self._serve()
             self.subscribed.clear()
             down_since = loop.time()
-            log.warning("MQTT connection to %s lost (%s); reconnecting", self.url,
-                        cause or "closed by the broker")
+            log.warning("MQTT connection to %s lost (%s); reconnecting%s", self.nodes.describe(),
+                        cause or "closed by the broker",
+                        " to the next node" if self.nodes.several else "")
+            self.nodes.advance()
+
+    def _failed(self, reason: str) -> None:
+        """Say a failed attempt once per distinct reason and node; repeats at DEBUG."""
+        where = self.nodes.describe()
+        if self.nodes.failed(reason):
+            log.warning("MQTT broker %s: %s; retrying with backoff (up to %.0f s)%s", where,
+                        reason, self._backoff[1],
+                        ", next node first" if self.nodes.several else "")
+        else:
+            log.debug("MQTT broker %s: %s (again)", where, reason)
 
     def _reason(self, exc: BaseException) -> str:
         if isinstance(exc, ConnectRefused):
@@ -294,7 +197,7 @@ class MqttSession:
             return exc.reason
         if type(exc) is ConnectionError:  # ours, already worded
             return str(exc)
-        return failure_reason(exc, self.endpoint)
+        return failure_reason(exc, self.endpoint, self.url)
 
     async def close(self) -> None:
         proto, self._proto = self._proto, None
@@ -311,7 +214,7 @@ class MqttSession:
         self._reader.epoch = self.epoch
         self._connack: asyncio.Future[bytes] = loop.create_future()
         self._suback: asyncio.Future[bytes] = loop.create_future()
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(self.endpoint.connect_timeout_s):
             _, proto = await loop.create_connection(
                 lambda: _Protocol(self), self.url.host, self.url.port, ssl=self._ssl,
                 server_hostname=self.url.host if self._ssl is not None else None)
@@ -319,7 +222,7 @@ class MqttSession:
         self._paused = False
         assert proto.transport is not None
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(self.endpoint.connect_timeout_s * 2):
                 proto.transport.write(connect_packet(
                     self.client_id, v5=self._v5, keepalive_s=self._keepalive_s,
                     receive_maximum=self._receive_maximum, clean=False,
@@ -343,8 +246,9 @@ class MqttSession:
         if refused:
             log.warning("MQTT %s refused subscriptions %s", self.url, refused)
         self.connections += 1
-        log.info("MQTT connected to %s, client %s (session %s)", self.endpoint.describe(),
-                 self.client_id, "resumed" if connack[0] & 1 else "new")
+        log.info("MQTT connected to %s as %s, client %s (session %s)", self.nodes.describe(),
+                 self.endpoint.username or "anonymous", self.client_id,
+                 "resumed" if connack[0] & 1 else "new")
         self.subscribed.set()
 
     async def _serve(self) -> BaseException | None:
@@ -357,8 +261,10 @@ class MqttSession:
                 await asyncio.wait({proto.lost}, timeout=self._keepalive_s / 2)
                 if proto.lost.done():
                     break
-                if loop.time() - self._last_rx > self._keepalive_s * 1.5:
-                    proto.transport.close()
+                if self._paused:  # the consumer is behind: the broker's answers wait unread
+                    self._last_rx = loop.time()
+                elif loop.time() - self._last_rx > self._keepalive_s * 1.5:
+                    proto.transport.abort()  # a dead peer never takes the rest
                     return TimeoutError("no reply to keepalive")
                 proto.transport.write(PINGREQ)
             return proto.lost.result()  # type: ignore[no-any-return]
