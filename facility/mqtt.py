@@ -91,7 +91,7 @@ class MqttClient:
         self._persistent = persistent
         self._manual_ack = manual_ack
         self._keepalive_s = keepalive_s or self.endpoint.keepalive_s
-        self._attempts = 0  # paho's thread: connection attempts so far
+        self._attempts = self._ended_attempt = 0  # paho's thread: attempts so far, last ended
         # Received messages: paho's thread appends, the event loop pops. A slot is taken per
         # message, so when the consumer is queue_size behind, paho's thread waits (the broker
         # holds the backlog); the loop is woken once per burst, not once per message.
@@ -273,8 +273,7 @@ class MqttClient:
         refuses while it is connecting, so its attributes are set as connect_async does."""
         self._attempts += 1
         if self._attempts > 1 and self.nodes.several:
-            url = self.nodes.advance()
-            client._host, client._port = url.host, url.port
+            client._host, client._port = self.nodes.advance().host, self.nodes.current.port
 
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if rc.is_failure:
@@ -310,11 +309,12 @@ class MqttClient:
         refused, self._refused = self._refused, False
         self._call(self.connected.clear)
         self._call(self.subscribed.clear)
-        if self._closing or refused:
+        # paho says a keepalive timeout twice: once per attempt is the news
+        said, self._ended_attempt = self._ended_attempt == self._attempts, self._attempts
+        if self._closing or refused or said:
             return
         if was_up:
-            log.warning("MQTT connection to %s lost (%s); reconnecting", self.nodes.describe(),
-                        rc)
+            log.warning("MQTT connection to %s lost (%s); reconnecting", self.nodes.describe(), rc)
         else:
             self._report_failure(closed_before_connack(self.endpoint))
 
