@@ -45,14 +45,14 @@ from facility.mqtt_nodes import NodeCycle
 from facility.mqtt_packets import (
     DISCONNECT,
     PINGREQ,
-    Delivery,
     PacketReader,
     ProtocolViolation,
-    connect_packet,
     puback_packets,
     subscribe_packet,
 )
-from facility.mqtt_packets import varint as varint  # re-exported for the benchmarks
+from facility.mqtt_packets import Delivery as Delivery  # re-exported: ingest, rules
+from facility.mqtt_packets import connect_packet as connect_packet  # and the benchmarks
+from facility.mqtt_packets import varint as varint
 
 log = logging.getLogger(__name__)
 class ConnectRefused(Exception):

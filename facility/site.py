@@ -151,6 +151,11 @@ class GatewayConfig(_Strict):
     id: str = Field(pattern=ID)
     report_period_s: float = Field(default=30.0, gt=0)
     offline_after_failures: int = Field(default=3, ge=1)
+    heartbeat_s: float = Field(default=10.0, gt=0, le=3600,
+                               description="the gateway's online status is repeated this often")
+    offline_after_heartbeats: int = Field(
+        default=3, ge=2, le=100, description="the rules judge the gateway offline after this "
+                                             "many heartbeat periods without a live message")
     poll_classes: PollClasses = PollClasses()
     buffer: BufferConfig = BufferConfig()
     metrics_port: int | None = Field(default=None, ge=0, le=65535,

@@ -128,8 +128,9 @@ async def run_gateway(
                 tg.create_task(stopping.watch_cancel(), name=f"stop-watch[{gateway_id}]")
                 services = [
                     tg.create_task(forwarder.run(), name=f"forward[{gateway_id}]"),
-                    tg.create_task(_announce_on_connect(mqtt, publisher, gateway_id),
-                                   name=f"announce[{gateway_id}]")]
+                    tg.create_task(
+                        _announce_on_connect(mqtt, publisher, gateway_id, gw.heartbeat_s),
+                        name=f"announce[{gateway_id}]")]
                 pollers: list[asyncio.Task[None]] = []
                 for i, device in enumerate(devices):
                     poller = DevicePoller(
@@ -186,18 +187,23 @@ async def _open_readers(devices: list[Device], gw: GatewayConfig, counters: Gate
     return readers
 
 
-async def _announce_on_connect(mqtt: MqttClient, publisher: Publisher, gateway_id: str) -> None:
-    """At every connect say online: after a lost connection the broker may have published
-    our will."""
+async def _announce_on_connect(mqtt: MqttClient, publisher: Publisher, gateway_id: str,
+                               heartbeat_s: float) -> None:
+    """At every connect say online (after a lost connection the broker may have published
+    our will), and again every ``heartbeat_s`` while connected: the heartbeat by which the
+    rules judge us alive when a clustered broker has lost our will with its node."""
+    loop = asyncio.get_running_loop()
     first = True
     while True:
         await mqtt.connected.wait()
         await publisher.publish_gateway_status("online", timeout_s=STATUS_TIMEOUT_S)
         if first:
-            log.info("gateway %s online (session %s)", gateway_id, publisher.session)
+            log.info("gateway %s online (session %s), heartbeat every %g s", gateway_id,
+                     publisher.session, heartbeat_s)
             first = False
-        while mqtt.connected.is_set():  # noqa: ASYNC110 - no disconnect event to await
-            await asyncio.sleep(RECONNECT_CHECK_S)
+        beat_at = loop.time() + heartbeat_s
+        while mqtt.connected.is_set() and loop.time() < beat_at:  # noqa: ASYNC110
+            await asyncio.sleep(min(RECONNECT_CHECK_S, max(0.0, beat_at - loop.time())))
 
 
 async def _stop_waiting(stopping: Stopping, forwarder: Forwarder) -> None:

@@ -14,6 +14,8 @@ gateway session, seq not above the last) is a duplicate or out of order: counted
 retried with backoff (the caller does not acknowledge it meanwhile); historical (replayed)
 telemetry is evaluated for the record only (``rules.history``): a critical fault over before
 the replay is recorded and opens a follow-up work order marked found after the fact.
+A gateway silent past its heartbeat window (``rules.liveness``; its Will may have died with
+a broker node) is judged offline as if its Will had arrived (``judge_silence``).
 ``handle`` and ``tick`` are serialised by a lock. Reading a message is ``rules.message_reader``,
 writing the actions ``rules.action_writer``, riding out the database ``rules.database_guard``."""
 
@@ -33,13 +35,14 @@ from facility.alarm_store import unshelve_expired
 from facility.messages import AlarmEvent, MessageError
 from facility.procedures import Procedure
 from facility.site import Site
-from facility.topics import TopicError
+from facility.topics import TopicError, TopicKind
 from rules.action_writer import ActionWriter
 from rules.alarms import record_historical
 from rules.database_guard import RETRY_MIN_S, DatabaseGuard, backoff
 from rules.engine import Engine
-from rules.engine_types import EngineState, Input
+from rules.engine_types import EngineState, GatewayStatusInput, Input
 from rules.history import History
+from rules.liveness import Liveness
 from rules.message_reader import MessageReader, Replayed
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class RulesService:
         self._lock = asyncio.Lock()
         self.dead_letters = 0
         self.messages = 0
+        self.liveness: Liveness | None = None  # judge gateways by heartbeats when set
 
     @property
     def conn(self) -> psycopg.AsyncConnection[Any]:
@@ -89,9 +93,10 @@ class RulesService:
         """Live telemetry ignored as a duplicate or out of order."""
         return self._reader.stale
 
-    async def handle(self, topic: str, payload: bytes) -> None:
+    async def handle(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Handle one message, or dead-letter it with the reason; never raises (but
-        cancellation): once it returns, the message may be acknowledged."""
+        cancellation): once it returns, the message may be acknowledged. ``retain``: it
+        came from the broker's store, so it says nothing of the gateway being alive now."""
         self.messages += 1
         try:
             inp = self._reader.read(topic, payload)
@@ -102,6 +107,8 @@ class RulesService:
             log.exception("reading a message on %s failed", topic)
             await self._dead_letter(topic, payload, f"could not be read: {exc!r}")
             return
+        if not retain:
+            self._heard(topic, inp)
         failure: str | None = None
         if isinstance(inp, Replayed):
             failure = await self._record_history(inp)
@@ -135,6 +142,32 @@ class RulesService:
         if device is not None:
             self._reader.dirty.add(device)
         return f"handling failed {ATTEMPTS} times: {self.db.failure}"
+
+    def _heard(self, topic: str, inp: Input | Replayed | None) -> None:
+        """A live message of a gateway's subtree, but its death (a Will or an old
+        session's), is a sign of life."""
+        if self.liveness is None or (isinstance(inp, GatewayStatusInput) and not inp.online):
+            return
+        parsed = self._reader.topic(topic)
+        if parsed.gateway is not None and not (
+                parsed.kind is TopicKind.GATEWAY_STATUS and inp is None):
+            self.liveness.heard(parsed.gateway, asyncio.get_running_loop().time())
+
+    async def judge_silence(self, *, caught_up: bool) -> None:
+        """Gateways silent past their heartbeat window go offline, once each."""
+        if self.liveness is None:
+            return
+        now = asyncio.get_running_loop().time()
+        for gateway in self.liveness.newly_silent(now, caught_up=caught_up):
+            log.warning("gateway %s silent for %d heartbeats: judged offline (its Will may "
+                        "have died with a broker node)", gateway,
+                        self.liveness.heartbeats[gateway].misses)
+            inp = GatewayStatusInput(gateway, online=False)
+            async with self._lock:
+                failure = await self._step_held(
+                    inp, lambda now, i=inp: self.engine.evaluate(self.state, i, now))
+            if failure is not None:
+                log.warning("gateway %s judged offline, not recorded: %s", gateway, failure)
 
     async def tick(self) -> None:
         async with self._lock:

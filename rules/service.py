@@ -40,6 +40,7 @@ from rules.definitions import site_rules
 from rules.dispatch.service import Dispatcher, load_for_site
 from rules.engine import Engine
 from rules.handling import RulesService
+from rules.liveness import Heartbeat, Liveness
 from rules.metrics import RulesCounters, collect
 from rules.partition import partition_of
 from rules.relay import OutboxRelay
@@ -113,6 +114,8 @@ async def run_rules(
 
             svc = RulesService(site, engine, procedures, state, conn, device_ids, publish,
                                None if part.whole_site else part.sources, database_url)
+            svc.liveness = Liveness(heartbeats(site, part.gateways),
+                                    asyncio.get_running_loop().time())
             if on_service is not None:
                 on_service(svc)
             # however long it takes: the client logs why it is refused and retries
@@ -136,7 +139,8 @@ async def run_rules(
                         tg.create_task(session.run(), name=f"rules[{site.id}].mqtt"),
                         tg.create_task(_signal_ready(session, ready),
                                        name=f"rules[{site.id}].ready"),
-                        tg.create_task(_ticks(svc, tick_s), name=f"rules[{site.id}].tick"),
+                        tg.create_task(_ticks(svc, session, tick_s),
+                                       name=f"rules[{site.id}].tick"),
                         tg.create_task(relay.run(), name=f"rules[{site.id}].relay")]
                     if dispatcher is not None:
                         others.append(tg.create_task(dispatcher.run(),
@@ -150,6 +154,12 @@ async def run_rules(
                     await metrics.close()
                 log.info("rules for site %s stopped: %d messages handled (%d stale, %d dead "
                          "letters)", site.id, svc.messages, svc.stale, svc.dead_letters)
+
+
+def heartbeats(site: Site, gateways: Collection[str]) -> dict[str, Heartbeat]:
+    """Each watched gateway's heartbeat period and allowed misses, from the site file."""
+    return {g.id: Heartbeat(g.heartbeat_s, g.offline_after_heartbeats)
+            for g in site.config.gateways if g.id in gateways}
 
 
 async def _signal_ready(session: MqttSession, ready: asyncio.Event | None) -> None:
@@ -186,13 +196,15 @@ async def _consume(session: MqttSession, svc: RulesService, stopping: Stopping) 
 
 async def _handle(svc: RulesService, delivery: Delivery) -> None:
     topic = delivery.topic.decode(errors="replace")  # not UTF-8: refused by the topic check
-    await svc.handle(topic, delivery.payload)  # handled or dead-lettered; never raises
+    # handled or dead-lettered; never raises
+    await svc.handle(topic, delivery.payload, retain=delivery.retain)
 
 
-async def _ticks(svc: RulesService, tick_s: float) -> None:
+async def _ticks(svc: RulesService, session: MqttSession, tick_s: float) -> None:
     loop = asyncio.get_running_loop()
     next_at = loop.time()
     housekeeping_at = next_at
+    connections = 0
     while True:
         next_at += tick_s
         await asyncio.sleep(max(0.0, next_at - loop.time()))
@@ -200,6 +212,12 @@ async def _ticks(svc: RulesService, tick_s: float) -> None:
             next_at = loop.time()  # fell behind: skip the missed ticks, never queue them
         try:
             await svc.tick()
+            if svc.liveness is not None:
+                if session.connections != connections:  # (re)subscribed: a fresh window
+                    connections = session.connections
+                    svc.liveness.listening(loop.time())
+                await svc.judge_silence(caught_up=session.subscribed.is_set()
+                                        and session.pending == 0)
             if loop.time() >= housekeeping_at:
                 housekeeping_at = loop.time() + HOUSEKEEPING_S
                 await svc.housekeeping()
