@@ -1,6 +1,6 @@
-"""The `facility` command: one subcommand per service plus `demo` (everything at once) and
-`db migrate` and `broker-config`. Settings come from FACILITY_* environment variables; flags
-override them (the MQTT login and TLS files come from the environment only).
+"""The `facility` command: one subcommand per service plus `demo` (everything at once),
+`db migrate`, `broker-config` and `centre-config`. Settings come from FACILITY_* environment
+variables; flags override them (the MQTT login and TLS files come from the environment only).
 Services are imported lazily so that each process loads only its own package."""
 
 from __future__ import annotations
@@ -149,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(passwords already there are kept)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
+    p = sub.add_parser("centre-config", help="write every engine's files of a multi-machine "
+                                             "centre (etcd, Patroni, HAProxy, ...) per machine")
+    p.add_argument("--centre", type=Path, required=True,
+                   help="the centre's description (YAML; see docs/operations.md)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="directory: <out>/<machine>/<engine files>; the description's "
+                        "secrets file is made once and kept")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
     p = sub.add_parser("db", help="database administration")
     dbsub = p.add_subparsers(dest="db_command", required=True)
     m = dbsub.add_parser("migrate", help="apply the schema migrations")
@@ -217,6 +226,8 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         return run_demo(args, settings)
     if args.command == "broker-config":
         return _broker_config(args)
+    if args.command == "centre-config":
+        return _centre_config(args)
     if args.command == "simulate" and args.load is not None:
         from simulators.load import run_load
 
@@ -311,6 +322,18 @@ def _broker_config(args: argparse.Namespace) -> int:
     for ident in users:
         print(f"# {ident.role:<8} FACILITY_MQTT_USERNAME={ident.username} "
               f"FACILITY_MQTT_PASSWORD_FILE={files.password_file(ident.username)}")
+    return 0
+
+
+def _centre_config(args: argparse.Namespace) -> int:
+    from stack.centre.config_files import write_centre_files
+    from stack.centre.description import load_description
+
+    description = load_description(args.centre)
+    for machine, written in write_centre_files(description, args.out).items():
+        for engine, path in written.files.items():
+            print(f"{machine:<10} {engine:<10} {path}")
+    log.info("passwords in %s (made once, kept on re-runs)", description.secrets)
     return 0
 
 
