@@ -25,17 +25,12 @@ from pydantic import SecretStr
 
 from facility.mqtt_endpoint import MqttEndpoint, MqttUrl
 from facility.site import Site
+from stack.centre.broker_files import write_broker_files
 from stack.centre.broker_secrets import BrokerSecrets, ensure_broker_secrets
 from stack.centre.description import BrokerSpec, CentreDescription, describe
 from stack.centre.machines import Centre, Machine
-from stack.centre.nats import NATS_READY_LINE, nats_argv, write_nats_files
-from stack.centre.rabbitmq import (
-    READY_LINE,
-    rabbitmq_argv,
-    rabbitmq_env,
-    rabbitmqctl_argv,
-    write_rabbitmq_files,
-)
+from stack.centre.nats import NATS_READY_LINE, nats_argv
+from stack.centre.rabbitmq import READY_LINE, rabbitmq_argv, rabbitmq_env, rabbitmqctl_argv
 
 log = logging.getLogger(__name__)
 Engine = Literal["rabbitmq", "nats"]
@@ -154,19 +149,6 @@ def broker_description(centre: Centre, data_dir: Path, *, engine: Engine,
                                       sites=list(sites)))
 
 
-def write_broker_files(description: CentreDescription, secrets_: BrokerSecrets,
-                       out: Path) -> dict[str, dict[str, Path]]:
-    """Every broker machine's files under ``out/<machine>/<engine>/``."""
-    spec = description.broker
-    assert spec is not None
-    written = {}
-    for machine in spec.machines:
-        folder = out / machine / spec.engine
-        written[machine] = (write_rabbitmq_files if spec.engine == "rabbitmq"
-                            else write_nats_files)(description, secrets_, machine, folder)
-    return written
-
-
 def start_broker(centre: Centre, work_dir: Path, *, engine: Engine, sites: Sequence[Site],
                  machines: Sequence[str] | None = None, tls: bool = True,
                  timeout_s: float = 180.0) -> BrokerCluster:
@@ -174,9 +156,9 @@ def start_broker(centre: Centre, work_dir: Path, *, engine: Engine, sites: Seque
     description = broker_description(centre, work_dir, engine=engine, machines=machines,
                                      sites=[s.path for s in sites], tls=tls)
     secrets_ = ensure_broker_secrets(description, list(sites))
-    write_broker_files(description, secrets_, work_dir / "nodes")
+    write_broker_files(description, secrets_, work_dir)  # work_dir is the data_dir
     cluster = BrokerCluster(centre, description, secrets_, work_dir, {
-        m: work_dir / "nodes" / m / engine for m in cluster_machines(description)})
+        m: description.machine_dir(m) / engine for m in cluster_machines(description)})
     machines = cluster_machines(description)
     if engine == "rabbitmq":  # the first node forms the cluster, the others join it
         cluster.start_node(machines[0])

@@ -35,9 +35,9 @@ class BrokerSecrets:
 
 
 def broker_sites(description: CentreDescription) -> list[Site]:
+    """The sites whose identities log in (paths resolved by ``load_description``)."""
     assert description.broker is not None
-    base = description.secrets.parent
-    return [load_site(p if p.is_absolute() else base / p) for p in description.broker.sites]
+    return [load_site(p) for p in description.broker.sites]
 
 
 def ensure_broker_secrets(description: CentreDescription,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from stack.centre.broker_files import write_broker_files
+from stack.centre.broker_secrets import ensure_broker_secrets
 from stack.centre.description import CentreDescription, CentreSecrets, ensure_secrets
 from stack.centre.etcd import etcd_config
 from stack.centre.haproxy import haproxy_config
@@ -44,6 +46,10 @@ def write_centre_files(description: CentreDescription, out: Path,
             for machine in database.haproxy.machines:
                 written[machine].files["haproxy"] = _write(
                     out / machine / "haproxy.cfg", haproxy_config(description, machine))
+    if description.broker is not None:  # <out>/<machine>/<rabbitmq|nats>/...
+        for machine, files in write_broker_files(
+                description, ensure_broker_secrets(description), out).items():
+            written[machine].files[description.broker.engine] = files["ca.crt"].parent
     return written
 
 

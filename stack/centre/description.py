@@ -14,6 +14,11 @@ writes them all. No I/O here except ``load_description`` and the secrets helpers
     database:
       machines: [m1, m2, m3]             # etcd member + Patroni + PostgreSQL on each
       haproxy: {machines: [m1, m2, m3], port: 5000}
+    broker:
+      engine: rabbitmq                   # or nats (measured too: docs/operations.md)
+      machines: [m1, m2, m3]             # a node per machine, MQTT over TLS on mqtt_port
+      mqtt_port: 8883
+      sites: [sites/estate-north.yaml]   # whose gateway/ingest/rules logins to create
 """
 
 from __future__ import annotations
@@ -170,6 +175,9 @@ def load_description(path: Path) -> CentreDescription:
     if not description.secrets.is_absolute():
         description = description.model_copy(
             update={"secrets": path.parent / description.secrets})
+    if description.broker is not None:  # site files, like the secrets, beside this file
+        description = description.model_copy(update={"broker": description.broker.model_copy(
+            update={"sites": [path.parent / s for s in description.broker.sites]})})
     return description
 
 

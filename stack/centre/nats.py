@@ -53,10 +53,15 @@ def user_entry(identity: Identity, password: str) -> dict[str, object]:
     }
 
 
-def nats_conf(description: CentreDescription, secrets_: BrokerSecrets, machine: str,
-              folder: Path) -> str:
+def installed_folder(description: CentreDescription, machine: str) -> Path:
+    """Where the node's files live on its machine: ``<data_dir>/<machine>/nats``."""
+    return description.machine_dir(machine) / "nats"
+
+
+def nats_conf(description: CentreDescription, secrets_: BrokerSecrets, machine: str) -> str:
     spec = description.broker
     assert spec is not None
+    folder = installed_folder(description, machine)
     address = description.address(machine)
     routes = [f"nats-route://route:{secrets_.cookie}@{description.address(m)}:"
               f"{spec.cluster_port}" for m in spec.machines if m != machine]
@@ -97,7 +102,7 @@ def write_nats_files(description: CentreDescription, secrets_: BrokerSecrets, ma
     conf = folder / "nats.conf"
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(nats_conf(description, secrets_, machine, folder))
+        f.write(nats_conf(description, secrets_, machine))
     ca = folder / "ca.crt"
     ca.write_text(secrets_.ca_file.read_text())
     cert, key = node_certificate(secrets_, description, machine, folder)
@@ -105,4 +110,5 @@ def write_nats_files(description: CentreDescription, secrets_: BrokerSecrets, ma
 
 
 def nats_argv(folder: Path) -> list[str]:
+    """``folder``: where the node's files are (its installed folder)."""
     return [NATS_SERVER, "-c", str(folder / "nats.conf")]

@@ -96,9 +96,15 @@ def definitions(secrets_: BrokerSecrets) -> dict[str, Any]:
             "topic_permissions": topic_perms}
 
 
-def rabbitmq_conf(description: CentreDescription, folder: Path) -> str:
+def installed_folder(description: CentreDescription, machine: str) -> Path:
+    """Where the node's files live on its machine: ``<data_dir>/<machine>/rabbitmq``."""
+    return description.machine_dir(machine) / "rabbitmq"
+
+
+def rabbitmq_conf(description: CentreDescription, machine: str) -> str:
     spec = description.broker
     assert spec is not None
+    folder = installed_folder(description, machine)
     lines = [
         "# Written by `facility centre-config`: one node of the centre's MQTT cluster.",
         "listeners.tcp = none",  # no AMQP: MQTT only (the CLI talks Erlang distribution)
@@ -140,9 +146,11 @@ def rabbitmq_conf(description: CentreDescription, folder: Path) -> str:
 
 def write_rabbitmq_files(description: CentreDescription, secrets_: BrokerSecrets,
                          machine: str, folder: Path) -> dict[str, Path]:
+    """The node's files, written to ``folder`` and naming their installed place
+    (``installed_folder``: the same folder when the machine's data_dir is the output)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = {
-        "rabbitmq.conf": _write(folder / "rabbitmq.conf", rabbitmq_conf(description, folder)),
+        "rabbitmq.conf": _write(folder / "rabbitmq.conf", rabbitmq_conf(description, machine)),
         "enabled_plugins": _write(folder / "enabled_plugins", "[rabbitmq_mqtt].\n"),
         "definitions.json": _write(folder / "definitions.json",
                                    json.dumps(definitions(secrets_), indent=1), 0o600),
