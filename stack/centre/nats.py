@@ -41,14 +41,23 @@ def subject(topic_filter: str) -> str:
     return ".".join(parts)
 
 
+def subjects(topic_filter: str) -> list[str]:
+    """The subjects to allow for a filter: MQTT's ``a/#`` also matches ``a`` itself, and
+    NATS subscribes to both (a grant of ``a.>`` alone refuses the whole subscription)."""
+    if topic_filter.endswith("/#"):
+        return [subject(topic_filter), subject(topic_filter[:-2])]
+    return [subject(topic_filter)]
+
+
 def user_entry(identity: Identity, password: str) -> dict[str, object]:
     return {
         "user": identity.username, "password": password,
-        "permissions": {"publish": {"allow": [subject(t) for t in identity.write] or ["_none_"]},
-                        # a QoS 1 subscription is a JetStream consumer delivering there
-                        "subscribe": {"allow": [*(subject(t) for t in identity.read),
-                                                MQTT_DELIVERY] if identity.read
-                                      else ["_none_"]}},
+        "permissions": {
+            "publish": {"allow": [s for t in identity.write for s in subjects(t)]
+                        or ["_none_"]},
+            # a QoS 1 subscription is a JetStream consumer delivering on $MQTT.sub.<id>
+            "subscribe": {"allow": [*(s for t in identity.read for s in subjects(t)),
+                                    MQTT_DELIVERY] if identity.read else ["_none_"]}},
         "allowed_connection_types": ["MQTT"],
     }
 

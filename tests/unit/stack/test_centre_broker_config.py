@@ -16,7 +16,7 @@ from stack.broker_config import Identity, identities
 from stack.centre.broker_files import write_broker_files
 from stack.centre.broker_secrets import ensure_broker_secrets
 from stack.centre.description import BrokerSpec, describe
-from stack.centre.nats import subject
+from stack.centre.nats import subject, subjects, user_entry
 from stack.centre.rabbitmq import password_hash, permissions, topic_regex
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -55,9 +55,13 @@ def test_rabbitmq_password_hash_is_salted_sha256() -> None:
     assert raw == b"abcd" + hashlib.sha256(b"abcdsecret").digest()
 
 
-def test_nats_subjects() -> None:
-    assert subject("facility/v1/s/#") == "facility.v1.s.>"
+def test_nats_subjects_and_permissions() -> None:
     assert subject("facility/v1/+/alarms") == "facility.v1.*.alarms"
+    # MQTT's a/# matches a itself: NATS subscribes to both, so both are granted
+    assert subjects("facility/v1/s/#") == ["facility.v1.s.>", "facility.v1.s"]
+    perms = user_entry(by_role("ingest"), "pw")["permissions"]
+    assert perms == {"publish": {"allow": ["_none_"]}, "subscribe": {"allow": [  # type: ignore[comparison-overlap]
+        "facility.v1.demo.>", "facility.v1.demo", "$MQTT.sub.>"]}}
 
 
 def test_both_engines_files_name_every_node_tls_and_replication(tmp_path: Path) -> None:
