@@ -92,3 +92,21 @@ def test_both_engines_files_name_every_node_tls_and_replication(tmp_path: Path) 
         # made once: a re-run keeps every password
         again = ensure_broker_secrets(d)
         assert again.passwords() == secrets.passwords()
+
+
+def test_centre_config_writes_the_broker_beside_the_database(tmp_path: Path) -> None:
+    from stack.cli import main
+
+    centre = tmp_path / "centre.yaml"
+    centre.write_text(
+        "data_dir: /var/lib/fc\nmachines:\n"
+        + "".join(f"  - {{name: m{i}, address: 10.0.0.1{i}}}\n" for i in (1, 2, 3))
+        + "database: {machines: [m1, m2, m3]}\n"
+        f"broker: {{engine: nats, machines: [m1, m2, m3], sites: [{SITE.path}]}}\n")
+    assert main(["centre-config", "--centre", str(centre), "--out", str(tmp_path / "out")]) == 0
+    for m in ("m1", "m2", "m3"):
+        assert (tmp_path / "out" / m / "nats" / "nats.conf").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "out" / m / "patroni.yml").exists()
+    assert (tmp_path / "broker" / "ca.key").exists()  # beside the centre file, kept
+    assert "/var/lib/fc/m2/nats/server.crt" in (tmp_path / "out" / "m2" / "nats" /
+                                                "nats.conf").read_text()
