@@ -8,10 +8,15 @@ cut, every process SIGKILLed): every seq the broker acknowledged to the publishe
 the subscriber at least once, over a new connection to another node. The machine comes
 back and its node rejoins; then the subscriber's new node is cut off by a partition (its
 processes keep running: RabbitMQ's pause_minority pauses it) and healed: again nothing
-acknowledged is lost."""
+acknowledged is lost. Before that, the logins and permissions: an anonymous client is
+refused, a gateway cannot write into another gateway's subtree (RabbitMQ closes its
+connection), rules cannot forge a gateway's status; what a gateway writes in its own
+subtree reaches ingest."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -20,8 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from facility.mqtt import MqttClient
+from facility.mqtt_endpoint import MqttEndpoint
+from facility.mqtt_session import MqttSession
 from facility.site import Site, load_site
-from stack.broker_config import gateway_user, ingest_user
+from stack.broker_config import gateway_user, ingest_user, rules_user
 from stack.centre.broker_cluster import BrokerCluster, start_broker
 from stack.centre.machines import Centre, Machine, skip_reason
 from stack.centre.probe import ProbeRecord
@@ -84,12 +92,58 @@ class Probes:
         return not rec.lost and len(rec.acked) > 0
 
 
+async def refused(endpoint: MqttEndpoint, client_id: str, topic: str | None) -> bool:
+    """True if the broker refuses the login (topic None: the first attempt fails) or the
+    publish on ``topic`` (the connection is closed before any PUBACK)."""
+    async with MqttClient(endpoint, client_id, protocol="3.1.1", reconnect_max_s=5) as c:
+        async with asyncio.timeout(20):
+            while not (c.connected.is_set() or c.nodes.round_failed):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            if topic is None or not c.connected.is_set():
+                return not c.connected.is_set()
+            puback = c.publish_nowait(topic, b"forged")
+            while not puback.done() and c.connected.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        return not puback.done()
+
+
+async def check_permissions(broker: BrokerCluster, site: Site) -> list[bytes]:
+    """What ingest receives of a forged and an honest publish; asserts the refusals."""
+    topic = f"facility/v1/{site.id}/gw-a/acl/telemetry"
+    sub = MqttSession(broker.endpoint(ingest_user(site.id)), f"ingest-{site.id}-acl", [topic],
+                      protocol="3.1.1")
+    task = asyncio.create_task(sub.run())
+    try:
+        await asyncio.wait_for(sub.subscribed.wait(), 30)
+        anonymous = MqttEndpoint(broker.node_url("m1"), ca_file=broker.secrets.ca_file)
+        assert await refused(anonymous, "anonymous", None)
+        assert await refused(broker.endpoint(gateway_user(site.id, "gw-b")), "gw-b-acl", topic)
+        assert await refused(broker.endpoint(rules_user(site.id)), "rules-demo-pub-acl",
+                             f"facility/v1/{site.id}/gw-a/status")
+        async with MqttClient(broker.endpoint(gateway_user(site.id, "gw-a")), "gw-a-acl",
+                              protocol="3.1.1") as own:
+            await own.wait_connected(10)
+            await own.publish(topic, b"own", timeout_s=10)
+        async with asyncio.timeout(20):
+            while sub.pending == 0:  # noqa: ASYNC110 - the session offers no other signal
+                await asyncio.sleep(0.05)
+        return [d.payload for d in sub.take()]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sub.close()
+
+
 def test_nothing_acknowledged_is_lost_when_the_subscribers_node_dies_or_is_cut_off(
     centre: Centre, tmp_path: Path,
 ) -> None:
     site = load_site(ROOT / "sites" / "demo.yaml")
     broker = start_broker(centre, tmp_path / "broker", engine="rabbitmq", sites=[site],
                           machines=BROKERS)
+    # the clients' sockets live in m4's namespace: the loop runs in a thread that entered it
+    assert centre.machine("m4").call(lambda: asyncio.run(check_permissions(broker, site))) \
+        == [b"own"]
     probes = Probes(centre.machine("m4"), broker, site, tmp_path)
     probes.start("subscribe", ingest_user(site.id), BROKERS, f"ingest-{site.id}")
     wait("the subscriber connected", lambda: probes.record().connections, 60)

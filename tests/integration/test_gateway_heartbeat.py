@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 from paho.mqtt import subscribe
@@ -55,10 +56,11 @@ def test_a_gateway_whose_will_died_with_the_broker_is_judged_offline_by_its_sile
             c.start("simulate", "simulate", ready="simulators of site")
             c.start("gw", "gateway", "--gateway", "gw-t", "--state-dir", str(tmp_path / "s"),
                     ready="gateway gw-t online")
-            beats = subscribe.simple(f"facility/v1/{site_id}/gw-t/status", msg_count=3,
-                                     hostname="127.0.0.1", port=broker.port, qos=1)
-            sessions = {json.loads(m.payload)["session"] for m in beats}  # type: ignore[union-attr]
-            states = {json.loads(m.payload)["state"] for m in beats}  # type: ignore[union-attr]
+            beats: list[Any] = subscribe.simple(  # type: ignore[no-untyped-call]
+                f"facility/v1/{site_id}/gw-t/status", msg_count=3, hostname="127.0.0.1",
+                port=broker.port, qos=1)
+            sessions = {json.loads(m.payload)["session"] for m in beats}
+            states = {json.loads(m.payload)["state"] for m in beats}
             assert (len(sessions), states) == (1, {"online"})  # a repeat, not a new session
             assert gateway_offline(database_url, site_id) == []
 

@@ -60,7 +60,7 @@ def test_nats_subjects_and_permissions() -> None:
     # MQTT's a/# matches a itself: NATS subscribes to both, so both are granted
     assert subjects("facility/v1/s/#") == ["facility.v1.s.>", "facility.v1.s"]
     perms = user_entry(by_role("ingest"), "pw")["permissions"]
-    assert perms == {"publish": {"allow": ["_none_"]}, "subscribe": {"allow": [  # type: ignore[comparison-overlap]
+    assert perms == {"publish": {"allow": ["_none_"]}, "subscribe": {"allow": [
         "facility.v1.demo.>", "facility.v1.demo", "$MQTT.sub.>"]}}
 
 
@@ -68,7 +68,7 @@ def test_both_engines_files_name_every_node_tls_and_replication(tmp_path: Path) 
     for engine in ("rabbitmq", "nats"):
         d = describe([("m1", "10.0.0.11"), ("m2", "10.0.0.12"), ("m3", "10.0.0.13")],
                      tmp_path / engine, secrets=tmp_path / engine / "secrets.yaml",
-                     broker=BrokerSpec(engine=engine, machines=["m1", "m2", "m3"],  # type: ignore[arg-type]
+                     broker=BrokerSpec(engine=engine, machines=["m1", "m2", "m3"],
                                        sites=[SITE.path]))
         secrets = ensure_broker_secrets(d)
         files = write_broker_files(d, secrets, tmp_path / "out" / engine)
