@@ -4,6 +4,7 @@ device's profile; a mistake is refused with the file and the path of the entry."
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -209,11 +210,12 @@ class SiteConfig(_Strict):
             raise ValueError("a gateway id appears twice")
         device_ids: set[str] = set()
         endpoints: dict[tuple[str, ...], str] = {}
-        for b in self.buildings:
+        for bi, b in enumerate(self.buildings):
             gw = gateways.get(b.gateway)
             if gw is None:
                 raise ValueError(f"building {b.id} names gateway {b.gateway}, which is not defined")
-            for d in b.devices:
+            for di, d in enumerate(b.devices):
+                _check_bacnet_reach(d, gw, f"buildings[{bi}].devices[{di}].address")
                 if d.id in device_ids:
                     raise ValueError(f"device id {d.id} appears twice")
                 device_ids.add(d.id)
@@ -222,6 +224,27 @@ class SiteConfig(_Strict):
                     raise ValueError(f"devices {endpoints[key]} and {d.id} share address {key}")
                 endpoints[key] = d.id
         return self
+
+
+def _check_bacnet_reach(d: DeviceConfig, gw: GatewayConfig, where: str) -> None:
+    """A device at a host off loopback is out of reach of a gateway whose BACnet port is on
+    loopback (no ``bacnet.address`` or ``bacnet.interface``): every poll would time out."""
+    a = d.address
+    if not isinstance(a, BacnetAddress) or a.how != "host" or _is_loopback(a.host or ""):
+        return
+    if gw.bacnet is not None and (gw.bacnet.interface or gw.bacnet.address):
+        return
+    raise ValueError(f"{where}.host: device {d.id} is at {a.host}, off loopback, but gateway "
+                     f"{gw.id} has its BACnet port on 127.0.0.1: add bacnet.interface (e.g. "
+                     "eth0) or bacnet.address (e.g. 192.168.10.5/24) to gateway "
+                     f"{gw.id}, the interface on that device's network")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _endpoint_key(d: DeviceConfig, gw: GatewayConfig) -> tuple[str, ...]:

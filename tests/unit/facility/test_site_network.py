@@ -30,6 +30,11 @@ def _unit(unit: int, line: str = "rs485-1") -> dict[str, Any]:
             "address": {"protocol": "modbus-rtu", "line": line, "unit": unit}}
 
 
+def _panel(address: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "p", "type": "fire_panel", "profile": "firepanel",
+            "address": {"protocol": "bacnet", "device_instance": 9, **address}}
+
+
 LINE = {"id": "rs485-1", "serial": "/dev/ttyUSB0", "baudrate": 9600, "parity": "E"}
 
 
@@ -53,6 +58,11 @@ def test_rtu_units_on_a_line_of_their_gateway(tmp_path: Path) -> None:
     ({}, [{"id": "p", "type": "fire_panel", "profile": "firepanel",
            "address": {"protocol": "bacnet", "device_instance": 9}}],
      "addressed by device instance alone: gateway gw needs bacnet.address"),
+    ({}, [_panel({"host": "192.168.10.20"})],
+     "buildings[0].devices[0].address.host: device p is at 192.168.10.20, off loopback, but "
+     "gateway gw has its BACnet port on 127.0.0.1: add bacnet.interface"),
+    ({"bacnet": {"port": 47809}}, [_panel({"host": "panel.example"})],
+     "buildings[0].devices[0].address.host: device p is at panel.example, off loopback"),
 ])
 def test_bad_network_settings_are_refused_with_their_path(
     tmp_path: Path, gateway: dict[str, Any], devices: list[dict[str, Any]], message: str,
@@ -60,6 +70,19 @@ def test_bad_network_settings_are_refused_with_their_path(
     with pytest.raises(ConfigError) as err:
         _load(tmp_path, gateway, devices)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("gateway", "address"), [
+    ({}, {"port": 47811}),  # a port alone: 127.0.0.1
+    ({}, {"host": "127.0.0.2"}),
+    ({}, {"host": "localhost"}),
+    ({"bacnet": {"interface": "eth0"}}, {"host": "192.168.10.20"}),
+    ({"bacnet": {"address": "192.168.10.5/24"}}, {"host": "192.168.10.20"}),
+])
+def test_bacnet_devices_the_gateway_can_reach_load(
+    tmp_path: Path, gateway: dict[str, Any], address: dict[str, Any],
+) -> None:
+    assert _load(tmp_path, gateway, [_panel(address)]).devices["p"].config.address.how == "host"
 
 
 def test_bacnet_device_addressing() -> None:
