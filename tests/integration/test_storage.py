@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -222,7 +223,7 @@ def test_timescaledb_layout_is_created_and_queried_the_same_way(timescale_url: s
         c.execute("INSERT INTO telemetry (time, point_id, value) SELECT t, %s, 1.0 FROM"
                   " generate_series(now() - interval '2 hours', now() - interval '1 hour',"
                   " interval '10 seconds') t", (pid,))
-        c.execute("CALL refresh_continuous_aggregate('telemetry_1m', NULL, NULL)")
+        # Real-time aggregate: the same sum whether the refresh policy has run yet or not
         n = c.execute("SELECT sum(count) FROM telemetry_1m WHERE point_id = %s",
                       (pid,)).fetchone()
         assert n is not None and n[0] == 361
@@ -230,3 +231,25 @@ def test_timescaledb_layout_is_created_and_queried_the_same_way(timescale_url: s
         names = {j[0] for j in jobs}
         assert {"policy_compression", "policy_retention",
                 "policy_refresh_continuous_aggregate"} <= names
+        # The refresh is the policy's job (no manual refresh: it would meet the policy's
+        # first run, "due to a concurrent refresh"); wait for the policy to have run
+        stats = _policy_runs(c, "telemetry_1m", deadline_s=120)
+        assert stats == (stats[0], 0) and stats[0] >= 1  # succeeded, never failed
+
+
+def _policy_runs(c: psycopg.Connection, view: str, deadline_s: float) -> tuple[int, int]:
+    """(successes, failures) of the refresh policy of ``view`` once it has run at least once
+    (it runs first soon after it is added, then every minute)."""
+    query = ("SELECT s.total_successes, s.total_failures FROM timescaledb_information.jobs j"
+             " JOIN timescaledb_information.job_stats s USING (job_id)"
+             " JOIN timescaledb_information.continuous_aggregates a"
+             "   ON a.materialization_hypertable_name = j.hypertable_name"
+             " WHERE j.proc_name = 'policy_refresh_continuous_aggregate'"
+             "   AND a.view_name = %s")
+    deadline = time.monotonic() + deadline_s
+    while True:
+        row = c.execute(query, (view,)).fetchone()
+        if row is not None and (row[0] or row[1]):
+            return int(row[0]), int(row[1])
+        assert time.monotonic() < deadline, f"the refresh policy of {view} never ran"
+        time.sleep(0.5)
