@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,7 +44,8 @@ from tests.integration.stop_support import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 SITE, GATEWAY = "stops", "gw-flood"
 STOPS = 2  # and the first run's: each a stop under the flood; then the last run's
-RUN_S = 1.5  # consuming between ready and the stop
+RUN_MESSAGES = 500  # each run consumes at least this many (its own counter) before its stop
+COUNTER = {"ingest": "ingest_messages_received_total", "rules": "rules_messages_total"}
 Message = tuple[str, bytes]
 
 
@@ -122,16 +123,30 @@ def flood(port: int, msgs: Sequence[Message]) -> Iterator[threading.Event]:
         client.disconnect()
 
 
-def _cycles(name: str, args: list[str], ready: str, tmp_path: Path,
+def _run(name: str, args: list[str], log: Path, env: dict[str, str],
+         tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A run of the service with a metrics port, once it says it is ready."""
+    port = free_port()
+    proc = start(name, [*args, "--metrics-port", str(port)], log, env, tmp_path)
+    wait_log(proc, log, f"{name} subscribed", 90)
+    return proc, port
+
+
+def _consumed(name: str, port: int) -> None:
+    """Until the run has handled RUN_MESSAGES messages of the flood (its own counter)."""
+    poll(lambda: _scrape(port, COUNTER[name]) >= RUN_MESSAGES, 90,
+         f"{RUN_MESSAGES} messages consumed by {name}", interval_s=0.05)
+
+
+def _cycles(name: str, args: list[str], tmp_path: Path,
             env: dict[str, str], stops: int) -> tuple[list[Stopped], list[Path]]:
     stopped: list[Stopped] = []
     logs: list[Path] = []
     for i in range(stops):
         log = tmp_path / f"{name}-{i:02d}.log"
         logs.append(log)
-        proc = start(name, args, log, env, tmp_path)
-        wait_log(proc, log, ready, 90)
-        time.sleep(RUN_S)
+        proc, port = _run(name, args, log, env, tmp_path)
+        _consumed(name, port)
         stopped.append(stop_timed(name, proc, signal.SIGTERM if i % 2 == 0 else signal.SIGINT))
     return stopped, logs
 
@@ -148,6 +163,27 @@ def _rows(database_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _coverage(database_url: str) -> tuple[int, int, int]:
+    """Rows, points and distinct times: with the key (point_id, time), rows = points x times
+    means every point of every message is there."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT point_id), count(DISTINCT time)"
+                           " FROM telemetry").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+WRITTEN = re.compile(r"ingest stopped: messages in (\d+), rows written (\d+)")
+
+
+def _written(logs: list[Path]) -> tuple[int, int]:
+    """Messages taken and rows written, summed over the runs' closing lines."""
+    found = [tuple(map(int, m)) for log in logs
+             for m in WRITTEN.findall(log.read_text(errors="replace"))]
+    assert len(found) == len(logs), f"{len(found)} closing lines in {len(logs)} logs"
+    return sum(f[0] for f in found), sum(f[1] for f in found)
+
+
 def test_ingest_stops_in_bound_under_a_flood_and_stores_every_row_once(
     tmp_path: Path, database_url: str,
 ) -> None:
@@ -157,26 +193,28 @@ def test_ingest_stops_in_bound_under_a_flood_and_stores_every_row_once(
     args = ["ingest", "--site", str(site)]
     with private_broker(tmp_path / "broker") as broker:
         env = _env(tmp_path, database_url, broker.url)
-        first = start("ingest", args, tmp_path / "ingest-first.log", env, tmp_path)
-        wait_log(first, tmp_path / "ingest-first.log", "ingest subscribed", 90)
+        first, port = _run("ingest", args, tmp_path / "ingest-first.log", env, tmp_path)
         with flood(broker.port, msgs) as published:
-            time.sleep(RUN_S)
+            _consumed("ingest", port)
             stops = [stop_timed("ingest", first, signal.SIGINT)]
-            more, logs = _cycles("ingest", args, "ingest subscribed", tmp_path, env, STOPS)
+            more, logs = _cycles("ingest", args, tmp_path, env, STOPS)
             stops += more
             last_log = tmp_path / "ingest-last.log"
-            last = start("ingest", args, last_log, env, tmp_path)
+            last, port = _run("ingest", args, last_log, env, tmp_path)
             try:
                 poll(published.is_set, 180, "the flood published")
                 poll(lambda: _rows(database_url) >= messages * 12, 180, "every row stored")
-                time.sleep(1.0)  # redeliveries still coming are stored once, not twice
                 stops.append(stop_timed("ingest", last, signal.SIGTERM))
             finally:
                 if last.poll() is None:
                     last.kill()
     print(report(stops))
-    assert _rows(database_url) == messages * 12
-    for log in [tmp_path / "ingest-first.log", *logs, last_log]:
+    every = [tmp_path / "ingest-first.log", *logs, last_log]
+    assert _coverage(database_url) == (messages * 12, devices * 12, messages // devices)
+    taken, written = _written(every)
+    assert written == messages * 12, (taken, written)  # each row written by one run, once
+    assert taken >= messages
+    for log in every:
         assert not bad_lines(log), (log.name, bad_lines(log)[:5])
     assert all(s.status == 0 for s in stops), stops
 
@@ -193,20 +231,17 @@ def test_rules_stop_in_bound_under_a_flood_and_handle_every_message(
     args = ["rules", "--site", str(site), "--procedures", str(ROOT / "procedures")]
     with private_broker(tmp_path / "broker") as broker:
         env = _env(tmp_path, database_url, broker.url)
-        first = start("rules", args, tmp_path / "rules-first.log", env, tmp_path)
-        wait_log(first, tmp_path / "rules-first.log", "rules subscribed", 90)
+        first, port = _run("rules", args, tmp_path / "rules-first.log", env, tmp_path)
         with flood(broker.port, msgs) as published:
-            time.sleep(RUN_S)
+            _consumed("rules", port)
             stops = [stop_timed("rules", first, signal.SIGINT)]
-            more, logs = _cycles("rules", args, "rules subscribed", tmp_path, env, STOPS)
+            more, logs = _cycles("rules", args, tmp_path, env, STOPS)
             stops += more
             poll(published.is_set, 180, "the flood published")
         last_log = tmp_path / "rules-last.log"
         logs += [tmp_path / "rules-first.log", last_log]
-        port = free_port()
-        last = start("rules", [*args, "--metrics-port", str(port)], last_log, env, tmp_path)
+        last, port = _run("rules", args, last_log, env, tmp_path)
         try:
-            wait_log(last, last_log, "rules subscribed", 90)
             before = _handled(logs)
             poll(lambda: before + _scrape(port, "rules_messages_total") >= messages, 180,
                  "every message handled")
