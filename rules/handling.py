@@ -78,6 +78,7 @@ class RulesService:
         self.dead_letters = 0
         self.messages = 0
         self.liveness: Liveness | None = None  # judge gateways by heartbeats when set
+        self.handled = 0
 
     @property
     def conn(self) -> psycopg.AsyncConnection[Any]:
@@ -96,8 +97,14 @@ class RulesService:
     async def handle(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Handle one message, or dead-letter it with the reason; never raises (but
         cancellation): once it returns, the message may be acknowledged. ``retain``: it
-        came from the broker's store, so it says nothing of the gateway being alive now."""
+        came from the broker's store, so it says nothing of the gateway being alive now.
+        ``messages`` counts those taken, ``handled`` those done with (what a test waits for
+        before it asserts that a message changed nothing)."""
         self.messages += 1
+        await self._handle(topic, payload, retain)
+        self.handled += 1
+
+    async def _handle(self, topic: str, payload: bytes, retain: bool) -> None:
         try:
             inp = self._reader.read(topic, payload)
         except (MessageError, TopicError) as exc:

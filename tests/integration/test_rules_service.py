@@ -23,6 +23,7 @@ from facility.mqtt import MqttClient
 from facility.procedures import load_procedures
 from facility.site import Site, load_site
 from facility.topics import TopicKind
+from rules.handling import RulesService
 from rules.service import run_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,11 +53,13 @@ def make_site(tmp_path: Path, site_id: str, on_delay_s: float = 0.5) -> Site:
 
 @contextlib.asynccontextmanager
 async def rules_running(site: Site, database_url: str, mqtt_url: str, mqtt_protocol: str,
-                        client_id: str | None = None) -> AsyncIterator[asyncio.Task[None]]:
+                        client_id: str | None = None,
+                        on_service: Callable[[RulesService], None] | None = None,
+                        ) -> AsyncIterator[asyncio.Task[None]]:
     ready = asyncio.Event()
     task = asyncio.create_task(run_rules(
         site, database_url, mqtt_url, procedures_dir=PROCEDURES, mqtt_protocol=mqtt_protocol,
-        ready=ready, tick_s=0.1, client_id=client_id))
+        ready=ready, tick_s=0.1, client_id=client_id, on_service=on_service))
     try:
         async with asyncio.timeout(20):
             waiter = asyncio.create_task(ready.wait())
@@ -78,19 +81,29 @@ async def publisher(mqtt_url: str, mqtt_protocol: str) -> AsyncIterator[MqttClie
         yield c
 
 
+async def all_handled(services: list[RulesService], sent: int, timeout_s: float = 15) -> None:
+    """The barrier before asserting that messages changed nothing: until every service has
+    handled as many messages as were sent (each instance receives them all)."""
+    async with asyncio.timeout(timeout_s):
+        while any(s.handled < sent for s in services):  # noqa: ASYNC110 - a counter
+            await asyncio.sleep(0.02)
+
+
 class Sender:
     def __init__(self, client: MqttClient, site: Site) -> None:
-        self.client, self.site, self.seq = client, site, 0
+        self.client, self.site, self.seq, self.sent = client, site, 0, 0
 
     async def telemetry(self, device: str, points: dict[str, Any], *,
                         historical: bool = False, ts: datetime | None = None) -> None:
         self.seq += 1
+        self.sent += 1
         msg = Telemetry(ts=ts or datetime.now(UTC), seq=self.seq, session="s1", points=points,
                         historical=historical)
         topic = topics.device_topic(TopicKind.TELEMETRY, self.site.id, "gw-a", device)
         await self.client.publish(topic, encode(msg), qos=1, timeout_s=5)
 
     async def status(self, device: str, state: str) -> None:
+        self.sent += 1
         topic = topics.device_topic(TopicKind.DEVICE_STATUS, self.site.id, "gw-a", device)
         await self.client.publish(topic, encode(DeviceStatus(ts=datetime.now(UTC), state=state)),
                                   qos=1, timeout_s=5)
