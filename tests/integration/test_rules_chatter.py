@@ -11,8 +11,10 @@ from pathlib import Path
 import psycopg
 
 from api.alarm_load import alarm_load
+from rules.handling import RulesService
 from tests.integration.test_rules_service import (
     Sender,
+    all_handled,
     eventually,
     make_site,
     publisher,
@@ -31,8 +33,10 @@ async def test_a_chattering_trouble_raises_one_alarm_and_one_order_and_is_counte
     site = make_site(tmp_path, site_id)
     panel = f"{site_id}-panel"
     start = datetime.now(UTC)
+    services: list[RulesService] = []
     async with publisher(mqtt_url, mqtt_protocol) as pub, \
-            rules_running(site, database_url, mqtt_url, mqtt_protocol):
+            rules_running(site, database_url, mqtt_url, mqtt_protocol,
+                          on_service=services.append):
         send = Sender(pub, site)
         await send.telemetry(panel, QUIET)
         for _ in range(2):  # twice: each shorter than the on-delay, nothing yet
@@ -40,7 +44,7 @@ async def test_a_chattering_trouble_raises_one_alarm_and_one_order_and_is_counte
             await asyncio.sleep(0.5)
             await send.telemetry(panel, QUIET)
             await asyncio.sleep(0.5)
-        await asyncio.sleep(1.0)
+        await all_handled(services, send.sent)  # every change handled, then: nothing yet
         assert await query(database_url, "SELECT id FROM alarms") == []
         for _ in range(3):  # the third occurrence raises; the next two update it
             await send.telemetry(panel, TROUBLE)

@@ -20,10 +20,13 @@ from facility import topics
 from facility.alarm_store import acknowledge
 from facility.messages import AlarmEvent
 from facility.mqtt import MqttClient
+from facility.topics import TopicKind
+from rules.handling import RulesService
 from tests.integration.test_rules_service import (
     FREE,
     TRAPPED,
     Sender,
+    all_handled,
     eventually,
     make_site,
     publisher,
@@ -87,7 +90,15 @@ async def test_events_of_the_api_and_of_a_downtime_reach_mqtt_once_per_event_id(
                     detail={"text": "written while rules was down"})])
             async with rules_running(site, database_url, mqtt_url, mqtt_protocol):
                 await seen.until(lambda r: "alarm.comment" in {e["event"] for e in r})
-                await asyncio.sleep(1.0)  # a republication would arrive meanwhile
+                # a sentinel after everything: the relay publishes in outbox order, so once
+                # it is here any republication of an earlier event would have come before it
+                async with await psycopg.AsyncConnection.connect(database_url,
+                                                                 autocommit=True) as conn:
+                    await outbox.record(conn, site_id, [AlarmEvent(
+                        ts=datetime.now(UTC), event="alarm.comment", alarm_id=alarm_id,
+                        detail={"text": "sentinel"})])
+                await seen.until(lambda r: any(e["detail"].get("text") == "sentinel"
+                                               for e in r))
         rows = await query(database_url, "SELECT id, kind FROM events WHERE site_id = %s"
                            " AND (kind LIKE 'alarm.%%' OR kind LIKE 'work_order.%%')"
                            " ORDER BY id", site_id)
@@ -134,11 +145,20 @@ async def test_a_message_the_database_refuses_is_dead_lettered_after_retries_the
             await send.telemetry(lift, {**TRAPPED, "car_floor": 3})
             await eventually(database_url, "SELECT id FROM alarms WHERE alarm_type ="
                              " 'entrapment'", timeout_s=30)
-        # acknowledged: a restart on the same session gets no redelivery
+        # acknowledged: a restart on the same session gets no redelivery. A sentinel sent
+        # after the restart (bad input: dead-lettered) comes after any redelivery, which the
+        # broker sends first when the session resumes; once it is dead-lettered, the
+        # session has had exactly one message, the sentinel
+        services: list[RulesService] = []
         async with rules_running(site, database_url, mqtt_url, mqtt_protocol,
-                                 client_id=client_id):
-            await asyncio.sleep(2.0)
-        assert len(await query(database_url, "SELECT id FROM dead_letters")) == 1
+                                 client_id=client_id, on_service=services.append):
+            await pub.publish(topics.device_topic(TopicKind.TELEMETRY, site_id, "gw-a", lift),
+                              b"{sentinel", qos=1, timeout_s=5)
+            await eventually(database_url, "SELECT 1 FROM dead_letters WHERE payload = %s",
+                             b"{sentinel", timeout_s=30)
+            assert services[0].messages == 1
+        reasons = await query(database_url, "SELECT reason FROM dead_letters ORDER BY id")
+        assert len(reasons) == 2 and "handling failed 3 times" in reasons[0][0], reasons
 
 
 async def test_a_replayed_older_message_never_undoes_the_live_state(
@@ -147,8 +167,10 @@ async def test_a_replayed_older_message_never_undoes_the_live_state(
     site = make_site(tmp_path, site_id, on_delay_s=30)
     lift = f"{site_id}-lift"
     past = datetime.now(UTC) - timedelta(minutes=5)
+    services: list[RulesService] = []
     async with publisher(mqtt_url, mqtt_protocol) as pub, \
-            rules_running(site, database_url, mqtt_url, mqtt_protocol):
+            rules_running(site, database_url, mqtt_url, mqtt_protocol,
+                          on_service=services.append):
         send = Sender(pub, site)
         # live after the reconnection: the alarm button raises at once, whatever the on-delay
         await send.telemetry(lift, {**TRAPPED, "alarm_button": True})
@@ -156,7 +178,7 @@ async def test_a_replayed_older_message_never_undoes_the_live_state(
         # the backlog replays beside it: older, historical, the lift was fine then
         for s in range(0, 60, 10):
             await send.telemetry(lift, FREE, historical=True, ts=past + timedelta(seconds=s))
-        await asyncio.sleep(1.5)
+        await all_handled(services, send.sent)  # every replayed message handled, then assert
         rows = await query(database_url, "SELECT alarm_type, active, state, historical"
                            " FROM alarms")
     assert rows == [("entrapment", True, "unack", False)]

@@ -16,6 +16,7 @@ from facility.ports import free_port
 from facility.topics import TopicKind
 from stack.embedded.broker import Broker
 from stack.embedded.postgres import PostgresServer
+from tests.integration.gateway_support import until
 from tests.integration.test_ingest_outage import count_logged, logged, set_database_reachable
 from tests.integration.test_rules_service import (
     FREE,
@@ -34,6 +35,7 @@ async def test_a_fault_reported_while_the_database_is_down_becomes_its_alarm_whe
     mqtt_protocol: str, site_id: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="rules")
+    caplog.set_level(logging.DEBUG, logger="rules.database_guard")  # each failed reconnect
     site = make_site(tmp_path, site_id, on_delay_s=0.3)
     lift = f"{site_id}-lift"
     topic = topics.device_topic(TopicKind.TELEMETRY, site_id, "gw-a", lift)
@@ -46,7 +48,8 @@ async def test_a_fault_reported_while_the_database_is_down_becomes_its_alarm_whe
             await pub.publish(topic, b'{"ts": "not a time"}', qos=1, timeout_s=5)
             await send.telemetry(lift, TRAPPED)  # once: the gateway sends changes only
             await logged(caplog, "database unreachable")
-            await asyncio.sleep(1.0)  # several retries while down; the service lives on
+            # several retries while down (each a failed reconnect); the service lives on
+            await until(lambda: count_logged(caplog, "database reconnect failed") >= 3)
             assert not task.done()
         finally:
             set_database_reachable(pg_server, database_url, True)
@@ -75,7 +78,6 @@ async def test_the_service_reconnects_after_a_broker_restart_and_raises_what_fol
         async with rules_running(site, database_url, broker.url, mqtt_protocol) as task:
             await asyncio.to_thread(broker.stop)
             await logged(caplog, "MQTT connection to")
-            await asyncio.sleep(0.5)
             await asyncio.to_thread(broker.start)
             await logged(caplog, "back after", timeout_s=30)
             async with publisher(broker.url, mqtt_protocol) as pub:

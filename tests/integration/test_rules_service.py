@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import pytest
@@ -102,7 +102,7 @@ class Sender:
         topic = topics.device_topic(TopicKind.TELEMETRY, self.site.id, "gw-a", device)
         await self.client.publish(topic, encode(msg), qos=1, timeout_s=5)
 
-    async def status(self, device: str, state: str) -> None:
+    async def status(self, device: str, state: Literal["online", "offline"]) -> None:
         self.sent += 1
         topic = topics.device_topic(TopicKind.DEVICE_STATUS, self.site.id, "gw-a", device)
         await self.client.publish(topic, encode(DeviceStatus(ts=datetime.now(UTC), state=state)),
