@@ -56,8 +56,13 @@ class MisbehavingHandler(ServerRequestHandler):
         decision = decide(
             behaviour, pdu.function_code, pdu.address, pdu.count, self.server.rng
         )
+        self.server.requests += 1
         if decision.delay_s:
-            await asyncio.sleep(decision.delay_s)
+            self.server.held += 1
+            try:
+                await asyncio.sleep(decision.delay_s)
+            finally:
+                self.server.held -= 1
         if decision.action is Action.IGNORE:
             return
         if decision.action is Action.DROP:
@@ -83,6 +88,8 @@ class SimModbusServer(ModbusTcpServer):
                          ignore_missing_devices=ignore_missing_devices)
         self.behaviours: dict[int, Behaviour] = {}
         self.rng = random.Random(seed)
+        self.requests = 0  # requests received (what a test counts to order events)
+        self.held = 0  # requests being delayed right now
 
     def callback_new_connection(self) -> Any:
         return MisbehavingHandler(  # type: ignore[no-untyped-call]
@@ -142,6 +149,16 @@ class ModbusDeviceServer:
     @property
     def behaviour(self) -> Behaviour:
         return self._behaviour
+
+    @property
+    def requests(self) -> int:
+        """Requests received since the server started."""
+        return self._server.requests if self._server is not None else 0
+
+    @property
+    def held(self) -> int:
+        """Requests being delayed by the behaviour right now."""
+        return self._server.held if self._server is not None else 0
 
     def set_behaviour(self, behaviour: Behaviour) -> None:
         """Misbehave like this from the next request on."""
