@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Protocol
 
@@ -89,8 +89,11 @@ async def run_simulators(
     devices: set[str] | None = None,
     tick_s: float = TICK_S,
     time_scale: float = 1.0,
+    clock: Callable[[], float] | None = None,
 ) -> None:
-    """Serve every (or each selected) device of the site until cancelled."""
+    """Serve every (or each selected) device of the site until cancelled. ``clock`` gives
+    the simulated seconds since ready in place of the loop clock times ``time_scale`` (a
+    test sets it by hand to play a scenario step by step)."""
     if time_scale <= 0:
         raise ValueError("time_scale must be positive")
     sim = scenario if scenario is not None else Scenario()
@@ -115,7 +118,14 @@ async def run_simulators(
             ready.set()
         player = FaultPlayer(estate, servers, sim)
         runner = ScenarioRunner(sim, models.keys())
-        await _tick_forever(estate, servers, runner, player, tick_s, time_scale)
+        await _tick_forever(estate, servers, runner, player, tick_s,
+                            clock or _loop_clock(time_scale))
+
+
+def _loop_clock(time_scale: float) -> Callable[[], float]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    return lambda: (loop.time() - start) * time_scale
 
 
 class FaultPlayer:
@@ -169,14 +179,14 @@ async def _tick_forever(
     scenario: ScenarioRunner,
     player: FaultPlayer,
     tick_s: float,
-    time_scale: float,
+    clock: Callable[[], float],
 ) -> None:
     loop = asyncio.get_running_loop()
-    start = next_tick = loop.time()
+    next_tick = loop.time()
     failing: set[str] = set()
     skipped = 0
     while True:
-        elapsed = (loop.time() - start) * time_scale
+        elapsed = clock()
         for event in scenario.due(elapsed):
             await player.play(event)
         estate.step(elapsed)

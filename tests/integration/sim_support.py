@@ -52,13 +52,26 @@ def scenario(raw: dict[str, Any]) -> Scenario:
     return Scenario.model_validate(raw)
 
 
+class ManualClock:
+    """Simulated seconds since the simulators became ready, moved on by the test: a scenario
+    step is due exactly when the test says, however slow the machine."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @asynccontextmanager
 async def simulators(
-    site: Site, sc: Scenario | None = None, *, time_scale: float = 1.0
+    site: Site, sc: Scenario | None = None, *, time_scale: float = 1.0,
+    clock: ManualClock | None = None,
 ) -> AsyncIterator[None]:
     ready = asyncio.Event()
     task = asyncio.create_task(
-        run_simulators(site, sc, ready=ready, tick_s=0.05, time_scale=time_scale)
+        run_simulators(site, sc, ready=ready, tick_s=0.05, time_scale=time_scale,
+                       clock=clock)
     )
     waiter = asyncio.create_task(ready.wait())
     await asyncio.wait({task, waiter}, timeout=10, return_when=asyncio.FIRST_COMPLETED)

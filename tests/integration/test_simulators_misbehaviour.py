@@ -6,6 +6,7 @@ BACnet device without segmentation or without ReadPropertyMultiple."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from facility.site import Site
 from tests.integration.sim_support import (
+    ManualClock,
     bacnet,
     bacnet_client,
     client,
@@ -28,6 +30,10 @@ from tests.integration.sim_support import (
 )
 
 TRANSPORT_ERRORS = (ModbusIOException, ConnectionException, asyncio.TimeoutError)
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 def gear_site(tmp_path: Path) -> Site:
@@ -70,18 +76,24 @@ async def test_busy_and_device_failure_steps_last_their_duration(tmp_path: Path)
         {"at": "0.3s", "device": "gear", "fault": "modbus_busy", "duration": "1s"},
         {"at": "2s", "device": "gear", "fault": "modbus_device_failure", "duration": "1s"},
     ]})
-    async with simulators(site, sc), client(site, "gear") as c:
-        codes: list[int] = []
+    clock = ManualClock()  # the scenario's time moves only when the test moves it
+    async with simulators(site, sc, clock=clock), client(site, "gear") as c:
 
-        async def code_seen(code: int) -> bool:
+        async def code() -> int:
             r = await c.read_input_registers(0, count=2, device_id=1)
-            codes.append(r.exception_code if r.isError() else 0)
-            return codes[-1] == code
+            return int(r.exception_code) if r.isError() else 0
 
-        await eventually(lambda: code_seen(6))
-        await eventually(lambda: code_seen(4))
-        await eventually(lambda: code_seen(0))
-    assert codes[0] == 0 and 6 in codes and 4 in codes
+        async def code_becomes(now: float, expected: int) -> None:
+            clock.now = now
+            await eventually(lambda: _equals(code(), expected))  # the next tick plays it
+
+        assert await code() == 0  # before the first step
+        await code_becomes(0.3, 6)  # busy from its start ...
+        await code_becomes(1.29, 6)  # ... to its end
+        await code_becomes(1.3, 0)
+        await code_becomes(2.0, 4)  # then the device failure, for its second
+        await code_becomes(2.99, 4)
+        await code_becomes(3.0, 0)
 
 
 async def test_exception_rate_answers_busy_to_some_requests(tmp_path: Path) -> None:
@@ -110,15 +122,24 @@ async def test_slow_step_overlays_its_delay_while_it_lasts(tmp_path: Path) -> No
     site = gear_site(tmp_path)
     sc = scenario({"steps": [{"at": "0.2s", "device": "gear", "fault": "slow",
                               "delay": "2s", "duration": "1.5s"}]})
-    async with simulators(site, sc):
-        assert not (await read_meter(site, timeout_s=0.5)).isError()
-        await asyncio.sleep(0.4)
-        with pytest.raises(TRANSPORT_ERRORS):
-            await read_meter(site, timeout_s=0.5)
+    clock = ManualClock()
+    async with simulators(site, sc, clock=clock):
+        assert not (await read_meter(site, timeout_s=2.0)).isError()  # before the step
+        clock.now = 0.2
+
+        async def slow() -> bool:
+            try:
+                await read_meter(site, timeout_s=0.5)
+            except TRANSPORT_ERRORS:
+                return True
+            return False
+
+        await eventually(slow)  # the step begins at the next tick
+        clock.now = 1.7
 
         async def quick_again() -> bool:
             try:
-                return not (await read_meter(site, timeout_s=0.5)).isError()
+                return not (await read_meter(site, timeout_s=1.0)).isError()
             except TRANSPORT_ERRORS:
                 return False
 
