@@ -22,6 +22,9 @@ class ApiSettings(BaseSettings):
         default=3, ge=1, le=100, description="failures of a user name before delays start")
     sign_in_free_failures_address: int = Field(
         default=10, ge=1, le=1000, description="failures from an address before delays start")
+    sign_in_first_delay_s: float = Field(
+        default=1.0, gt=0, le=3600, description="the delay once the free failures are spent;"
+        " doubled at each further failure, up to the cap")
     sign_in_max_delay_s: float = Field(default=60.0, ge=1, le=3600,
                                        description="cap of the exponential delay")
     sign_in_lock_after_user: int = Field(default=10, ge=2, le=1000,
@@ -51,6 +54,6 @@ class ApiSettings(BaseSettings):
         return ThrottlePolicy(
             free_failures_user=self.sign_in_free_failures_user,
             free_failures_address=self.sign_in_free_failures_address,
-            max_delay_s=self.sign_in_max_delay_s,
+            first_delay_s=self.sign_in_first_delay_s, max_delay_s=self.sign_in_max_delay_s,
             lock_after_user=self.sign_in_lock_after_user,
             lock_after_address=self.sign_in_lock_after_address, lock_s=self.sign_in_lock_s)

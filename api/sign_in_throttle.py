@@ -3,10 +3,11 @@
 counts.
 
 After ``free_failures`` failures in a row the next attempt must wait an exponential delay
-(1, 2, 4, ... s, capped at ``max_delay_s``); at ``lock_after`` failures the user name (or the
-address) is locked for ``lock_s``. An address (many people behind one office router) has its
-own, higher thresholds. Counts are forgotten ``lock_s`` after the last failure and
-when a lock has been served; a successful sign-in clears its user name's count.
+(``first_delay_s``, then doubled: 1, 2, 4, ... s by default, capped at ``max_delay_s``); at
+``lock_after`` failures the user name (or the address) is locked for ``lock_s``. An address
+(many people behind one office router) has its own, higher thresholds. Counts are forgotten
+``lock_s`` after the last failure and when a lock has been served; a successful sign-in
+clears its user name's count.
 
 ``admit`` charges an attempt as a failure *before* the password is verified, in one short
 transaction that locks the two rows (user first, then address: one order, no deadlock); an
@@ -32,6 +33,7 @@ KINDS: tuple[Kind, ...] = ("user", "address")
 class ThrottlePolicy:
     free_failures_user: int = 3
     free_failures_address: int = 10
+    first_delay_s: float = 1.0
     max_delay_s: float = 60.0
     lock_after_user: int = 10
     lock_after_address: int = 50
@@ -50,7 +52,7 @@ class ThrottlePolicy:
         if failures >= self.lock_after(kind):
             return None, now + timedelta(seconds=self.lock_s)
         if failures >= (free := self.free_failures(kind)):
-            delay_s = min(2.0 ** (failures - free), self.max_delay_s)
+            delay_s = min(self.first_delay_s * 2.0 ** (failures - free), self.max_delay_s)
             return now + timedelta(seconds=delay_s), None
         return None, None
 
