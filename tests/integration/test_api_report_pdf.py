@@ -55,8 +55,8 @@ async def test_trend_and_pdf(client: httpx.AsyncClient, database_url: str) -> No
     html = render_html(report, months, "Test Estate")
     assert html.count("<svg") == 5 and f"<td>{earlier}</td>" in html
 
-    if not HAS_CHROMIUM:
-        pytest.skip("no chromium")
+    assert HAS_CHROMIUM, ("no /usr/bin/chromium: sudo apt-get install chromium (`make test`"
+                          " installs it: scripts/system-packages)")
     resp = await client.get(f"{API}/reports/monthly.pdf?site=tsite&month={month}",
                             headers=manager, timeout=120)
     assert resp.status_code == 200, resp.text

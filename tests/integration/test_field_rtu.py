@@ -152,14 +152,16 @@ async def test_a_serial_line_on_a_pty_pair_read_by_the_gateway_and_by_mbpoll(
     counters = GatewayCounters()
     async with simulate(served):
         assert port.is_symlink()
-        if shutil.which("mbpoll"):  # an independent RTU master reads unit 2's breakers
-            r = await asyncio.to_thread(
-                subprocess.run, ["mbpoll", "-m", "rtu", "-b", "9600", "-P", "none", "-a", "2",
-                                 "-t", "1", "-r", "1", "-c", "3", "-1", "-o", "2",
-                                 str(port.resolve())],
-                capture_output=True, text=True, timeout=30)
-            assert r.returncode == 0, r.stdout + r.stderr
-            assert "[1]:" in r.stdout and "[3]:" in r.stdout
+        # an independent RTU master reads unit 2's breakers
+        assert shutil.which("mbpoll"), ("mbpoll is not installed: sudo apt-get install mbpoll"
+                                        " (`make test` installs it: scripts/system-packages)")
+        r = await asyncio.to_thread(
+            subprocess.run, ["mbpoll", "-m", "rtu", "-b", "9600", "-P", "none", "-a", "2",
+                             "-t", "1", "-r", "1", "-c", "3", "-1", "-o", "2",
+                             str(port.resolve())],
+            capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "[1]:" in r.stdout and "[3]:" in r.stdout
         async with gateway(polled, mqtt_url, mqtt_protocol, counters):
             for unit in (1, 2):
                 t = await inbox.wait_for(Telemetry, TopicKind.TELEMETRY, f"sg-{unit}",
