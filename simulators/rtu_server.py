@@ -75,6 +75,8 @@ class SerialLineServer(ModbusSerialServer):
         self.silent: set[int] = set()
         self.behaviours: dict[int, Behaviour] = {}
         self.rng = random.Random(0)
+        self.requests = 0  # counted by MisbehavingHandler, as on a SimModbusServer
+        self.held = 0
 
     def callback_new_connection(self) -> Any:
         return _SilencingHandler(  # type: ignore[no-untyped-call]
