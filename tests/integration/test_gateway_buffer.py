@@ -7,12 +7,13 @@ replays it after a restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,21 @@ def assert_contiguous(received: list[Telemetry], session: str) -> dict[int, Tele
     return by_seq
 
 
+def holds(check: Callable[[], object]) -> bool:
+    """Whether the assertions of ``check`` hold right now (for ``until``; the caller runs
+    ``check`` once more after waiting, so that a failure says what is wrong)."""
+    try:
+        check()
+    except AssertionError:
+        return False
+    return True
+
+
+def newest_live(received: list[Telemetry], session: str) -> None:
+    by_seq = assert_contiguous(received, session)
+    assert not by_seq[max(by_seq)].historical, "the newest message is still a replayed one"
+
+
 async def test_broker_outage_loses_nothing_and_replays_in_order(
     tmp_path: Path, private_broker: Broker, subscriber: Inbox, site_id: str,
 ) -> None:
@@ -129,7 +145,10 @@ async def test_broker_outage_loses_nothing_and_replays_in_order(
     assert store.count == 0  # everything was acknowledged by the broker
     store.close()
     assert counters.dropped == 0 and counters.replayed >= outage_done
-    await asyncio.sleep(0.5)  # the persistent session delivers what the broker took
+    # the persistent session delivers what the broker took: until nothing is missing and the
+    # newest is live (messages still in flight arrive out of order meanwhile)
+    with contextlib.suppress(TimeoutError):
+        await until(lambda: holds(lambda: newest_live(telemetry(subscriber), session)), 20)
     by_seq = assert_contiguous(telemetry(subscriber), session)
     historical = [t for t in by_seq.values() if t.historical]
     assert len(historical) >= 30
@@ -192,7 +211,8 @@ async def test_gateway_killed_with_a_backlog_replays_it_after_restart(
             assert backlog == sorted(backlog)
 
             procs.append(gateway_process(site, private_broker.url, state, log))
-            await asyncio.sleep(1.0)  # the restarted gateway polls into the same queue
+            # the restarted gateway polls into the same queue, under a session of its own
+            await until(lambda: len(stored_seqs(queue)) >= 2, 30)
             await asyncio.to_thread(private_broker.start)
             await until(lambda: {t.seq for t in telemetry(subscriber)
                                  if t.session == first_session} >= set(backlog), 30)

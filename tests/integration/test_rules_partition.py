@@ -16,12 +16,14 @@ from facility.messages import Telemetry, encode
 from facility.mqtt import MqttClient
 from facility.site import Site, load_site
 from facility.topics import TopicKind
+from rules.handling import RulesService
 from rules.service import run_rules
 from tests.integration.test_rules_service import (
     FREE,
     PROCEDURES,
     ROOT,
     TRAPPED,
+    all_handled,
     eventually,
     publisher,
     query,
@@ -51,13 +53,19 @@ class Part:
         self.site, self.database_url, self.mqtt_url = site, database_url, mqtt_url
         self.protocol, self.gateways = protocol, gateways
         self.task: asyncio.Task[None] | None = None
+        self.services: list[RulesService] = []
+
+    @property
+    def service(self) -> RulesService:
+        """The service of the latest start."""
+        return self.services[-1]
 
     async def start(self) -> None:
         ready = asyncio.Event()
         self.task = asyncio.create_task(run_rules(
             self.site, self.database_url, self.mqtt_url, procedures_dir=PROCEDURES,
             mqtt_protocol=self.protocol, gateways=self.gateways, dispatch=False,
-            ready=ready, tick_s=0.1))
+            ready=ready, tick_s=0.1, on_service=self.services.append))
         waiter = asyncio.create_task(ready.wait())
         async with asyncio.timeout(20):
             await asyncio.wait({self.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -100,7 +108,11 @@ async def test_each_part_evaluates_only_its_gateways_and_keeps_what_arrives_whil
             await feed.send("gw-a", "a", TRAPPED)
             rows = await eventually(database_url, alarms)
             assert rows == [(f"{site_id}-a-lift",)]
-            await asyncio.sleep(0.5)  # part A ticks on: still nothing of building B
+            # a sentinel for part A after building B's message: once A has handled it, A
+            # has had every message it will ever get, and none was building B's
+            await feed.send("gw-a", "a", TRAPPED)
+            await all_handled([part_a.service], 2)
+            assert part_a.service.messages == 2  # its two, never building B's
             assert await query(database_url, alarms) == rows
 
             await part_b.start()  # the broker delivers what arrived while it was down

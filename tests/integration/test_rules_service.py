@@ -307,8 +307,10 @@ async def test_a_critical_fault_over_before_the_replay_is_recorded_with_a_follow
               (40, {**FREE, "fault_code": 5}), (50, {**FREE, "fault_code": 5}),
               (60, {**FREE, "fault_code": 0}), (70, {**FREE, "fault_code": 0}))
     async with publisher(mqtt_url, mqtt_protocol) as pub:
-        for attempt in range(2):  # the second: a redelivery to a restarted service
-            async with rules_running(site, database_url, mqtt_url, mqtt_protocol):
+        for _attempt in range(2):  # the second: a redelivery to a restarted service
+            services: list[RulesService] = []
+            async with rules_running(site, database_url, mqtt_url, mqtt_protocol,
+                                     on_service=services.append):
                 send = Sender(pub, site)
                 for s, points in replay:
                     await send.telemetry(lift, points, historical=True,
@@ -316,7 +318,7 @@ async def test_a_critical_fault_over_before_the_replay_is_recorded_with_a_follow
                 await eventually(database_url, "SELECT id FROM alarms",
                                  check=lambda r: len(r) == 2)
                 await send.telemetry(lift, FREE)  # live: the lift is fine now
-                await asyncio.sleep(0.5 + attempt)
+                await all_handled(services, send.sent)  # then: nothing recorded twice
     rows = await query(database_url, "SELECT alarm_type, state, active, historical, raised_at,"
                        " cleared_at, work_order_id FROM alarms ORDER BY raised_at")
     assert len(rows) == 2  # recorded once, however often replayed
