@@ -33,6 +33,7 @@ from facility import events
 from facility.messages import AlarmEvent
 from facility.mqtt_session import Delivery
 from ingest.batch import DAY_US, MINUTE_US, Batch
+from ingest.counters import Counters
 from ingest.fast_path import from_micros
 from ingest.rows import DeadLetter, DeadLetterKind, DeviceStatusRow, dead_letter
 
@@ -135,8 +136,10 @@ class BatchWriter:
         partitions: bool = True, application_name: str = CONSUMER,
         backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
         attempt_timeout_s: float = 30.0, connect_timeout_s: int = 5,
+        counters: Counters | None = None,
     ) -> None:
         self._url = database_url
+        self._counters = counters if counters is not None else Counters()
         self._site_id = site_id
         self._single = single
         self.partitions = partitions
@@ -163,6 +166,7 @@ class BatchWriter:
             try:
                 result = await self.write_once(batch)
             except DatabaseUnavailable as exc:
+                self._counters.write_retries += 1
                 if down_since is None:
                     down_since = loop.time()
                     log.warning("database unreachable (%s): keeping %d messages "

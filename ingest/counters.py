@@ -39,6 +39,7 @@ class Counters:
     status_events: int = 0  # device.status events recorded
     seq_gaps: int = 0
     seq_duplicates: int = 0
+    write_retries: int = 0  # batch writes that found the database unreachable, retried
     pending: int = 0  # received, not yet committed (gauge)
     lag_s: float = 0.0  # ingest clock minus the newest ts of the last committed batch (gauge)
     batch_latency: Histogram = field(default_factory=Histogram)  # first receipt -> commit

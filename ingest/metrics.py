@@ -28,6 +28,8 @@ _COUNTERS = (  # attribute of Counters, metric name (without _total), help
     ("seq_gaps", "ingest_sequence_gaps",
      "telemetry seq numbers never received within the grace period (loss upstream)"),
     ("seq_duplicates", "ingest_sequence_duplicates", "telemetry seq numbers seen twice"),
+    ("write_retries", "ingest_write_retries",
+     "batch writes that found the database unreachable and were retried"),
 )
 
 

@@ -93,7 +93,7 @@ async def run_ingest(
 
     writer = BatchWriter(database_url, site.id, single,
                          partitions=layout is Layout.PARTITIONS,
-                         application_name=f"ingest-{site.id}")
+                         application_name=f"ingest-{site.id}", counters=counters)
     session = MqttSession(
         mqtt_url, client_id or client_id_for(site.id, opts.share_group, opts.instance),
         subscriptions(site.id, opts.share_group), protocol=opts.mqtt_protocol,

@@ -14,6 +14,7 @@ import pytest
 
 from stack.embedded.broker import Broker
 from stack.embedded.postgres import PostgresServer
+from tests.integration.gateway_support import until
 from tests.integration.ingest_support import (
     at,
     eventually,
@@ -63,7 +64,7 @@ async def test_batch_is_kept_while_the_database_is_down_and_stored_when_back(
             await pub.publish(topic(site_id, "telemetry"), telemetry(2, {"car_floor": 2}))
             await pub.publish(topic(site_id, "telemetry"), telemetry(3, {"car_floor": 3}))
             await logged(caplog, "database unreachable")
-            await asyncio.sleep(0.5)  # a few retries while down
+            await until(lambda: counters.write_retries >= 3)  # a few retries while down
             assert counters.batches == 1  # nothing more committed (nor acknowledged)
         finally:
             set_database_reachable(pg_server, database_url, True)
