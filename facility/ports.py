@@ -40,11 +40,11 @@ _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
 class PortsExhausted(RuntimeError):
-    """Every block of the range is leased by a live process."""
+    """Every block of the range is leased by a live process (or cannot be leased)."""
 
     def __init__(self, low: int, high: int, lock_dir: Path) -> None:
         super().__init__(f"no free block of ports in {low}-{high - 1}: every block is leased "
-                         f"by a live process (lock files in {lock_dir})")
+                         f"by a live process or its lock file in {lock_dir} cannot be opened")
         self.low, self.high, self.lock_dir = low, high, lock_dir
 
 
@@ -77,7 +77,10 @@ class PortLease:
         first = random.randrange(len(starts)) if starts else 0
         for start in starts[first:] + starts[:first]:
             path = self.lock_dir / f"{start}.lock"
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                continue  # a lock file this user may not create or read: not this block
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
