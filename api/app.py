@@ -1,6 +1,7 @@
 """The FastAPI application: ``create_app(database_url, site=...)`` builds it with its settings
 passed in (no globals). Its lifespan checks that the database schema is current, opens a small
-connection pool and the event hub that wakes the live streams (api.stream), and closes them at
+connection pool (no request holds a connection longer than its queries: api.deps) and the
+event hub that reads the outbox once for every live stream (api.event_hub), and closes them at
 shutdown. REST routes live under /api/v1 (OpenAPI at /docs and /openapi.json), the pages (duty
 room, device, technician, service desk, reports) at /, their scripts, styles and vendored
 libraries under /static. Every response carries the security headers of
@@ -21,6 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.deps import ApiConfig
 from api.errors import install_handlers
+from api.event_hub import EventHub
+from api.event_hub import running as running_hub
 from api.routes import (
     alarms,
     assets,
@@ -41,7 +44,6 @@ from api.routes import (
 )
 from api.security_headers import SecurityHeaders
 from api.settings import ApiSettings
-from api.stream import running_hub
 from facility.db import migrate
 from facility.site import Site
 
@@ -58,7 +60,8 @@ def create_app(
     """``settings`` default to the environment's (FACILITY_API_*)."""
     settings = settings if settings is not None else ApiSettings()
     config = ApiConfig(database_url=database_url, site=site, token_ttl=settings.token_ttl,
-                       throttle=settings.throttle(), chromium=settings.chromium)
+                       throttle=settings.throttle(), chromium=settings.chromium,
+                       hub=settings.hub_limits())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +75,9 @@ def create_app(
         app.state.pool = pool
         log.info("api ready (pool of up to %d connections)", POOL_MAX_SIZE)
         try:
-            async with running_hub(database_url) as hub:
+            hub = EventHub(database_url, pool, config.hub)
+            await hub.prime()
+            async with running_hub(hub):
                 app.state.hub = hub
                 yield
         finally:

@@ -1,11 +1,24 @@
-"""Request dependencies (``Annotated`` aliases): the app's settings, a pooled database
-connection (autocommit; writes open their own transaction), the authenticated user from the
-bearer token, and role checks."""
+"""Request dependencies (``Annotated`` aliases): the app's settings, the connection pool, the
+authenticated user from the bearer token, a pooled database connection for the route's queries,
+and role checks.
+
+No request holds a pooled connection longer than its work with the database (a live stream
+that kept one would hold it for hours, and the pool has a handful):
+
+- ``CurrentUser`` checks the token on a connection of its own, given back before it returns.
+- ``Conn`` is the route's connection (autocommit; writes open their own transaction), taken
+  once the caller is authenticated, so that a request never holds two at once (requests
+  holding one while waiting for a second could starve the pool), and given back as soon as the
+  route function returns, before the response is sent (``scope="function"``): neither a slow
+  client nor a streaming body keeps it. ``PublicConn`` is the same for the routes without
+  sign-in (signing in, the residents' public page).
+- Routes with slow work between their queries (password hashing, printing a PDF) and the live
+  stream take ``Pool`` and hold a connection around their queries only."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -15,6 +28,7 @@ from fastapi.security import OAuth2PasswordBearer
 from psycopg_pool import AsyncConnectionPool
 
 from api import tokens
+from api.event_hub import HubLimits
 from api.sign_in_throttle import ThrottlePolicy
 from facility.site import Site
 from facility.users import Role, User
@@ -31,6 +45,7 @@ class ApiConfig:
     token_ttl: timedelta
     throttle: ThrottlePolicy
     chromium: str = "chromium"  # prints the monthly report as PDF (api.report_pdf)
+    hub: HubLimits = field(default_factory=HubLimits)  # live stream bounds (api.event_hub)
 
 
 def get_config(request: Request) -> ApiConfig:
@@ -46,13 +61,6 @@ def get_pool(request: Request) -> AsyncConnectionPool[psycopg.AsyncConnection[An
 Config = Annotated[ApiConfig, Depends(get_config)]
 Pool = Annotated[AsyncConnectionPool[psycopg.AsyncConnection[Any]], Depends(get_pool)]
 
-
-async def get_conn(pool: Pool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    async with pool.connection() as conn:
-        yield conn
-
-
-Conn = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]
 
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
@@ -75,14 +83,30 @@ def get_token(token: Annotated[str | None, Depends(_bearer)]) -> str:
 BearerToken = Annotated[str, Depends(get_token)]
 
 
-async def get_current_user(conn: Conn, token: BearerToken) -> User:
-    user = await tokens.user_for_token(conn, token)
+async def get_current_user(pool: Pool, token: BearerToken) -> User:
+    async with pool.connection() as conn:
+        user = await tokens.user_for_token(conn, token)
     if user is None:
         raise _unauthorized("invalid or expired token")
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+DbConnection = psycopg.AsyncConnection[Any]
+
+
+async def _public_connection(pool: Pool) -> AsyncIterator[DbConnection]:
+    async with pool.connection() as conn:
+        yield conn
+
+
+async def _connection_of(pool: Pool, user: CurrentUser) -> AsyncIterator[DbConnection]:
+    async with pool.connection() as conn:
+        yield conn
+
+
+Conn = Annotated[DbConnection, Depends(_connection_of, scope="function")]
+PublicConn = Annotated[DbConnection, Depends(_public_connection, scope="function")]
 
 
 def client_address(request: Request) -> str:

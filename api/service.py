@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.stream import EventHub
+from api.event_hub import EventHub
 from facility.db.migrate import check
 from facility.runner import run_service
 from facility.site import Site

@@ -1,5 +1,6 @@
 """The API's own settings, from the environment (prefix ``FACILITY_API_``), validated when the
-app is built: the bearer tokens' lifetime and the sign-in throttling (api.sign_in_throttle).
+app is built: the bearer tokens' lifetime, the sign-in throttling (api.sign_in_throttle) and
+the live stream's heartbeat and bounds (api.event_hub).
 ``create_app`` reads them when it is not handed a settings object (``facility api``); tests
 pass their own."""
 
@@ -10,6 +11,7 @@ from datetime import timedelta
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.event_hub import HubLimits
 from api.sign_in_throttle import ThrottlePolicy
 
 
@@ -39,6 +41,16 @@ class ApiSettings(BaseSettings):
                           description="Chromium command or path that prints the monthly"
                           " report as PDF; empty: no PDF (503)")
 
+    stream_heartbeat_s: float = Field(
+        default=15.0, ge=0.05, le=300, description="live stream: heartbeat comment and token"
+        " check period")
+    stream_backlog: int = Field(
+        default=1000, ge=1, le=100_000, description="live stream: events waiting to be sent to"
+        " one client before it counts as fallen behind and resumes from its last id")
+    stream_replay: int = Field(
+        default=5000, ge=1, le=1_000_000, description="live stream: newest events kept in"
+        " memory, so that a resuming client is served without a query")
+
     @model_validator(mode="after")
     def _order(self) -> ApiSettings:
         if (self.sign_in_lock_after_user <= self.sign_in_free_failures_user
@@ -49,6 +61,10 @@ class ApiSettings(BaseSettings):
     @property
     def token_ttl(self) -> timedelta:
         return timedelta(seconds=self.token_ttl_s)
+
+    def hub_limits(self) -> HubLimits:
+        return HubLimits(heartbeat_s=self.stream_heartbeat_s, backlog=self.stream_backlog,
+                         replay=self.stream_replay)
 
     def throttle(self) -> ThrottlePolicy:
         return ThrottlePolicy(

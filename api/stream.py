@@ -1,156 +1,83 @@
-"""The live stream behind ``GET /api/v1/stream``: Server-Sent Events of the event outbox.
+"""One client's live stream behind ``GET /api/v1/stream``: Server-Sent Events of the event
+outbox, fed by the process's event hub (api.event_hub).
 
-``EventHub`` keeps ONE database connection that LISTENs on ``facility_events`` for the whole
-app and wakes every waiting stream when a notification arrives (a generation counter, so a
-notification that lands between a stream's query and its wait is never lost); if that
-connection drops it reconnects with capped backoff, and streams still catch up on their
-heartbeat timer meanwhile. ``event_stream`` is one client's loop: read the events after its
-cursor from a pooled connection (oldest first, in batches), send each with ``id:`` = events.id,
-then wait for a wake-up or send a heartbeat comment. Ids are visible in commit order
-(migration 0008), so resuming from the last id seen never skips an event. At least once per
-heartbeat period the stream asks ``still_valid`` (is the client's token still good?) and, once
-it is revoked or expired, sends a ``signed_out`` event and ends. ``format_event`` and
-``parse_cursor`` are pure."""
+``event_stream`` subscribes to the hub, says where it starts (``ready``), then sends what the
+hub puts in its backlog, with ``id:`` = events.id, or a heartbeat comment after a heartbeat
+period of nothing. It holds no database connection while it waits: the hub reads the outbox
+once for every stream. A stream that resumes from before the events the hub keeps in memory
+reads the gap from the database first, in batches, taking a pooled connection for each query
+only and at most ``CATCH_UP_READERS`` streams at a time. A stream whose backlog overflowed (its
+client stopped reading) resumes from the last id it sent, from the hub's memory or the
+database, so nothing is lost or sent twice. Ids are visible in commit order (migration 0008),
+so resuming after the last id seen never skips an event. The stream ends, after a
+``signed_out`` message, once the hub finds its token revoked or expired, and at once, with
+nothing more, when the hub closes (shutdown)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from api.event_hub import BATCH, EventHub
+from api.sse import HEARTBEAT, SIGNED_OUT, format_event, ready
 from facility import events
 
 log = logging.getLogger(__name__)
-BATCH = 500
-RETRY_MS = 3000
-SIGNED_OUT = 'event: signed_out\ndata: {"reason": "token revoked or expired"}\n\n'
-MAX_BACKOFF_S = 30.0
-
-
-def format_event(event_id: int, kind: str, data: dict[str, Any]) -> str:
-    """One SSE message: ``id``, ``event`` and a one-line JSON ``data``."""
-    body = json.dumps({"id": event_id, "kind": kind, **data}, ensure_ascii=False,
-                      separators=(",", ":"))
-    return f"id: {event_id}\nevent: {kind}\ndata: {body}\n\n"
-
-
-def parse_cursor(last_event_id: str | None, after: int | None) -> int | None:
-    """Where to resume: the Last-Event-ID header wins over ``?after=``; None means 'now'.
-    A header that is not a non-negative integer is ignored (a browser sends back what it was
-    given, so only a foreign client can send garbage)."""
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        return int(last_event_id.strip())
-    return after
-
-
-class EventHub:
-    """Wakes streams when PostgreSQL notifies ``facility_events``."""
-
-    def __init__(self, database_url: str) -> None:
-        self._url = database_url
-        self._generation = 0
-        self._changed = asyncio.Condition()
-        self.connected = False
-        self.closing = False  # set at shutdown: every stream ends at its next wake-up
-
-    @property
-    def generation(self) -> int:
-        return self._generation
-
-    async def wait(self, seen: int, timeout_s: float) -> bool:
-        """True once the generation moved past ``seen``; False after ``timeout_s``."""
-        async with self._changed:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await self._changed.wait_for(lambda: self._generation != seen)
-            except TimeoutError:
-                return False
-        return True
-
-    async def close(self) -> None:
-        """End every live stream now (server shutdown), so each response finishes cleanly."""
-        self.closing = True
-        await self._bump()
-
-    async def _bump(self) -> None:
-        async with self._changed:
-            self._generation += 1
-            self._changed.notify_all()
-
-    async def run(self) -> None:
-        """LISTEN until cancelled, reconnecting with capped, jittered backoff."""
-        backoff_s = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {events.CHANNEL}")
-                    if not self.connected:
-                        log.info("event hub listening on %s", events.CHANNEL)
-                    self.connected, backoff_s = True, 0.5
-                    await self._bump()  # catch up on anything missed while away
-                    async for _ in conn.notifies():
-                        await self._bump()
-            except psycopg.Error as exc:
-                if self.connected:
-                    log.warning("event hub lost its database connection: %s", exc)
-                self.connected = False
-            await asyncio.sleep(backoff_s * random.uniform(0.8, 1.2))
-            backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-
-
-async def _latest_id(pool: AsyncConnectionPool[Any]) -> int:
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT coalesce(max(id), 0) FROM events")
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0
 
 
 async def event_stream(
-    pool: AsyncConnectionPool[Any], hub: EventHub, *, cursor: int | None, site: str | None,
-    heartbeat_s: float, still_valid: Callable[[], Awaitable[bool]] | None = None,
-) -> AsyncIterator[str]:
-    """The SSE text of one client until the client goes, its token stops being valid or
-    the hub closes (shutdown)."""
-    last = await _latest_id(pool) if cursor is None else cursor
-    # Tell the client where it starts; a page loads its snapshot after this.
-    yield f"retry: {RETRY_MS}\nid: {last}\nevent: ready\ndata: {json.dumps({'id': last})}\n\n"
-    loop = asyncio.get_running_loop()
-    check_at = loop.time() + heartbeat_s
-    while not hub.closing:
-        if still_valid is not None and loop.time() >= check_at:
-            if not await still_valid():
-                yield SIGNED_OUT
-                return
-            check_at = loop.time() + heartbeat_s
-        seen = hub.generation
-        async with pool.connection() as conn:
-            rows = await events.since(conn, last, site_id=site, limit=BATCH)
-        for event_id, kind, payload in rows:
-            yield format_event(event_id, kind, payload)
-            last = event_id
-        if len(rows) == BATCH:
-            continue
-        if not await hub.wait(seen, heartbeat_s):
-            yield ": heartbeat\n\n"
-
-
-@contextlib.asynccontextmanager
-async def running_hub(database_url: str) -> AsyncIterator[EventHub]:
-    """An EventHub listening in a background task for the duration of the block."""
-    hub = EventHub(database_url)
-    task = asyncio.create_task(hub.run(), name="event-hub")
+    pool: AsyncConnectionPool[Any], hub: EventHub, *, after: int | None, site: str | None,
+    token_digest: bytes, client: str,
+) -> AsyncIterator[bytes]:
+    """The SSE bytes of one client until the client goes, its token stops being valid or
+    the hub closes (shutdown). ``client`` names it in the log."""
+    sub = hub.subscribe(after, site, token_digest)
+    last = sub.start
+    fell_behind = 0
     try:
-        yield hub
+        yield ready(last)
+        while True:
+            if sub.catch_up_to is not None:
+                until, sub.catch_up_to = sub.catch_up_to, None
+                async for chunk, upto in _catch_up(pool, hub, last, until, site):
+                    yield chunk
+                    last = upto
+            if not await sub.wait(hub.limits.heartbeat_s):
+                yield HEARTBEAT
+                continue
+            if sub.ended is not None:
+                if sub.ended == "signed_out":
+                    yield SIGNED_OUT
+                return
+            fresh = [e for e in sub.take() if e.id > last]
+            if fresh:
+                yield b"".join(e.text for e in fresh)
+                last = fresh[-1].id
+            if sub.overflowed:
+                fell_behind += 1
+                if fell_behind == 1:  # once per stream; the hub counts every time
+                    log.warning("live stream of %s fell %d events behind; it resumes from"
+                                " event %d", client, hub.limits.backlog, last)
+                hub.unsubscribe(sub)
+                sub = hub.subscribe(last, site, token_digest)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        hub.unsubscribe(sub)
+
+
+async def _catch_up(
+    pool: AsyncConnectionPool[Any], hub: EventHub, after: int, until: int, site: str | None,
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The events in (after, until] from the database, a batch at a time, each with the last
+    id in it; the connection is given back before the batch is sent."""
+    while after < until:
+        async with hub.catch_up_slots, pool.connection() as conn:
+            rows = await events.since(conn, after, site_id=site, until_id=until, limit=BATCH)
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield "".join(format_event(*row) for row in rows).encode(), after
+        if len(rows) < BATCH:
+            return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from datetime import timedelta
 
 import psycopg
@@ -42,6 +43,17 @@ async def user_for_token(conn: psycopg.AsyncConnection, token: str) -> User | No
     if row is None:
         return None
     return User(id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), trade=row[4])
+
+
+async def valid_digests(conn: psycopg.AsyncConnection, digests: Collection[bytes]) -> set[bytes]:
+    """Those of the token digests that still name an active user: not revoked, not expired
+    (one query for every live stream of the process: api.event_hub)."""
+    cur = await conn.execute(
+        "SELECT t.token_sha256 FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        " WHERE t.token_sha256 = ANY(%s) AND t.expires_at > now() AND u.active",
+        (list(digests),),
+    )
+    return {bytes(r[0]) for r in await cur.fetchall()}
 
 
 async def revoke(conn: psycopg.AsyncConnection, token: str) -> bool:

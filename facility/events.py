@@ -34,15 +34,39 @@ async def record(
 
 async def since(
     conn: psycopg.AsyncConnection[Any], after_id: int, *, site_id: str | None = None,
-    limit: int = 1000,
+    until_id: int | None = None, limit: int = 1000,
 ) -> list[tuple[int, str, dict[str, Any]]]:
-    """Events with id > after_id, oldest first: (id, kind, payload)."""
+    """Events with after_id < id <= until_id (no upper bound when None), oldest first:
+    (id, kind, payload)."""
     cur = await conn.execute(
         "SELECT id, kind, payload FROM events WHERE id > %s"
+        " AND (%s::bigint IS NULL OR id <= %s)"
         " AND (%s::text IS NULL OR site_id = %s) ORDER BY id LIMIT %s",
-        (after_id, site_id, site_id, limit),
+        (after_id, until_id, until_id, site_id, site_id, limit),
     )
     return [(int(r[0]), str(r[1]), dict(r[2])) for r in await cur.fetchall()]
+
+
+SiteEvent = tuple[int, str, str, dict[str, Any]]
+"""(id, site_id, kind, payload)"""
+
+
+async def every_site_since(
+    conn: psycopg.AsyncConnection[Any], after_id: int, limit: int,
+) -> list[SiteEvent]:
+    """Every site's events with id > after_id, oldest first (the API's event hub)."""
+    cur = await conn.execute(
+        "SELECT id, site_id, kind, payload FROM events WHERE id > %s ORDER BY id LIMIT %s",
+        (after_id, limit))
+    return [(int(r[0]), str(r[1]), str(r[2]), dict(r[3])) for r in await cur.fetchall()]
+
+
+async def latest(conn: psycopg.AsyncConnection[Any], limit: int) -> list[SiteEvent]:
+    """The newest ``limit`` events of every site, oldest first."""
+    cur = await conn.execute(
+        "SELECT id, site_id, kind, payload FROM (SELECT id, site_id, kind, payload FROM events"
+        " ORDER BY id DESC LIMIT %s) newest ORDER BY id", (limit,))
+    return [(int(r[0]), str(r[1]), str(r[2]), dict(r[3])) for r in await cur.fetchall()]
 
 
 RELAYED = ("alarm.", "work_order.")  # the kinds the outbox relay publishes on MQTT

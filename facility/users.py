@@ -1,7 +1,8 @@
 """Staff accounts: argon2 password hashing (pwdlib), creating users, the demo users, and
 checking a username and password. Passwords never leave this module in clear; the database
 keeps only argon2 hashes. ``create_user``/``ensure_demo_users`` take a synchronous psycopg
-connection (the CLI's set-up steps); ``authenticate`` takes an async one (the API)."""
+connection (the CLI's set-up steps); ``authenticate`` takes an async one, and the API
+reads the ``stored_login`` and checks the password apart, with no connection held meanwhile."""
 
 from __future__ import annotations
 
@@ -128,18 +129,40 @@ def ensure_demo_users(conn: psycopg.Connection, password: str) -> None:
     log.info("demo users ready: %s", ", ".join(u[0] for u in users))
 
 
-async def authenticate(
-    conn: psycopg.AsyncConnection, username: str, password: str
-) -> User | None:
-    """The active user with this username and password, or None."""
+@dataclass(frozen=True, slots=True)
+class StoredLogin:
+    """An active user and their password hash, as read for a sign-in."""
+
+    user: User
+    password_hash: str
+
+
+async def stored_login(conn: psycopg.AsyncConnection, username: str) -> StoredLogin | None:
+    """The active user with this username and their hash, or None."""
     cur = await conn.execute(
         "SELECT id, username, display_name, role, trade, password_hash FROM users"
         " WHERE username = %s AND active",
         (username,),
     )
     row = await cur.fetchone()
-    # argon2 is deliberately slow: verify off the event loop.
-    ok = await asyncio.to_thread(verify_password, password, row[5] if row else _dummy_hash())
-    if row is None or not ok:
+    if row is None:
         return None
-    return User(id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), trade=row[4])
+    return StoredLogin(User(id=row[0], username=row[1], display_name=row[2],
+                            role=Role(row[3]), trade=row[4]), row[5])
+
+
+async def check_password(login: StoredLogin | None, password: str) -> User | None:
+    """The user if the password is theirs, else None. argon2 is deliberately slow: it runs
+    off the event loop (and against a dummy hash when there is no such user, so that a wrong
+    name costs as much time as a wrong password). Needs no database connection: the API
+    gives its connection back before checking."""
+    ok = await asyncio.to_thread(
+        verify_password, password, login.password_hash if login else _dummy_hash())
+    return login.user if login is not None and ok else None
+
+
+async def authenticate(
+    conn: psycopg.AsyncConnection, username: str, password: str
+) -> User | None:
+    """The active user with this username and password, or None."""
+    return await check_password(await stored_login(conn, username), password)

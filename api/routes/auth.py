@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from api import audit, sign_in_throttle, tokens
-from api.deps import Admin, BearerToken, ClientAddress, Config, Conn, CurrentUser
+from api.deps import (
+    Admin,
+    BearerToken,
+    ClientAddress,
+    Config,
+    Conn,
+    CurrentUser,
+    DbConnection,
+    Pool,
+)
 from api.errors import NotFound
-from facility.users import authenticate
+from facility.users import check_password, stored_login
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["auth"])
@@ -58,38 +67,49 @@ def _bad_credentials() -> HTTPException:
                429: {"description": "too many failed sign-ins: wait Retry-After seconds"}},
 )
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], conn: Conn, config: Config,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], pool: Pool, config: Config,
     address: ClientAddress,
 ) -> TokenOut:
+    """Charged (throttle) and read on one connection, the password checked with none held
+    (argon2 takes a while), the outcome written on another."""
     username, password = form.username, form.password
     if len(username) > MAX_CREDENTIAL_LEN or len(password) > MAX_CREDENTIAL_LEN or (
             "\x00" in username):
         raise _bad_credentials()
-    admitted = await sign_in_throttle.admit(conn, config.throttle, username, address)
-    if isinstance(admitted, sign_in_throttle.Refusal):
-        log.debug("sign-in refused for user %r from %s: %s %s", username, address,
-                  admitted.kind, admitted.reason)
-        await audit.record_refusal(conn, target=username, reason=admitted.reason,
-                                   address=address, detail={"by": admitted.kind,
-                                   "until": admitted.until.isoformat()})
-        what = "locked" if admitted.reason == "locked" else "delayed"
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"too many failed sign-ins: {what}, try again in {admitted.retry_after_s} s",
-            headers={"Retry-After": str(admitted.retry_after_s)})
-    user = await authenticate(conn, username, password)
-    if user is None:
-        sign_in_throttle.failed(admitted)
-        await audit.record(conn, actor=None, action="sign_in", target=username,
-                           outcome="failure", reason="bad_credentials", address=address,
-                           detail={"failures": admitted.failures["user"]})
-        raise _bad_credentials()
-    await sign_in_throttle.succeeded(conn, admitted)
-    async with conn.transaction():
-        token = await tokens.issue_token(conn, user.id, config.token_ttl)
-        await audit.record(conn, actor=user.username, action="sign_in", target=user.username,
-                           address=address)
+    async with pool.connection() as conn:
+        admitted = await sign_in_throttle.admit(conn, config.throttle, username, address)
+        if isinstance(admitted, sign_in_throttle.Refusal):
+            await _refuse(conn, admitted, username, address)
+        stored = await stored_login(conn, username)
+    user = await check_password(stored, password)
+    async with pool.connection() as conn:
+        if user is None:
+            sign_in_throttle.failed(admitted)
+            await audit.record(conn, actor=None, action="sign_in", target=username,
+                               outcome="failure", reason="bad_credentials", address=address,
+                               detail={"failures": admitted.failures["user"]})
+            raise _bad_credentials()
+        await sign_in_throttle.succeeded(conn, admitted)
+        async with conn.transaction():
+            token = await tokens.issue_token(conn, user.id, config.token_ttl)
+            await audit.record(conn, actor=user.username, action="sign_in",
+                               target=user.username, address=address)
     return TokenOut(access_token=token, expires_in=int(config.token_ttl.total_seconds()))
+
+
+async def _refuse(
+    conn: DbConnection, admitted: sign_in_throttle.Refusal, username: str, address: str
+) -> NoReturn:
+    log.debug("sign-in refused for user %r from %s: %s %s", username, address,
+              admitted.kind, admitted.reason)
+    await audit.record_refusal(conn, target=username, reason=admitted.reason,
+                               address=address, detail={"by": admitted.kind,
+                               "until": admitted.until.isoformat()})
+    what = "locked" if admitted.reason == "locked" else "delayed"
+    raise HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"too many failed sign-ins: {what}, try again in {admitted.retry_after_s} s",
+        headers={"Retry-After": str(admitted.retry_after_s)})
 
 
 @router.post("/auth/sign-out", status_code=204, response_class=Response)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.deps import ApiConfig, Config, Conn
+from api.deps import ApiConfig, Config, PublicConn
 from api.errors import NotFound
 from api.notices import NOTICE_TZ, published
 from api.routes.devices import ID_PATTERN
@@ -100,7 +100,7 @@ async def notices_page(request: Request, config: Config) -> HTMLResponse:
 
 @router.get("/public/{site}/notices", response_class=HTMLResponse)
 async def public_notices(
-    request: Request, config: Config, conn: Conn,
+    request: Request, config: Config, conn: PublicConn,
     site: Annotated[str, Path(pattern=ID_PATTERN)],
 ) -> HTMLResponse:
     """The site's published notices, for lobby screens and a link in the residents' chat

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 
-from api.deps import Authoriser, Config, Conn
+from api.deps import Authoriser, Config, Conn, Pool
 from api.errors import ApiError, NotFound
 from api.report_pdf import PdfUnavailable, chromium_path, print_pdf, render_html, trend
 from api.reports import monthly, to_csv
@@ -71,19 +71,21 @@ async def monthly_trend(
 @router.get("/reports/monthly.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}, 400: {}, 404: {}, 503: {}})
 async def monthly_report_pdf(
-    conn: Conn, user: Authoriser, config: Config, site: Site, month: Month, tz: Tz = "UTC"
+    pool: Pool, user: Authoriser, config: Config, site: Site, month: Month, tz: Tz = "UTC"
 ) -> Response:
     """The month's report with its charts and the 12-month trend, printed by headless
-    Chromium (503 when the server has none: FACILITY_API_CHROMIUM)."""
-    report = await _report(conn, site, month, tz)
-    months = await trend(conn, site, month, _zone(tz))
+    Chromium (503 when the server has none: FACILITY_API_CHROMIUM). The database connection
+    is given back before printing (up to a minute)."""
+    async with pool.connection() as conn:
+        report = await _report(conn, site, month, tz)
+        months = await trend(conn, site, month, _zone(tz))
+        cur = await conn.execute("SELECT name FROM sites WHERE id = %s", (site,))
+        row = await cur.fetchone()
     chromium = chromium_path(config.chromium)
     if chromium is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             "no Chromium on the server to print the PDF"
                             " (FACILITY_API_CHROMIUM); print the report page instead")
-    cur = await conn.execute("SELECT name FROM sites WHERE id = %s", (site,))
-    row = await cur.fetchone()
     html = render_html(report, months, (row[0] if row else "") or site)
     try:
         pdf = await print_pdf(html, chromium)

@@ -16,7 +16,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import audit
-from api.deps import Admin, ClientAddress, Conn
+from api.deps import Admin, ClientAddress, Conn, Pool
 from api.errors import Conflict
 from api.rows import fetch_one, from_row
 from facility.users import Role, hash_password
@@ -71,21 +71,22 @@ async def list_users(conn: Conn, user: Admin) -> list[UserOut]:
 
 @router.post("/users", response_model=UserOut, status_code=201, responses={409: {}})
 async def create_user(
-    conn: Conn, user: Admin, body: UserIn, address: ClientAddress
+    pool: Pool, user: Admin, body: UserIn, address: ClientAddress
 ) -> UserOut:
-    hashed = await asyncio.to_thread(hash_password, body.password)
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO users (username, display_name, role, trade, password_hash)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (body.username, body.display_name, str(body.role), body.trade, hashed))
-            await audit.record(conn, actor=user.username, action="user.create",
-                               target=body.username, address=address,
-                               detail={"role": str(body.role), "trade": body.trade})
-    except psycopg.errors.UniqueViolation:
-        raise Conflict(f"user {body.username} already exists") from None
-    return await _one(conn, body.username)
+    hashed = await asyncio.to_thread(hash_password, body.password)  # no connection held
+    async with pool.connection() as conn:
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO users (username, display_name, role, trade, password_hash)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (body.username, body.display_name, str(body.role), body.trade, hashed))
+                await audit.record(conn, actor=user.username, action="user.create",
+                                   target=body.username, address=address,
+                                   detail={"role": str(body.role), "trade": body.trade})
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(f"user {body.username} already exists") from None
+        return await _one(conn, body.username)
 
 
 def _audit_actions(before: UserOut, changes: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -106,7 +107,7 @@ def _audit_actions(before: UserOut, changes: dict[str, Any]) -> list[tuple[str, 
 
 @router.patch("/users/{username}", response_model=UserOut, responses={404: {}, 409: {}})
 async def update_user(
-    conn: Conn, user: Admin, username: Annotated[str, Path(pattern=USERNAME)], body: UserPatch,
+    pool: Pool, user: Admin, username: Annotated[str, Path(pattern=USERNAME)], body: UserPatch,
     address: ClientAddress,
 ) -> UserOut:
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password"})
@@ -115,20 +116,26 @@ async def update_user(
     if username == user.username and (changes.get("active") is False
                                       or changes.get("role") not in (None, Role.ADMIN)):
         raise Conflict("an admin cannot deactivate or demote themself")
-    if body.password is not None:
+    if body.password is not None:  # hashed with no connection held
         changes["password_hash"] = await asyncio.to_thread(hash_password, body.password)
-    async with conn.transaction():
-        before = await _one(conn, username)
-        for action, detail in _audit_actions(before, changes):
-            await audit.record(conn, actor=user.username, action=action, target=username,
-                               address=address, detail=detail)
-        if changes:
-            sets = sql.SQL(", ").join(
-                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in changes)
-            params = {k: str(v) if isinstance(v, Role) else v for k, v in changes.items()}
-            await conn.execute(sql.SQL("UPDATE users SET {} WHERE username = %(u)s").format(sets),
-                               {**params, "u": username})
-        if changes.get("active") is False or "password_hash" in changes:
-            await conn.execute("DELETE FROM api_tokens WHERE user_id ="
-                               " (SELECT id FROM users WHERE username = %s)", (username,))
-    return await _one(conn, username)
+    async with pool.connection() as conn:
+        async with conn.transaction():
+            before = await _one(conn, username)
+            for action, detail in _audit_actions(before, changes):
+                await audit.record(conn, actor=user.username, action=action, target=username,
+                                   address=address, detail=detail)
+            if changes:
+                await _apply(conn, username, changes)
+        return await _one(conn, username)
+
+
+async def _apply(conn: psycopg.AsyncConnection[Any], username: str, changes: dict[str, Any]
+                 ) -> None:
+    sets = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in changes)
+    params = {k: str(v) if isinstance(v, Role) else v for k, v in changes.items()}
+    await conn.execute(sql.SQL("UPDATE users SET {} WHERE username = %(u)s").format(sets),
+                       {**params, "u": username})
+    if changes.get("active") is False or "password_hash" in changes:
+        await conn.execute("DELETE FROM api_tokens WHERE user_id ="
+                           " (SELECT id FROM users WHERE username = %s)", (username,))

@@ -44,13 +44,13 @@ async def client(database_url: str, site: Site) -> AsyncIterator[httpx.AsyncClie
 def verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The user names whose password the sign-in route checked (the argon2 seam)."""
     seen: list[str] = []
-    real = api.routes.auth.authenticate
+    real = api.routes.auth.check_password
 
-    async def counting(conn: Any, username: str, password: str) -> Any:
-        seen.append(username)
-        return await real(conn, username, password)
+    async def counting(login: Any, password: str) -> Any:
+        seen.append(login.user.username if login is not None else "")
+        return await real(login, password)
 
-    monkeypatch.setattr(api.routes.auth, "authenticate", counting)
+    monkeypatch.setattr(api.routes.auth, "check_password", counting)
     return seen
 
 

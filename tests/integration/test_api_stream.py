@@ -7,114 +7,51 @@ until commit (migration 0008), so ids become visible in increasing order."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from api.app import create_app
+from api.settings import ApiSettings
 from api.tokens import digest
 from facility import events
 from facility.messages import AlarmEvent
-from facility.ports import free_port
-from tests.integration.api_support import PASSWORD, run_sql, seed_site
-
-TIMEOUT_S = 10
+from tests.integration.api_support import run_sql, seed_site
+from tests.integration.stream_support import TIMEOUT_S, Reader, record, serving, sign_in
 
 
 @pytest.fixture
 async def base_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
     site = seed_site(database_url, tmp_path)
-    app = create_app(database_url, site=site)
-    app.state.heartbeat_s = 0.3
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
-                                           log_config=None, timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(TIMEOUT_S):
-        while not server.started:  # uvicorn has no event to wait on  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _token(client: httpx.AsyncClient) -> dict[str, str]:
-    resp = await client.post("/api/v1/auth/token",
-                             data={"username": "technician", "password": PASSWORD})
-    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
-
-
-async def _record(database_url: str, *names: str) -> list[int]:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        async with conn.transaction():
-            await events.record(conn, "tsite", [
-                AlarmEvent(ts=datetime.now(UTC), event=n, alarm_id=i + 1, device="a-elevator-1")
-                for i, n in enumerate(names)])
-        cur = await conn.execute("SELECT id FROM events ORDER BY id DESC LIMIT %s", (len(names),))
-        return sorted(int(r[0]) for r in await cur.fetchall())
-
-
-class Reader:
-    """Parses SSE messages from a streaming response."""
-
-    def __init__(self, resp: httpx.Response) -> None:
-        self.lines = resp.aiter_lines()
-
-    async def next(self) -> dict[str, Any]:
-        msg: dict[str, Any] = {"comments": []}
-        async with asyncio.timeout(TIMEOUT_S):
-            async for line in self.lines:
-                if line == "":
-                    if set(msg) - {"comments"}:
-                        return msg
-                    continue
-                if line.startswith(":"):
-                    msg["comments"].append(line)
-                    if len(msg) == 1:
-                        return msg
-                    continue
-                field, _, value = line.partition(": ")
-                msg[field] = json.loads(value) if field == "data" else value
-        raise AssertionError("stream ended")
-
-    async def event(self) -> dict[str, Any]:
-        while "comments" in (msg := await self.next()) and "id" not in msg:
-            pass
-        return msg
+    app = create_app(database_url, site=site, settings=ApiSettings(stream_heartbeat_s=0.3))
+    async with serving(app) as url:
+        yield url
 
 
 async def test_events_arrive_live_and_resume_without_gaps(
     base_url: str, database_url: str
 ) -> None:
-    earlier = await _record(database_url, "alarm.raised")
+    earlier = await record(database_url, "alarm.raised")
     async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT_S) as client:
-        headers = await _token(client)
+        headers = await sign_in(client)
         async with client.stream("GET", "/api/v1/stream", headers=headers) as resp:
             assert resp.status_code == 200
             assert resp.headers["content-type"].startswith("text/event-stream")
             reader = Reader(resp)
             ready = await reader.event()
             assert ready["event"] == "ready" and ready["id"] == str(earlier[0])  # starts now
-            first = await _record(database_url, "alarm.acknowledged", "work_order.created")
+            first = await record(database_url, "alarm.acknowledged", "work_order.created")
             got = [await reader.event(), await reader.event()]
             assert [m["id"] for m in got] == [str(i) for i in first]
             assert [m["event"] for m in got] == ["alarm.acknowledged", "work_order.created"]
             assert got[0]["data"]["device"] == "a-elevator-1"
             assert got[0]["data"]["id"] == first[0]
         # Disconnected: two events happen; the page resumes from the last id it saw.
-        missed = await _record(database_url, "alarm.cleared", "work_order.accepted")
+        missed = await record(database_url, "alarm.cleared", "work_order.accepted")
         resume = {**headers, "Last-Event-ID": got[-1]["id"]}
         async with client.stream("GET", "/api/v1/stream", headers=resume) as resp:
             reader = Reader(resp)
@@ -130,7 +67,7 @@ async def test_events_arrive_live_and_resume_without_gaps(
 
 async def test_idle_stream_sends_heartbeats(base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT_S) as client:
-        headers = await _token(client)
+        headers = await sign_in(client)
         async with client.stream("GET", "/api/v1/stream", headers=headers) as resp:
             reader = Reader(resp)
             assert (await reader.event())["event"] == "ready"
@@ -169,7 +106,7 @@ async def test_stream_ends_when_its_token_is_revoked_or_expires(
     base_url: str, database_url: str
 ) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT_S) as client:
-        signed_out, expiring, kept = [await _token(client) for _ in range(3)]
+        signed_out, expiring, kept = [await sign_in(client) for _ in range(3)]
         async with client.stream("GET", "/api/v1/stream", headers=signed_out) as first, \
                 client.stream("GET", "/api/v1/stream", headers=expiring) as second, \
                 client.stream("GET", "/api/v1/stream", headers=kept) as third:
@@ -184,5 +121,5 @@ async def test_stream_ends_when_its_token_is_revoked_or_expires(
             await _ends_signed_out(readers[0])
             await _ends_signed_out(readers[1])
             # The third token is still good: its stream goes on.
-            assert (await _record(database_url, "alarm.raised"))[0] == int(
+            assert (await record(database_url, "alarm.raised"))[0] == int(
                 (await readers[2].event())["id"])

@@ -13,7 +13,7 @@ import pytest
 
 from api.reports import month_bounds, to_csv
 from api.routes.telemetry import BUCKETS_S, MAX_POINTS, RAW_SPAN
-from api.stream import format_event, parse_cursor
+from api.sse import format_event, parse_cursor
 from facility.db.telemetry_query import align, choose_bucket
 
 
