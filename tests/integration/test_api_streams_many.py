@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from api.app import POOL_MAX_SIZE, create_app
+from api.settings import ApiSettings
 from tests.integration.api_support import seed_site
 from tests.integration.stream_support import TIMEOUT_S, Reader, record, serving, sign_in
 
@@ -45,3 +46,38 @@ async def test_many_streams_hold_no_connection_and_each_gets_a_new_event(
         got = await asyncio.gather(*(r.event() for r in readers))
         assert [m["id"] for m in got] == [str(new)] * STREAMS
         assert {m["event"] for m in got} == {"alarm.raised"}
+
+
+async def test_streams_that_fall_behind_or_resume_from_long_ago_get_every_event_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Backlogs of 3 events and 4 kept in memory: a burst of 8 overflows every stream, which
+    then resumes from its last id (from the database: the memory has moved past it); a
+    stream from ?after=0 starts by reading the database; a site's stream skips other sites."""
+    site = seed_site(database_url, tmp_path)
+    before = await record(database_url, *["alarm.raised"] * 6)
+    settings = ApiSettings(stream_backlog=3, stream_replay=4)
+    app = create_app(database_url, site=site, settings=settings)
+    async with serving(app) as base_url, contextlib.AsyncExitStack() as streams, \
+            httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT_S) as client:
+        headers = await sign_in(client)
+        paths = ["/api/v1/stream?after=0", "/api/v1/stream",
+                 f"/api/v1/stream?site=tsite&after={before[3]}"]
+        readers = [Reader(await streams.enter_async_context(
+            client.stream("GET", path, headers=headers))) for path in paths]
+        everything, now, one_site = readers
+        for reader in readers:
+            assert (await reader.event())["event"] == "ready"
+        assert [int((await everything.event())["id"]) for _ in before] == before
+        assert [int((await one_site.event())["id"]) for _ in before[4:]] == before[4:]
+        elsewhere = await record(database_url, "alarm.raised", site="other")
+        burst = await record(database_url, *["alarm.acknowledged"] * 8)
+        for reader, expected in ((everything, elsewhere + burst), (now, elsewhere + burst),
+                                 (one_site, burst)):
+            got = [await reader.event() for _ in expected]
+            assert [int(m["id"]) for m in got] == expected
+        assert app.state.hub.counters.overflows == 3
+        # Nothing more (no event twice): the next message is the one recorded now.
+        [last] = await record(database_url, "alarm.cleared")
+        for reader in readers:
+            assert int((await reader.event())["id"]) == last
