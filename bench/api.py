@@ -9,10 +9,15 @@ a year of closed alarms and orders, active alarms with fault orders and open mai
 orders written with COPY and set-based SQL (not through simulated gateways), and 30 days of
 1 s readings (2.6 M rows) of one pump set's outlet pressure rolled up as ingest's job does.
 Then ``facility api`` serves it in a child process and this process asks each route
-``--rounds`` times in turn (after a warm-up), one request at a time.
+``--rounds`` times in turn (after a warm-up), one request at a time. On the portfolio it then
+opens ``--streams`` live streams (bench/streams.py: each its own socket and token, as the
+duty-room pages of a monitoring centre would), asks every route ``--rounds`` times again while
+a probe event is raised every half second (20 at least), and measures when each stream
+received each probe: the routes' p95 without streams is the baseline of the same run.
 
-Ends with ``RESULT devices=... p95_ms_max=... demo_p95_ms_max=... slowest_route=...``.
-Usage: .venv/bin/python bench/api.py [--estates 100] [--rounds 40]"""
+Ends with ``RESULT devices=... p95_ms_max=... demo_p95_ms_max=... slowest_route=... streams=...
+stream_event_p99_ms=... p95_ms_max_with_streams=... stream_events_missed=...``.
+Usage: .venv/bin/python bench/api.py [--estates 100] [--rounds 40] [--streams 2000]"""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import asyncio
 import logging
 import os
 import shutil
@@ -31,6 +37,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
@@ -43,6 +50,7 @@ from bench.portfolio import (
     populate,
     write_portfolio,
 )
+from bench.streams import StreamFigures, StreamLoad, raise_fd_limit
 from facility.db.migrate import migrate
 from facility.ports import free_port
 from stack.embedded.lifetime import stop_process
@@ -50,7 +58,17 @@ from stack.embedded.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench password 1"
+PROBE_INTERVAL_S = 0.5
+PROBES_AT_LEAST = 20
 Route = tuple[str, Callable[[int], str]]
+Times = dict[str, list[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class WithStreams:
+    times: Times  # the routes while the streams are open and probes fan out
+    figures: StreamFigures
+    api_rss_mb: float  # the API process with every stream open
 
 
 def routes(conn: psycopg.Connection) -> list[Route]:
@@ -107,7 +125,8 @@ def prepare(server: PostgresServer, name: str,
     return url, timings
 
 
-def measure(url: str, site_file: Path, rounds: int) -> dict[str, list[float]]:
+def measure(url: str, site_file: Path, rounds: int, streams: int = 0
+            ) -> tuple[Times, WithStreams | None]:
     port = free_port()
     env = {**os.environ, "FACILITY_DATABASE_URL": url}
     proc = subprocess.Popen(
@@ -122,18 +141,55 @@ def measure(url: str, site_file: Path, rounds: int) -> dict[str, list[float]]:
             client.headers["Authorization"] = f"Bearer {token}"
             with psycopg.connect(url) as conn:
                 plan = routes(conn)
-            times: dict[str, list[float]] = {name: [] for name, _ in plan}
-            for i in range(rounds + 3):
-                for name, path in plan:
-                    t0 = time.perf_counter()
-                    resp = client.get("/api/v1" + path(i))
-                    elapsed = (time.perf_counter() - t0) * 1000
-                    resp.raise_for_status()
-                    if i >= 3:  # warm-up
-                        times[name].append(elapsed)
-            return times
+            times = _rounds(client, plan, rounds)
+            if not streams:
+                return times, None
+            return times, asyncio.run(
+                _with_streams(url, port, proc.pid, client, plan, rounds, streams))
     finally:
         stop_process(proc, "api")
+
+
+def _rounds(client: httpx.Client, plan: list[Route], rounds: int) -> Times:
+    times: Times = {name: [] for name, _ in plan}
+    for i in range(rounds + 3):
+        for name, path in plan:
+            t0 = time.perf_counter()
+            resp = client.get("/api/v1" + path(i))
+            elapsed = (time.perf_counter() - t0) * 1000
+            resp.raise_for_status()
+            if i >= 3:  # warm-up
+                times[name].append(elapsed)
+    return times
+
+
+async def _with_streams(url: str, port: int, pid: int, client: httpx.Client,
+                        plan: list[Route], rounds: int, count: int) -> WithStreams:
+    """Open ``count`` streams, then time the routes (in a thread: this loop reads the
+    streams) while probes fan out; every stream must receive every probe."""
+    with psycopg.connect(url) as conn:
+        site = conn.execute("SELECT min(id) FROM sites").fetchone()
+    assert site is not None
+    load = StreamLoad(url, "127.0.0.1", port, str(site[0]))
+    await load.open(count, "operator")
+    print(f"{count} streams open in {load.opened_s:.1f} s")
+    rss = _rss_mb(pid)
+    stop = asyncio.Event()
+    probing = asyncio.create_task(
+        load.probe_until(stop, PROBE_INTERVAL_S, PROBES_AT_LEAST), name="probes")
+    try:
+        times = await asyncio.to_thread(_rounds, client, plan, rounds)
+    finally:
+        stop.set()
+        await probing
+    return WithStreams(times, await load.figures(), rss)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _wait(client: httpx.Client, timeout_s: float = 60) -> None:
@@ -156,48 +212,73 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--estates", type=int, default=100, help="10 buildings each")
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--streams", type=int, default=2000,
+                        help="live streams open during the second round on the portfolio")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # This process and the API (which inherits the limit) each hold a socket per stream.
+    print(f"open files limit: {raise_fd_limit(args.streams + 1024)};"
+          f" load average at start: {os.getloadavg()[0]:.1f}")
     tmp = Path(tempfile.mkdtemp(prefix="facility-bench-api-"))
     server = PostgresServer(tmp / "pg", free_port(), settings={
         "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
     server.start()
-    results: dict[str, dict[str, list[float]]] = {}
+    results: dict[str, Times] = {}
     sizes: dict[str, int] = {}
+    loaded: WithStreams | None = None
     try:
         t0 = time.perf_counter()
         paths = write_portfolio(tmp / "sites", args.estates)
         written = time.perf_counter() - t0
         t0 = time.perf_counter()
         portfolio = load_portfolio(paths)
-        loaded = time.perf_counter() - t0
+        loaded_s = time.perf_counter() - t0
         print(f"portfolio: {len(paths)} site files, {portfolio.buildings} buildings,"
               f" {portfolio.devices} devices; written in {written:.1f} s, loaded by the site"
-              f" model in {loaded:.1f} s")
+              f" model in {loaded_s:.1f} s")
         demo = load_portfolio([ROOT / "sites/demo.yaml"])
         for label, pf, site_file in (("demo", demo, ROOT / "sites/demo.yaml"),
                                      ("portfolio", portfolio, paths[0])):
             url, timings = prepare(server, label, pf)
             print(f"{label}: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-            results[label] = measure(url, site_file, args.rounds)
+            streams = args.streams if label == "portfolio" else 0
+            results[label], with_streams = measure(url, site_file, args.rounds, streams)
+            loaded = with_streams or loaded
             sizes[label] = pf.devices
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    report(results, sizes)
+    report(results, sizes, loaded)
 
 
-def report(results: dict[str, dict[str, list[float]]], sizes: dict[str, int]) -> None:
-    print(f"\n| route | demo p50 | demo p95 | {sizes['portfolio']:,} devices p50 | p95 |")
-    print("| --- | --- | --- | --- | --- |")
+def report(results: dict[str, Times], sizes: dict[str, int], loaded: WithStreams | None
+           ) -> None:
+    streams = loaded.figures.streams if loaded else 0
+    print(f"\n| route | demo p50 | demo p95 | {sizes['portfolio']:,} devices p50 | p95 |"
+          f" p50 with {streams:,} streams | p95 with streams |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     big, small = results["portfolio"], results["demo"]
+    busy = loaded.times if loaded else {}
     for name in big:
+        extra = (f" {p(busy[name], 50):.1f} | {p(busy[name], 95):.1f} |" if busy
+                 else " - | - |")
         print(f"| {name} | {p(small[name], 50):.1f} | {p(small[name], 95):.1f} |"
-              f" {p(big[name], 50):.1f} | {p(big[name], 95):.1f} |")
+              f" {p(big[name], 50):.1f} | {p(big[name], 95):.1f} |{extra}")
     slowest = max(big, key=lambda n: p(big[n], 95))
     demo_max = max(p(v, 95) for v in small.values())
-    print(f"RESULT devices={sizes['portfolio']} p95_ms_max={p(big[slowest], 95):.1f}"
-          f" demo_p95_ms_max={demo_max:.1f} slowest_route={slowest.replace(' ', '_')}")
+    line = (f"RESULT devices={sizes['portfolio']} p95_ms_max={p(big[slowest], 95):.1f}"
+            f" demo_p95_ms_max={demo_max:.1f} slowest_route={slowest.replace(' ', '_')}")
+    if loaded:
+        f = loaded.figures
+        print(f"\nstreams: {f.streams} opened in {f.opened_s:.1f} s, API RSS"
+              f" {loaded.api_rss_mb:.0f} MB with all open; {f.probes} probes x {f.streams}"
+              f" streams: {len(f.delays_ms)} arrivals, {f.missed} missed, closed by the"
+              f" server {f.closed_by_server}; delay ms p50 {p(f.delays_ms, 50):.0f}"
+              f" p99 {p(f.delays_ms, 99):.0f} max {max(f.delays_ms):.0f}")
+        line += (f" streams={f.streams} stream_event_p99_ms={p(f.delays_ms, 99):.0f}"
+                 f" p95_ms_max_with_streams={max(p(v, 95) for v in busy.values()):.1f}"
+                 f" stream_events_missed={f.missed}")
+    print(line)
 
 
 if __name__ == "__main__":
