@@ -18,8 +18,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from facility import events
-from facility.ports import free_port
 from facility.messages import AlarmEvent
+from facility.ports import free_port
 from tests.integration.api_support import PASSWORD
 
 TIMEOUT_S = 10
