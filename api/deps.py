@@ -101,6 +101,7 @@ async def _public_connection(pool: Pool) -> AsyncIterator[DbConnection]:
 
 
 async def _connection_of(pool: Pool, user: CurrentUser) -> AsyncIterator[DbConnection]:
+    """``user`` is why it waits: the token is checked (and its connection back) first."""
     async with pool.connection() as conn:
         yield conn
 
