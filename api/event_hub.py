@@ -46,6 +46,8 @@ MAX_BACKOFF_S = 30.0
 CATCH_UP_READERS = 2
 """Streams reading the outbox from the database at once (resuming from before what the hub
 keeps in memory); the others wait their turn, so catching up never takes the whole pool."""
+WAKE_SLICE = 100
+"""Streams woken per turn of the event loop during a fan-out (see ``EventHub.wake_streams``)."""
 Ending = Literal["closing", "signed_out"]
 
 
@@ -88,22 +90,25 @@ class Subscription:
         self._wake = asyncio.Event()
 
     def offer(self, event: Event) -> bool:
-        """Append to the backlog; False (and the backlog dropped) when it was full."""
+        """Append to the backlog (``wake`` tells the stream); False, and the backlog
+        dropped, when it was full."""
         if len(self._backlog) >= self._capacity:
             self._backlog = []
             self.overflowed = True
-        else:
-            self._backlog.append(event)
+            return False
+        self._backlog.append(event)
+        return True
+
+    def wake(self) -> None:
         self._wake.set()
-        return not self.overflowed
 
     def preload(self, backlog: list[Event]) -> None:
         self._backlog = backlog
-        self._wake.set()
+        self.wake()
 
     def end(self, reason: Ending) -> None:
         self.ended = reason
-        self._wake.set()
+        self.wake()
 
     def take(self) -> list[Event]:
         backlog, self._backlog = self._backlog, []
@@ -135,6 +140,7 @@ class EventHub:
         self._recent: deque[Event] = deque()
         self._floor = 0  # every event after this id is in _recent (up to last_id)
         self._subs: dict[str | None, set[Subscription]] = {}
+        self._unwoken: dict[Subscription, None] = {}  # given events, not yet woken (in order)
         self.catch_up_slots = asyncio.Semaphore(CATCH_UP_READERS)
         self.counters = HubCounters()
         self.connected = False
@@ -209,14 +215,30 @@ class EventHub:
         self.last_id = event.id
 
     def publish(self, event: Event) -> None:
-        """Hand one event (the next after ``last_id``) to every subscription of its site."""
+        """Hand one event (the next after ``last_id``) to every subscription of its site;
+        ``wake_streams`` then tells them."""
         self._remember(event)
         self.counters.events += 1
         audience: Iterable[Subscription] = itertools.chain(
             self._subs.get(None, ()), self._subs.get(event.site, ()))
-        for sub in [s for s in audience if not s.offer(event)]:
+        fell_behind = []
+        for sub in audience:
+            if not sub.offer(event):
+                fell_behind.append(sub)
+            self._unwoken[sub] = None
+        for sub in fell_behind:
             self.unsubscribe(sub)
             self.counters.overflows += 1
+
+    async def wake_streams(self) -> None:
+        """Wake the streams that were given events, ``WAKE_SLICE`` per turn of the event loop,
+        so that requests that arrive during a fan-out to thousands of streams go on between
+        slices instead of waiting for all of it."""
+        while self._unwoken:
+            for sub in list(itertools.islice(self._unwoken, WAKE_SLICE)):
+                del self._unwoken[sub]
+                sub.wake()
+            await asyncio.sleep(0)
 
     async def _read(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
@@ -224,6 +246,7 @@ class EventHub:
             self.counters.reads += 1
             for row in rows:
                 self.publish(_event(row))
+            await self.wake_streams()
             if len(rows) < BATCH:
                 return
 
