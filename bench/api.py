@@ -10,8 +10,8 @@ orders written with COPY and set-based SQL (not through simulated gateways), and
 1 s readings (2.6 M rows) of one pump set's outlet pressure rolled up as ingest's job does.
 Then ``facility api`` serves it in a child process and this process asks each route
 ``--rounds`` times in turn (after a warm-up), one request at a time. On the portfolio it then
-opens ``--streams`` live streams (bench/streams.py: each its own socket and token, as the
-duty-room pages of a monitoring centre would), asks every route ``--rounds`` times again while
+opens ``--streams`` live streams (bench/streams.py, in a child process: each its own socket
+and token, as the duty-room pages of a monitoring centre would), asks every route ``--rounds`` times again while
 a probe event is raised every half second (20 at least), and measures when each stream
 received each probe: the routes' p95 without streams is the baseline of the same run.
 
@@ -28,7 +28,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
-import asyncio
+import json
 import logging
 import os
 import shutil
@@ -50,7 +50,7 @@ from bench.portfolio import (
     populate,
     write_portfolio,
 )
-from bench.streams import StreamFigures, StreamLoad, raise_fd_limit
+from bench.streams import StreamFigures, raise_fd_limit
 from facility.db.migrate import migrate
 from facility.ports import free_port
 from stack.embedded.lifetime import stop_process
@@ -58,8 +58,6 @@ from stack.embedded.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench password 1"
-PROBE_INTERVAL_S = 0.5
-PROBES_AT_LEAST = 20
 Route = tuple[str, Callable[[int], str]]
 Times = dict[str, list[float]]
 
@@ -144,8 +142,7 @@ def measure(url: str, site_file: Path, rounds: int, streams: int = 0
             times = _rounds(client, plan, rounds)
             if not streams:
                 return times, None
-            return times, asyncio.run(
-                _with_streams(url, port, proc.pid, client, plan, rounds, streams))
+            return times, _with_streams(url, port, proc.pid, client, plan, rounds, streams)
     finally:
         stop_process(proc, "api")
 
@@ -163,26 +160,29 @@ def _rounds(client: httpx.Client, plan: list[Route], rounds: int) -> Times:
     return times
 
 
-async def _with_streams(url: str, port: int, pid: int, client: httpx.Client,
-                        plan: list[Route], rounds: int, count: int) -> WithStreams:
-    """Open ``count`` streams, then time the routes (in a thread: this loop reads the
-    streams) while probes fan out; every stream must receive every probe."""
+def _with_streams(url: str, port: int, pid: int, client: httpx.Client,
+                  plan: list[Route], rounds: int, count: int) -> WithStreams:
+    """Open ``count`` streams (in a child process, bench/streams.py), then time the routes
+    while probes fan out; every stream must receive every probe."""
     with psycopg.connect(url) as conn:
         site = conn.execute("SELECT min(id) FROM sites").fetchone()
     assert site is not None
-    load = StreamLoad(url, "127.0.0.1", port, str(site[0]))
-    await load.open(count, "operator")
-    print(f"{count} streams open in {load.opened_s:.1f} s")
-    rss = _rss_mb(pid)
-    stop = asyncio.Event()
-    probing = asyncio.create_task(
-        load.probe_until(stop, PROBE_INTERVAL_S, PROBES_AT_LEAST), name="probes")
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "bench.streams", url, str(port), str(site[0]), str(count)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+    assert holder.stdin is not None and holder.stdout is not None
     try:
-        times = await asyncio.to_thread(_rounds, client, plan, rounds)
+        ready = holder.stdout.readline().decode().split()
+        assert ready and ready[0] == "ready", f"the streams did not open: {ready}"
+        print(f"{count} streams open in {float(ready[1]):.1f} s")
+        rss = _rss_mb(pid)
+        times = _rounds(client, plan, rounds)
+        holder.stdin.write(b"stop\n")
+        holder.stdin.flush()
+        figures = StreamFigures(**json.loads(holder.stdout.readline()))
     finally:
-        stop.set()
-        await probing
-    return WithStreams(times, await load.figures(), rss)
+        stop_process(holder, "streams")
+    return WithStreams(times, figures, rss)
 
 
 def _rss_mb(pid: int) -> float:

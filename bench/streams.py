@@ -1,23 +1,29 @@
-"""Live streams for bench/api.py: thousands of SSE clients in the bench process, each a plain
-asyncio Protocol on its own socket (no task and no HTTP library per stream, so the load
-generator costs little), each with its own bearer token (written straight into api_tokens,
-as sign-in would, without 2,000 argon2 checks); probe events recorded in the outbox by the
-services' own ``facility.events.record``; and when each stream received each probe.
+"""Live streams for bench/api.py: thousands of SSE clients, each a plain asyncio Protocol on
+its own socket (no task and no HTTP library per stream, so the load generator costs little),
+each with its own bearer token (written straight into api_tokens, as sign-in would, without
+2,000 argon2 checks); probe events recorded in the outbox by the services' own
+``facility.events.record``; and when each stream received each probe.
 
 ``StreamLoad`` opens the streams (a bounded number of connects at a time), raises a probe every
-``interval_s`` while the caller measures the routes, then waits for every stream to have every
-probe and returns the delays (from just before the probe's commit to its arrival)."""
+``interval_s`` until told to stop, then waits for every stream to have every probe and returns
+the delays (from just before the probe's commit to its arrival). Run as
+``python -m bench.streams URL PORT SITE COUNT`` (what bench/api.py does, so that reading
+thousands of sockets does not share a GIL with the route timings), it prints ``ready`` once
+every stream is open, probes until a line (or EOF) on stdin, and prints the figures as one
+JSON line."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import resource
 import secrets
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -27,6 +33,8 @@ from facility import events
 from facility.messages import AlarmEvent
 
 PROBE = "bench.probe"
+PROBE_INTERVAL_S = 0.5
+PROBES_AT_LEAST = 20
 _PROBE = re.compile(rb"id: (\d+)\nevent: bench\.probe")
 CONNECTS_AT_ONCE = 50
 READY_TIMEOUT_S = 120.0
@@ -176,3 +184,23 @@ class StreamLoad:
                              probes=len(ids), delays_ms=delays,
                              missed=len(ids) * len(self.clients) - len(delays),
                              closed_by_server=closed)
+
+
+async def _hold(url: str, port: int, site: str, count: int) -> StreamFigures:
+    load = StreamLoad(url, "127.0.0.1", port, site)
+    await load.open(count, "operator")
+    print(f"ready {load.opened_s:.2f}", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # a line or EOF
+    await load.probe_until(stop, PROBE_INTERVAL_S, PROBES_AT_LEAST)
+    return await load.figures()
+
+
+def main() -> None:
+    url, port, site, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    raise_fd_limit(count + 1024)
+    print(json.dumps(asdict(asyncio.run(_hold(url, port, site, count)))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
