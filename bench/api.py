@@ -11,9 +11,10 @@ orders written with COPY and set-based SQL (not through simulated gateways), and
 Then ``facility api`` serves it in a child process and this process asks each route
 ``--rounds`` times in turn (after a warm-up), one request at a time. On the portfolio it then
 opens ``--streams`` live streams (bench/streams.py, in a child process: each its own socket
-and token, as the duty-room pages of a monitoring centre would), asks every route ``--rounds`` times again while
-a probe event is raised every half second (20 at least), and measures when each stream
-received each probe: the routes' p95 without streams is the baseline of the same run.
+and token, as the duty-room pages of a monitoring centre would), asks every route
+``--rounds`` times again while a probe event is raised every half second (20 at least), and
+measures when each stream received each probe: the routes' p95 without streams is the
+baseline of the same run.
 
 Ends with ``RESULT devices=... p95_ms_max=... demo_p95_ms_max=... slowest_route=... streams=...
 stream_event_p99_ms=... p95_ms_max_with_streams=... stream_events_missed=...``.
