@@ -17,7 +17,9 @@ measures when each stream received each probe: the routes' p95 without streams i
 baseline of the same run.
 
 Ends with ``RESULT devices=... p95_ms_max=... demo_p95_ms_max=... slowest_route=... streams=...
-stream_event_p99_ms=... p95_ms_max_with_streams=... stream_events_missed=...``.
+stream_event_p99_ms=... p95_ms_max_with_streams=... stream_events_missed=...
+naive_event_reads_ms=...``: the naive baseline of the streams is how long one event keeps the
+API's pool of 8 busy when every stream reads it with its own query, as before the event hub.
 Usage: .venv/bin/python bench/api.py [--estates 100] [--rounds 40] [--streams 2000]"""
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -44,6 +47,7 @@ from datetime import UTC, datetime
 import httpx
 import psycopg
 
+from api.app import POOL_MAX_SIZE
 from bench.portfolio import (
     Portfolio,
     load_portfolio,
@@ -51,7 +55,7 @@ from bench.portfolio import (
     populate,
     write_portfolio,
 )
-from bench.streams import StreamFigures, raise_fd_limit
+from bench.streams import StreamFigures, naive_event_reads_s, raise_fd_limit
 from facility.db.migrate import migrate
 from facility.ports import free_port
 from stack.embedded.lifetime import stop_process
@@ -68,6 +72,7 @@ class WithStreams:
     times: Times  # the routes while the streams are open and probes fan out
     figures: StreamFigures
     api_rss_mb: float  # the API process with every stream open
+    naive_event_reads_s: float  # one event read by every stream with its own query, pool of 8
 
 
 def routes(conn: psycopg.Connection) -> list[Route]:
@@ -183,7 +188,8 @@ def _with_streams(url: str, port: int, pid: int, client: httpx.Client,
         figures = StreamFigures(**json.loads(holder.stdout.readline()))
     finally:
         stop_process(holder, "streams")
-    return WithStreams(times, figures, rss)
+    naive = asyncio.run(naive_event_reads_s(url, count, POOL_MAX_SIZE))
+    return WithStreams(times, figures, rss, naive)
 
 
 def _rss_mb(pid: int) -> float:
@@ -276,9 +282,13 @@ def report(results: dict[str, Times], sizes: dict[str, int], loaded: WithStreams
               f" streams: {len(f.delays_ms)} arrivals, {f.missed} missed, closed by the"
               f" server {f.closed_by_server}; delay ms p50 {p(f.delays_ms, 50):.0f}"
               f" p99 {p(f.delays_ms, 99):.0f} max {max(f.delays_ms):.0f}")
+        print(f"naive baseline: one event read by each of the {f.streams} streams with its own"
+              f" query keeps a pool of {POOL_MAX_SIZE} busy for"
+              f" {loaded.naive_event_reads_s * 1000:.0f} ms (the hub: one query)")
         line += (f" streams={f.streams} stream_event_p99_ms={p(f.delays_ms, 99):.0f}"
                  f" p95_ms_max_with_streams={max(p(v, 95) for v in busy.values()):.1f}"
-                 f" stream_events_missed={f.missed}")
+                 f" stream_events_missed={f.missed}"
+                 f" naive_event_reads_ms={loaded.naive_event_reads_s * 1000:.0f}")
     print(line)
 
 

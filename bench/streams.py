@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from api.tokens import digest
 from facility import events
@@ -184,6 +185,26 @@ class StreamLoad:
                              probes=len(ids), delays_ms=delays,
                              missed=len(ids) * len(self.clients) - len(delays),
                              closed_by_server=closed)
+
+
+async def naive_event_reads_s(url: str, streams: int, pool_size: int) -> float:
+    """The naive baseline: how long one event keeps a pool of ``pool_size`` busy when every
+    stream reads it with its own query (what the API did before its event hub)."""
+    async with AsyncConnectionPool(url, min_size=pool_size, max_size=pool_size,
+                                   kwargs={"autocommit": True}, open=False) as pool:
+        await pool.wait()
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT coalesce(max(id), 0) FROM events")
+            row = await cur.fetchone()
+        last = int(row[0]) - 1 if row else 0
+
+        async def one() -> None:
+            async with pool.connection() as conn:
+                await events.since(conn, last, limit=500)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(streams)))
+        return time.perf_counter() - t0
 
 
 async def _hold(url: str, port: int, site: str, count: int) -> StreamFigures:
