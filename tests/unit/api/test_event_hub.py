@@ -5,6 +5,7 @@ tests/integration/test_api_stream*.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 from api.event_hub import Event, EventHub, HubLimits, Subscription
@@ -77,3 +78,14 @@ async def test_closing_ends_every_subscription_and_any_later_one() -> None:
     assert hub.subscribe(None, None, TOKEN).ended == "closing"
     _publish(hub, 1)
     assert [_ids(s) for s in subs] == [[], [], []]
+
+
+async def test_a_waiting_stream_wakes_once_the_hub_has_handed_out_the_events() -> None:
+    hub = _hub()
+    subs = [hub.subscribe(None, None, TOKEN) for _ in range(45)]  # more than one slice
+    waiting = [asyncio.create_task(s.wait(60)) for s in subs]
+    await asyncio.sleep(0)  # every stream is now waiting
+    _publish(hub, 1, 2)
+    await hub.wake_streams()
+    assert await asyncio.gather(*waiting) == [True] * 45
+    assert [_ids(s) for s in subs] == [[1, 2]] * 45
