@@ -26,6 +26,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from facility import events
+from facility.db.connect import connect
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -89,9 +90,7 @@ class EventHub:
         backoff_s = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
-                ) as conn:
+                async with await connect(self._url, application_name="api-events") as conn:
                     await conn.execute(f"LISTEN {events.CHANNEL}")
                     if not self.connected:
                         log.info("event hub listening on %s", events.CHANNEL)

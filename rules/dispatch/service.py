@@ -30,6 +30,7 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg_pool import AsyncConnectionPool
 
+from facility.db.connect import pool as db_pool
 from facility.messages import AlarmEvent
 from facility.procedures import Procedure
 from facility.site import Site
@@ -97,8 +98,7 @@ class Dispatcher:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Run the jobs until cancelled."""
         async with (
-            AsyncConnectionPool(self.database_url, min_size=1, max_size=4, open=False,
-                                kwargs={"autocommit": True}) as pool,
+            db_pool(self.database_url, min_size=1, max_size=4, name="dispatch") as pool,
             httpx.AsyncClient() as client,
         ):
             self._pool = pool
