@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -94,6 +95,17 @@ def _start_services(estate: Estate, tmp_path: Path) -> None:
         "ingest", [*cli, "ingest", *common, "--batch-ms", "50"], cwd=ROOT)
     estate.services["rules"] = estate.client.start(
         "rules", [*cli, "rules", *common, "--procedures", str(ROOT / "procedures")], cwd=ROOT)
+    for name in ("ingest", "rules"):  # a message before a subscription would reach no one
+        wait_logged(estate.client.log_path(name), f"{name} subscribed to", START_S)
+
+
+def wait_logged(path: Path, text: str, timeout_s: float) -> None:
+    """Poll a service's log (a line is the only sign it is subscribed) until ``text``."""
+    deadline = time.monotonic() + timeout_s
+    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path.name}: no {text!r} within {timeout_s:.0f} s")
+        time.sleep(0.1)
 
 
 def write_site(tmp_path: Path, site_id: str) -> Path:

@@ -29,6 +29,8 @@ from tests.integration.centre_support import (
 )
 
 FAILOVER_S = 90.0  # Patroni's ttl is 20 s; generous for a loaded 2-core machine
+# a cluster start (~15 s) and a failover (~25 s) with its rejoin each; 120 s is the default
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +60,15 @@ def lose_the_primary(estate: Estate, how: str, lift: str) -> str:
             await pub.wait_count(sent + 20, timeout_s=FAILOVER_S)  # the broker never stopped
             pub.stopped.set()
             await task
-            await until(lambda: _all_stored(estate, pub), FAILOVER_S,
-                        "every acknowledged message stored")
-            stored = await stored_times(estate.db.url(), lift)
+            try:
+                await until(lambda: _all_stored(estate, pub), FAILOVER_S,
+                            "every acknowledged message stored")
+            finally:
+                stored = await stored_times(estate.db.url(), lift)
+                missing = sorted(set(pub.acked) - set(stored))
+                print(f"acked {len(pub.acked)} stored {len(stored)} missing {len(missing)}: "
+                      f"{missing[:3]}...{missing[-3:]}; acked from {pub.acked[0]} to "
+                      f"{pub.acked[-1]}")
             assert sorted(set(stored)) == stored  # once each
             assert set(pub.acked) <= set(stored)  # nothing acknowledged lost
             await until(lambda: _work_order(estate, lift), FAILOVER_S,
