@@ -63,12 +63,11 @@ def lose_the_primary(estate: Estate, how: str, lift: str) -> str:
             try:
                 await until(lambda: _all_stored(estate, pub), FAILOVER_S,
                             "every acknowledged message stored")
-            finally:
-                stored = await stored_times(estate.db.url(), lift)
-                missing = sorted(set(pub.acked) - set(stored))
-                print(f"acked {len(pub.acked)} stored {len(stored)} missing {len(missing)}: "
-                      f"{missing[:3]}...{missing[-3:]}; acked from {pub.acked[0]} to "
-                      f"{pub.acked[-1]}")
+            except AssertionError as exc:
+                missing = sorted(set(pub.acked) - set(await stored_times(estate.db.url(), lift)))
+                raise AssertionError(f"{exc}: {len(missing)} of {len(pub.acked)} missing, "
+                                     f"from {missing[0]} to {missing[-1]}") from None
+            stored = await stored_times(estate.db.url(), lift)
             assert sorted(set(stored)) == stored  # once each
             assert set(pub.acked) <= set(stored)  # nothing acknowledged lost
             await until(lambda: _work_order(estate, lift), FAILOVER_S,
