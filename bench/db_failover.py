@@ -183,6 +183,9 @@ def run(runs: int, cap_s: float, timings: tuple[int, int, int]) -> None:
             writers["naive"].proc.kill()
             writers["naive"] = start_writer(client, "naive", urls["naive"])
             results.append(one_kill(centre, db, writers, cap_s))
+        for w in writers.values():  # no write may be acknowledged after the count below
+            w.proc.kill()
+            w.proc.wait()
         lost = lost_rows(centre, db, writers)
         report(results, lost, cap_s)
     finally:

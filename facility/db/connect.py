@@ -22,7 +22,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
-CONNECT_TIMEOUT_S = 3
+CONNECT_TIMEOUT_S = 2  # per host; libpq rounds anything lower up to 2
 DEFAULTS: dict[str, str | int] = {
     "connect_timeout": CONNECT_TIMEOUT_S,
     "keepalives": 1,

@@ -87,7 +87,7 @@ class DatabaseCluster:
     def nodes(self) -> list[str]:
         return list(self.spec.machines)
 
-    def url(self, *, connect_timeout_s: int = 3) -> str:
+    def url(self, *, connect_timeout_s: int = 2) -> str:
         """The services' target: every node, libpq picks the one that accepts writes."""
         hosts = ",".join(f"{self.description.address(m)}:{self.spec.port}" for m in self.nodes)
         return (f"postgresql://{self.spec.user}:{quote(self.secrets.database.app, safe='')}"

@@ -59,6 +59,7 @@ def patroni_config(description: CentreDescription, secrets: CentreSecrets,
         "bootstrap": {
             "dcs": _dcs(description),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+            "pg_hba": _pg_hba(description),  # the same as postgresql.pg_hba, which wins
         },
         "postgresql": {
             "listen": f"{address}:{spec.port}",

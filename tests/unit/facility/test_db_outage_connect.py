@@ -59,6 +59,6 @@ def test_a_multi_host_url_asks_for_the_primary_and_the_url_wins() -> None:
 def test_a_single_host_url_gets_timeouts_but_no_session_attrs() -> None:
     params = connection_params("postgresql://u@127.0.0.1:5432/db", application_name="x")
     assert "target_session_attrs" not in params
-    assert params["connect_timeout"] == 3 and params["application_name"] == "x"
+    assert params["connect_timeout"] == 2 and params["application_name"] == "x"
     explicit = connection_params("postgresql://u@a,b/db?target_session_attrs=any")
     assert "target_session_attrs" not in explicit
