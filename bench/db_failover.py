@@ -15,11 +15,14 @@ Then ``--runs`` times: the leader's machine is killed the hard way (link cut, ev
 SIGKILLed), the time to the new leader accepting writes is taken (``db_failover_s``) and
 each writer's time from the kill to its first acknowledged write after it; the old machine
 is revived and its node rejoins before the next run. At the end every acknowledged row is
-looked for on the last primary (``lost``).
+looked for on the last primary (``lost``). Last, the synchronous standby's machine is killed
+and the multi-host writer's longest pause between two acknowledged writes is taken
+(``standby_kill_write_pause_s``).
 
-``--ttl``, ``--loop-wait``, ``--retry-timeout`` set Patroni's timings (20, 5, 5 by default,
+``--ttl``, ``--loop-wait``, ``--retry-timeout`` set Patroni's timings (10, 2, 4 by default,
 as ``facility centre-config`` writes them). Ends with ``RESULT db_failover_s=...
-multihost_first_write_s=... haproxy_first_write_s=... naive_first_write_s=... lost=...``
+multihost_first_write_s=... haproxy_first_write_s=... naive_first_write_s=...
+standby_kill_write_pause_s=... lost=...``
 (medians over the runs; the naive writer is capped at
 ``--cap-s``). Usage: sudo .venv/bin/python bench/db_failover.py [--runs 3]"""
 
@@ -32,6 +35,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import itertools
 import logging
 import statistics
 import subprocess
@@ -125,6 +129,28 @@ def one_kill(centre: Centre, db: DatabaseCluster, writers: dict[str, Writer],
     return figures
 
 
+def standby_kill(centre: Centre, db: DatabaseCluster, writers: dict[str, Writer],
+                 window_s: float = 20.0) -> float:
+    """Kill the synchronous standby's machine; the longest pause between two acknowledged
+    writes of the multi-host writer around it (commits wait for a synchronous standby
+    until Patroni names the other one)."""
+    db.wait_healthy(120)
+    victim = db.sync_standby()
+    assert victim is not None
+    writer = writers["multihost"]
+    wait_until(lambda: writer.first_after(time.monotonic() - 1) is not None, 30)
+    centre.machine(victim).kill()
+    t_kill = time.monotonic()
+    time.sleep(window_s)  # a measuring window, not a wait for a condition
+    times = sorted(t for t in writer.acked.values() if t_kill - 1 <= t <= t_kill + window_s)
+    stall = max((b - a for a, b in itertools.pairwise(times)), default=window_s)
+    print(f"killed the synchronous standby {victim}: writes paused {stall:.1f} s "
+          f"(new synchronous standby {db.sync_standby()})", flush=True)
+    centre.machine(victim).revive()
+    db.restart(victim)
+    return stall
+
+
 def wait_until(cond: object, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -183,18 +209,20 @@ def run(runs: int, cap_s: float, timings: tuple[int, int, int]) -> None:
             writers["naive"].proc.kill()
             writers["naive"] = start_writer(client, "naive", urls["naive"])
             results.append(one_kill(centre, db, writers, cap_s))
+        stall = standby_kill(centre, db, writers)
         for w in writers.values():  # no write may be acknowledged after the count below
             w.proc.kill()
             w.proc.wait()
         lost = lost_rows(centre, db, writers)
-        report(results, lost, cap_s)
+        report(results, lost, cap_s, stall)
     finally:
         if db is not None:
             db.close()
         centre.close()
 
 
-def report(results: list[dict[str, float | None]], lost: int, cap_s: float) -> None:
+def report(results: list[dict[str, float | None]], lost: int, cap_s: float,
+           stall: float) -> None:
     def median(key: str) -> str:
         values = [r[key] if r[key] is not None else cap_s for r in results]
         m = statistics.median(values)  # type: ignore[type-var]
@@ -206,7 +234,8 @@ def report(results: list[dict[str, float | None]], lost: int, cap_s: float) -> N
                                       ("patroni", "multihost", "haproxy", "naive")))
     print(f"RESULT db_failover_s={median('patroni')} multihost_first_write_s="
           f"{median('multihost')} haproxy_first_write_s={median('haproxy')} "
-          f"naive_first_write_s={median('naive')} lost={lost}")
+          f"naive_first_write_s={median('naive')} standby_kill_write_pause_s={stall:.1f} "
+          f"lost={lost}")
 
 
 def main() -> None:
@@ -214,9 +243,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cap-s", type=float, default=60.0,
                         help="stop waiting for a writer's first write after this")
-    parser.add_argument("--ttl", type=int, default=20, help="Patroni ttl (s)")
-    parser.add_argument("--loop-wait", type=int, default=5, help="Patroni loop_wait (s)")
-    parser.add_argument("--retry-timeout", type=int, default=5,
+    defaults = DatabaseSpec(machines=["m1", "m2", "m3"])  # what centre-config writes
+    parser.add_argument("--ttl", type=int, default=defaults.ttl_s, help="Patroni ttl (s)")
+    parser.add_argument("--loop-wait", type=int, default=defaults.loop_wait_s,
+                        help="Patroni loop_wait (s)")
+    parser.add_argument("--retry-timeout", type=int, default=defaults.retry_timeout_s,
                         help="Patroni retry_timeout (s)")
     parser.add_argument("--writer", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

@@ -17,7 +17,7 @@ Choices (docs/operations.md, "High availability"):
 - ttl 10 s, loop_wait 2 s, retry_timeout 4 s (the description's defaults): a dead primary's
   leader key expires within 10 s of its last renewal (plus about 2 s when etcd's leader died
   with it: etcd extends leases on a leader change), the synchronous standby then asks the
-  dead node's REST API (2 s timeout) and promotes: 15 s measured, against 20-25 s at
+  dead node's REST API (2 s timeout) and promotes: 11-15 s measured, against 20-25 s at
   Patroni's usual 20/5/5. Patroni 3.0.2 accepts ttl 10; later releases document 20 as the
   minimum (set 20/5/5 before upgrading Patroni). A leader that cannot reach etcd within
   retry_timeout (4 s) demotes itself: no spurious failover in the benchmark's runs here.
@@ -106,7 +106,10 @@ def _dcs(description: CentreDescription) -> dict[str, Any]:
                 "max_connections": 200, "synchronous_commit": "on",
                 # a client that vanished (its machine lost) frees its backend within seconds
                 "tcp_keepalives_idle": 5, "tcp_keepalives_interval": 2,
-                "tcp_keepalives_count": 3,
+                "tcp_keepalives_count": 3, "tcp_user_timeout": 5000,
+                # a lost synchronous standby is dropped after 5 s (not 60), so Patroni names
+                # the other one and commits go on (the walsender asks for a reply at 2.5 s)
+                "wal_sender_timeout": "5s",
             },
         },
     }
