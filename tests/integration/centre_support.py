@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sys
 import tempfile
 import time
@@ -124,6 +125,7 @@ def write_site(tmp_path: Path, site_id: str) -> Path:
 def close_estate(estate: Estate) -> None:
     estate.db.close()
     estate.centre.close()
+    shutil.rmtree(estate.db.description.data_dir.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
