@@ -18,7 +18,6 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from psycopg_pool import AsyncConnectionPool
 
 from api.deps import ApiConfig
 from api.errors import install_handlers
@@ -45,6 +44,7 @@ from api.routes import (
 from api.security_headers import SecurityHeaders
 from api.settings import ApiSettings
 from facility.db import migrate
+from facility.db.connect import pool as db_pool
 from facility.site import Site
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate.check, database_url)
-        pool = AsyncConnectionPool(
-            database_url, min_size=1, max_size=POOL_MAX_SIZE, open=False,
-            kwargs={"autocommit": True}, timeout=POOL_TIMEOUT_S,
-            check=AsyncConnectionPool.check_connection, name="api",
-        )
+        pool = db_pool(database_url, max_size=POOL_MAX_SIZE, timeout_s=POOL_TIMEOUT_S,
+                       name="api", application_name="api")
         await pool.open(wait=True, timeout=POOL_TIMEOUT_S)
         app.state.pool = pool
         log.info("api ready (pool of up to %d connections)", POOL_MAX_SIZE)

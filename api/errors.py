@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from facility.alarm_store import AlarmError, AlarmNotFound, AlarmStateError
+from facility.db.outage import describe, is_outage
 from facility.workorders import (
     AssigneeRequired,
     StepNotFound,
@@ -22,6 +23,7 @@ from facility.workorders import (
 )
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5  # a Patroni failover takes about 20 s; clients poll again after this
 
 
 class ApiError(Exception):
@@ -87,8 +89,18 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable on %s: %s", request.url.path, exc)
-    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+    log.warning("database unavailable on %s: %s", request.url.path, describe(exc))
+    return JSONResponse({"detail": "database unavailable, retry shortly"}, status_code=503,
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database error no narrower handler took: 503 when it is an outage (a standby
+    answering "read-only" during a failover, the server shutting down), else a 500."""
+    if is_outage(exc):
+        return await _database_unavailable(request, exc)
+    log.error("database error on %s: %s", request.url.path, describe(exc), exc_info=exc)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -97,5 +109,6 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WorkOrderError, _work_order_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(psycopg.DataError, _data_error)
-    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_error)
+    app.add_exception_handler(psycopg.Error, _database_error)
     app.add_exception_handler(PoolTimeout, _database_unavailable)

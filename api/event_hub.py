@@ -39,6 +39,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from api import tokens
 from api.sse import format_event
 from facility import events
+from facility.db.connect import connect
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -257,8 +258,7 @@ class EventHub:
         backoff_s = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                        self._url, autocommit=True) as conn:
+                async with await connect(self._url, application_name="api-events") as conn:
                     await conn.execute(f"LISTEN {events.CHANNEL}")
                     log.info("event hub following the outbox from event %d%s", self.last_id,
                              "" if self.counters.reads == 0 else " (reconnected)")

@@ -13,8 +13,12 @@ newer-only from each point's newest row, the touched minutes marked for the roll
 by the session rule (see ``UPSERT_GATEWAY``), dead letters. Day partitions a batch needs
 are created first (``telemetry_ensure_partition``).
 
-While the database is unreachable the batch is kept and retried with capped, jittered
-exponential backoff, logged once when it goes and once when it is back. If the database
+While the database is unreachable (``facility.db.outage``: no connection, a standby or a
+demoted primary answering "read-only" during a failover) the batch is kept and retried on a
+new connection with capped, jittered exponential backoff, logged once when it goes and once
+when it is back. A batch whose commit outcome is unknown (the connection broke during
+COMMIT) is retried through the staging path, so it is stored once whether or not the lost
+attempt committed. If the database
 refuses the batch's data (a data or integrity error), the messages are written one by one
 and the ones it refuses become dead letters, so one poison message cannot stop ingest."""
 
@@ -30,6 +34,8 @@ import psycopg
 from psycopg import errors
 
 from facility import events
+from facility.db.connect import CONNECT_TIMEOUT_S, connect
+from facility.db.outage import describe, is_outage
 from facility.messages import AlarmEvent
 from facility.mqtt_session import Delivery
 from ingest.batch import DAY_US, MINUTE_US, Batch
@@ -134,8 +140,8 @@ class BatchWriter:
     def __init__(
         self, database_url: str, site_id: str, single: Callable[[Delivery], Batch], *,
         partitions: bool = True, application_name: str = CONSUMER,
-        backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
-        attempt_timeout_s: float = 30.0, connect_timeout_s: int = 5,
+        backoff_initial_s: float = 0.2, backoff_max_s: float = 2.0,
+        attempt_timeout_s: float = 30.0, connect_timeout_s: int = CONNECT_TIMEOUT_S,
         counters: Counters | None = None,
     ) -> None:
         self._url = database_url
@@ -167,10 +173,14 @@ class BatchWriter:
                 result = await self.write_once(batch)
             except DatabaseUnavailable as exc:
                 self._counters.write_retries += 1
+                # the attempt may have committed before its reply was lost: the retry goes
+                # through the staging table (ON CONFLICT DO NOTHING), so rows stay single
+                self._safe_batches = max(self._safe_batches, 1)
                 if down_since is None:
                     down_since = loop.time()
-                    log.warning("database unreachable (%s): keeping %d messages "
-                                "unacknowledged and retrying", exc, len(batch.deliveries))
+                    log.warning("database %s (%s): keeping %d messages unacknowledged and "
+                                "retrying", "unreachable" if is_outage(exc.cause) else "failing",
+                                describe(exc.cause), len(batch.deliveries))
                 await asyncio.sleep(delay_s * random.uniform(0.5, 1.0))
                 delay_s = min(delay_s * 2, self._backoff_max_s)
                 continue
@@ -249,10 +259,8 @@ class BatchWriter:
 
     async def _connection(self) -> Conn:
         if self._conn is None or self._conn.closed:
-            conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, connect_timeout=self._connect_timeout_s,
-                application_name=self._application_name,
-            )
+            conn = await connect(self._url, application_name=self._application_name,
+                                 connect_timeout=self._connect_timeout_s)
             await conn.execute(CREATE_STAGES)
             self._conn = conn
         return self._conn

@@ -11,9 +11,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-import psycopg
-
 from facility.db import migrate, registry
+from facility.db.connect import connect_sync
 from facility.mqtt_endpoint import MqttEndpoint
 from facility.mqtt_session import Delivery, MqttSession
 from facility.site import Site
@@ -133,7 +132,7 @@ def _prepare_database(database_url: str, site: Site,
     """Refuse a schema that is behind, upsert the site registry, choose the layout, load
     the name -> id maps."""
     migrate.check(database_url)
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect_sync(database_url) as conn:
         registry.sync_site(conn, site)
         ids = registry.load_ids(conn, site.id)
         layout = prepare_layout(conn, storage)

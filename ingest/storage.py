@@ -25,6 +25,7 @@ from importlib import resources
 
 import psycopg
 
+from facility.db.connect import connect_sync
 from facility.messages import utcnow
 
 log = logging.getLogger(__name__)
@@ -187,14 +188,14 @@ class Maintenance:
             await asyncio.sleep(next_at - loop.time())
 
     def _partitions(self) -> None:
-        with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
+        with connect_sync(self._url) as conn:
             created, dropped = maintain_partitions(conn, self._settings, self._clock())
         if created or dropped:
             log.info("telemetry partitions: created %s, dropped past %d days retention %s",
                      created or "none", self._settings.retention_days, dropped or "none")
 
     def _rollups(self) -> None:
-        with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
+        with connect_sync(self._url) as conn:
             n = refresh_rollups(conn, self._clock())
         self.rollup_runs += 1
         if n:

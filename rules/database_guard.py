@@ -1,8 +1,11 @@
 """The rules' one database connection and what to do when it fails: ``DatabaseGuard`` tells
-an outage (the server cannot be reached, or the connection broke) from a refusal (the
-server refused what was asked), holds and retries through an outage with capped backoff
-(the message being handled stays unacknowledged meanwhile, so nothing accepted is lost),
-reconnects a broken connection, and logs the outage once and the recovery once."""
+an outage from a refusal (``facility.db.outage``: unreachable, connection broken, the server
+shutting down, or a standby answering "read-only transaction" during a failover, are all
+outages), holds and retries through an outage with capped backoff (the message being
+handled stays unacknowledged meanwhile, so nothing accepted is lost), replaces the
+connection on every outage (a standby's connection is healthy but useless: the new one goes
+to the primary through ``target_session_attrs=read-write``), and logs the outage once and
+the recovery once."""
 
 from __future__ import annotations
 
@@ -14,9 +17,13 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from facility.db.connect import connect
+from facility.db.outage import describe, is_outage
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0  # backoff while the database is unreachable
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0  # backoff while no primary is reachable
+RECONNECT_TIMEOUT_S = 15.0  # every host of a multi-host URL, each within connect_timeout
 
 
 class DatabaseGuard:
@@ -36,8 +43,8 @@ class DatabaseGuard:
         return self._down_since is None
 
     def unavailable(self, exc: BaseException) -> bool:
-        """The database cannot be reached (as opposed to refusing what we asked)."""
-        return isinstance(exc, psycopg.OperationalError) or self.conn.broken or self.conn.closed
+        """No primary reachable right now (as opposed to refusing what we asked)."""
+        return is_outage(exc) or self.conn.broken or self.conn.closed
 
     def back(self) -> None:
         if self._down_since is not None:
@@ -48,9 +55,9 @@ class DatabaseGuard:
     async def lost(self, exc: Exception) -> None:
         if self._down_since is None:
             self._down_since = asyncio.get_running_loop().time()
-            log.warning("database unreachable (%s): holding messages, unacknowledged, and "
-                        "retrying until it is back", str(exc).strip() or type(exc).__name__)
-        await self.reconnect_if_broken(quiet=True)
+            log.warning("database unreachable or not the primary (%s): holding messages, "
+                        "unacknowledged, and retrying until a primary is back", describe(exc))
+        await self.reconnect(quiet=True)
 
     async def until_stored(self, write: Callable[[], Awaitable[T]], what: str, *,
                            attempts: int = 1) -> T | None:
@@ -67,7 +74,7 @@ class DatabaseGuard:
                     await self.lost(exc)
                     delay = await backoff(delay)
                     continue
-                self.failure = str(exc).strip() or type(exc).__name__
+                self.failure = describe(exc)
                 if attempt >= attempts:
                     log.exception("%s failed", what)
                     return None
@@ -77,20 +84,20 @@ class DatabaseGuard:
             self.back()
             return result
 
-    async def reconnect_if_broken(self, *, quiet: bool = False) -> None:
-        if self.conn.closed or self.conn.broken:
-            if not quiet:
-                log.warning("database connection lost; reconnecting")
-            try:
-                async with asyncio.timeout(10):
-                    conn = await psycopg.AsyncConnection.connect(
-                        self._database_url, autocommit=True)
-            except (psycopg.Error, TimeoutError) as exc:
-                (log.debug if quiet else log.warning)("database reconnect failed: %s", exc)
-                return
-            with contextlib.suppress(psycopg.Error):
-                await self.conn.close()
-            self.conn = conn
+    async def reconnect(self, *, quiet: bool = False) -> None:
+        """A new connection to the primary in place of the current one (kept if no new
+        one can be made: the next write fails and brings us back here)."""
+        if not quiet:
+            log.warning("database connection lost; reconnecting")
+        try:
+            async with asyncio.timeout(RECONNECT_TIMEOUT_S):
+                conn = await connect(self._database_url, application_name="rules")
+        except (psycopg.Error, TimeoutError) as exc:
+            (log.debug if quiet else log.warning)("database reconnect failed: %s", exc)
+            return
+        with contextlib.suppress(psycopg.Error):
+            await self.conn.close()
+        self.conn = conn
 
 
 async def backoff(delay: float) -> float:

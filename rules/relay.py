@@ -24,6 +24,7 @@ import psycopg
 import pydantic
 
 from facility import topics
+from facility.db.connect import connect
 from facility.events import relay_watermark, set_relay_watermark, to_relay
 from facility.messages import AlarmEvent, encode
 from facility.mqtt import MqttClient
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 POLL_S = 0.25  # how often the table is read when nobody in this process woke the relay
 LEADER_RETRY_S = 2.0
-RETRY_MIN_S, RETRY_MAX_S = 0.5, 5.0
+RETRY_MIN_S, RETRY_MAX_S = 0.5, 2.0
 
 
 class OutboxRelay:
@@ -61,8 +62,7 @@ class OutboxRelay:
         down = False
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._url,
-                                                                 autocommit=True) as conn:
+                async with await connect(self._url, application_name="rules-relay") as conn:
                     await self._lead(conn)
                     if down:
                         log.info("event relay of site %s: database back", self._site)

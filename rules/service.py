@@ -24,9 +24,8 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-import psycopg
-
 from facility.db import migrate
+from facility.db.connect import connect, connect_sync
 from facility.db.registry import load_ids, sync_site
 from facility.messages import AlarmEvent
 from facility.metrics_http import MetricsServer
@@ -56,7 +55,7 @@ CONSUME_STOP_S = 3.0  # for the message in hand at a stop, before it is cancelle
 
 
 def _sync_registry(database_url: str, site: Site) -> dict[str, int]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect_sync(database_url) as conn:
         sync_site(conn, site)
         return load_ids(conn, site.id).devices
 
@@ -85,7 +84,7 @@ async def run_rules(
     plan = load_for_site(site, procedures, dispatch_path) if dispatch else None
     engine = Engine.for_site(site_rules(site, procedures), site)
     device_ids = await asyncio.to_thread(_sync_registry, database_url, site)
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+    async with await connect(database_url, application_name="rules") as conn:
         await upsert_procedures(conn, procedures)
         state = await load_state(conn, part.sources, [r.id for r in engine.rules])
         log.info("rules for site %s, %s: %d rules, %d procedures, %d saved rule states, "

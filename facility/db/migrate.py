@@ -9,6 +9,8 @@ from importlib import resources
 
 import psycopg
 
+from facility.db.connect import connect_sync
+
 log = logging.getLogger(__name__)
 _LOCK_KEY = 7_411_001  # advisory lock: two services migrating at once take turns
 
@@ -42,7 +44,7 @@ def _applied(conn: psycopg.Connection) -> set[str]:
 def migrate(dsn: str) -> list[str]:
     """Apply the migrations not yet applied; returns their names."""
     done: list[str] = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect_sync(dsn) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             applied = _applied(conn)
@@ -61,7 +63,7 @@ def migrate(dsn: str) -> list[str]:
 
 def check(dsn: str) -> None:
     """Raise SchemaBehind if a shipped migration has not been applied."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect_sync(dsn) as conn:
         exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
         applied = _applied(conn) if exists and exists[0] else set()
     missing = [name for name, _ in available() if name not in applied]

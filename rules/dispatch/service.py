@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg_pool import AsyncConnectionPool
 
+from facility.db.connect import pool as db_pool
+from facility.db.outage import describe, is_outage
 from facility.messages import AlarmEvent
 from facility.procedures import Procedure
 from facility.site import Site
@@ -78,6 +81,7 @@ class Dispatcher:
         self.sla_every_s = sla_every_s
         self.deliver_every_s = deliver_every_s
         self._pool: AsyncConnectionPool[Any] | None = None
+        self._database_down = False
         self._deliverer: Deliverer | None = None
         self._device_ids: dict[str, int] = {}
         self._wake = asyncio.Event()
@@ -97,8 +101,7 @@ class Dispatcher:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Run the jobs until cancelled."""
         async with (
-            AsyncConnectionPool(self.database_url, min_size=1, max_size=4, open=False,
-                                kwargs={"autocommit": True}) as pool,
+            db_pool(self.database_url, min_size=1, max_size=4, name="dispatch") as pool,
             httpx.AsyncClient() as client,
         ):
             self._pool = pool
@@ -111,7 +114,8 @@ class Dispatcher:
                 (self.maintain, self.config.maintenance.check_every_s),
                 (self.refresh_on_call, ROSTER_RELOAD_S)]
             for func, every_s in jobs:
-                scheduler.add_job(func, "interval", seconds=every_s, id=func.__name__,
+                scheduler.add_job(self._guarded(func), "interval", seconds=every_s,
+                                  id=func.__name__,
                                   next_run_time=now, max_instances=1, coalesce=True,
                                   misfire_grace_time=max(30, int(every_s * 2)))
             scheduler.start()
@@ -125,10 +129,32 @@ class Dispatcher:
                 while True:  # woken by committed(): assign new orders without waiting
                     await self._wake.wait()
                     self._wake.clear()
-                    await self.sweep_sla()
-                    await self.deliver()
+                    await self._guarded(self.sweep_sla)()
+                    await self._guarded(self.deliver)()
             finally:
                 scheduler.shutdown(wait=False)
+
+    def _guarded(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``job``, riding out a database outage (a failover): logged once, the job's next
+        run (or the next wake) tries again; every timer lives in the database, so nothing
+        is lost meanwhile. A refusal is logged with its traceback; neither stops dispatch."""
+
+        async def run() -> None:
+            try:
+                await job()
+            except psycopg.Error as exc:
+                if not is_outage(exc):
+                    log.exception("dispatch job %s failed", job.__name__)
+                elif not self._database_down:
+                    self._database_down = True
+                    log.warning("dispatch: database unavailable (%s); timers wait for it",
+                                describe(exc))
+                return
+            if self._database_down:
+                self._database_down = False
+                log.info("dispatch: database back")
+
+        return run
 
     async def _start(self, pool: AsyncConnectionPool[Any]) -> None:
         async with pool.connection() as conn:

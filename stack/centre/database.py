@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -57,14 +58,16 @@ class DatabaseError(RuntimeError):
 
 
 def centre_description(centre: Centre, data_dir: Path, *, database_machines: int = 3,
-                       haproxy: bool = True, spec: DatabaseSpec | None = None
+                       haproxy: Sequence[str] | None = None, spec: DatabaseSpec | None = None
                        ) -> CentreDescription:
     """A description of ``centre``'s machines with the database on the first
-    ``database_machines`` (every machine may connect)."""
+    ``database_machines`` and an HAProxy on each of ``haproxy`` (default: the database
+    machines; empty: none); every machine of the centre may connect."""
     names = [m.name for m in centre.machines[:database_machines]]
     spec = spec or DatabaseSpec(machines=names)
-    if haproxy and spec.haproxy is None:
-        spec = spec.model_copy(update={"haproxy": HaproxySpec(machines=names)})
+    proxies = names if haproxy is None else list(haproxy)
+    if proxies and spec.haproxy is None:
+        spec = spec.model_copy(update={"haproxy": HaproxySpec(machines=proxies)})
     return describe([(m.name, m.address) for m in centre.machines], data_dir,
                     secrets=data_dir / "secrets.yaml", database=spec)
 
@@ -84,7 +87,7 @@ class DatabaseCluster:
     def nodes(self) -> list[str]:
         return list(self.spec.machines)
 
-    def url(self, *, connect_timeout_s: int = 3) -> str:
+    def url(self, *, connect_timeout_s: int = 2) -> str:
         """The services' target: every node, libpq picks the one that accepts writes."""
         hosts = ",".join(f"{self.description.address(m)}:{self.spec.port}" for m in self.nodes)
         return (f"postgresql://{self.spec.user}:{quote(self.secrets.database.app, safe='')}"
@@ -140,6 +143,27 @@ class DatabaseCluster:
                     return str(member["name"])
         return None
 
+    def healthy(self) -> bool:
+        """Every node is a running member, one leads and one is the synchronous standby."""
+        views = self.member_views()
+        for view in views.values():
+            members = view.get("members", [])
+            if not isinstance(members, list):
+                continue
+            states = {str(m["name"]): (m.get("role"), m.get("state")) for m in members}
+            if set(states) == set(self.nodes) \
+                    and all(state in ("running", "streaming") for _r, state in states.values()) \
+                    and {role for role, _s in states.values()} >= {"leader", "sync_standby"}:
+                return True
+        return False
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise DatabaseError(f"the cluster is not whole within {timeout_s:.0f} s")
+            time.sleep(0.3)
+
     def wait_leader(self, timeout_s: float, *, other_than: str | None = None) -> str:
         """Wait until a leader (other than ``other_than``) is elected and accepts writes."""
         deadline = time.monotonic() + timeout_s
@@ -170,7 +194,16 @@ class DatabaseCluster:
         machine.start("etcd", etcd_argv(files["etcd"]), user=user, env=_env())
         machine.start("patroni", patroni_argv(files["patroni"]), user=user, env=_env())
         if "haproxy" in files:
-            machine.start("haproxy", haproxy_argv(str(files["haproxy"])), env=_env())
+            self.start_haproxy(name)
+
+    def start_haproxy(self, name: str) -> None:
+        path = self.files[name].files["haproxy"]
+        self.centre.machine(name).start("haproxy", haproxy_argv(str(path)), env=_env())
+
+    def proxy_only_machines(self) -> list[str]:
+        """Machines with an HAProxy but no database node (a service machine)."""
+        proxies = self.spec.haproxy.machines if self.spec.haproxy is not None else []
+        return [m for m in proxies if m not in self.nodes]
 
     def restart(self, name: str) -> None:
         """After ``revive``: the machine's engines again (etcd rejoins with its data,
@@ -180,7 +213,7 @@ class DatabaseCluster:
     def close(self) -> None:
         """Kill the database's processes on every machine (not the centre's other
         engines) and remove the data directory."""
-        for name in self.nodes:
+        for name in self.nodes + self.proxy_only_machines():
             machine = self.centre.machine(name)
             _kill_user_processes(machine, self.spec.os_user)
             for proc_name, proc in machine.processes:
@@ -207,24 +240,18 @@ def start_database(centre: Centre, description: CentreDescription | None = None,
     try:
         for name in cluster.nodes:
             cluster.start_node(name)
+        for name in cluster.proxy_only_machines():
+            cluster.start_haproxy(name)
         leader = cluster.wait_leader(timeout_s)
         log.info("database leader %s", leader)
         cluster.centre.machine(leader).call(lambda: _create_app(cluster, leader))
         if schema:
             cluster.centre.machine(leader).call(lambda: migrate(cluster.url()))
-        _wait_sync_standby(cluster, timeout_s)
+        cluster.wait_healthy(timeout_s)
     except BaseException:
         cluster.close()
         raise
     return cluster
-
-
-def _wait_sync_standby(cluster: DatabaseCluster, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while cluster.sync_standby() is None:
-        if time.monotonic() > deadline:
-            raise DatabaseError(f"no synchronous standby within {timeout_s:.0f} s")
-        time.sleep(0.2)
 
 
 def _create_app(cluster: DatabaseCluster, leader: str) -> None:
@@ -257,6 +284,10 @@ def _env() -> dict[str, str]:
 
 def _prepare_dir(path: Path, user: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
+    for folder in path.resolve().parents:
+        if not os.stat(folder).st_mode & 0o001:
+            raise DatabaseError(f"{folder} is not searchable by others: {user} could not reach "
+                                f"{path} (choose a data directory it can reach)")
     os.chmod(path, 0o755)
     _chown_tree(path, user)
 

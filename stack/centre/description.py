@@ -64,10 +64,13 @@ class DatabaseSpec(Strict):
     etcd_peer_port: int = Field(default=2380, ge=1, le=65535)
     database: str = Field(default="facility", pattern=r"^[a-z_][a-z0-9_]*$")
     user: str = Field(default="facility", pattern=r"^[a-z_][a-z0-9_]*$")
-    # Patroni's DCS timings (3.0.2 refuses ttl < 20; loop_wait + 2 * retry_timeout <= ttl)
-    ttl_s: int = Field(default=20, ge=20)
-    loop_wait_s: int = Field(default=5, ge=1)
-    retry_timeout_s: int = Field(default=5, ge=3)
+    # Patroni's DCS timings (loop_wait + 2 * retry_timeout <= ttl). A primary's machine lost
+    # costs about ttl + 5 s: 15 s measured at 10/2/4, 20-25 s at 20/5/5 (bench/db_failover.py).
+    # Patroni 3.0.2 (Debian 12) accepts ttl 10; later releases document a minimum of 20:
+    # set 20/5/5 before upgrading Patroni.
+    ttl_s: int = Field(default=10, ge=10)
+    loop_wait_s: int = Field(default=2, ge=1)
+    retry_timeout_s: int = Field(default=4, ge=3)
     synchronous_mode_strict: bool = False
     postgres_bin: Path = Path("/usr/lib/postgresql/15/bin")
     os_user: str = "postgres"

@@ -221,3 +221,24 @@ async def test_device_page_serves_the_vendored_chart_library(client: httpx.Async
         assert (await client.get(asset)).status_code == 200
     assert "MIT" in (await client.get("/static/vendor/uplot/LICENSE")).text
     assert (await client.get("/devices/NOT%20A%20NAME")).status_code == 422
+
+
+async def test_a_read_only_database_is_503_with_retry_after_never_500(
+    client: httpx.AsyncClient, database_url: str, pg_server: object,
+) -> None:
+    """During a failover the API's connections may reach a standby (or a primary being
+    demoted): a write refused as "read-only transaction" is an outage, answered 503 with
+    Retry-After like a lost connection, and the same request succeeds once writes are back."""
+    from tests.integration.test_rules_outage import set_database_read_only
+
+    await login(client, "operator")  # works while the database takes writes
+    set_database_read_only(pg_server, database_url, True)  # type: ignore[arg-type]
+    try:
+        resp = await client.post("/api/v1/auth/token",
+                                 data={"username": "operator", "password": PASSWORD})
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["retry-after"] == "5"
+        assert resp.json() == {"detail": "database unavailable, retry shortly"}
+    finally:
+        set_database_read_only(pg_server, database_url, False)  # type: ignore[arg-type]
+    assert (await login(client, "operator"))["Authorization"].startswith("Bearer ")

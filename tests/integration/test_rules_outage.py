@@ -9,6 +9,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from facility import topics
@@ -90,3 +91,59 @@ async def test_the_service_reconnects_after_a_broker_restart_and_raises_what_fol
         broker.stop()
     assert await query(database_url, "SELECT source, alarm_type FROM alarms") == [
         (lift, "entrapment")]
+
+
+def set_database_read_only(pg: PostgresServer, database_url: str, read_only: bool) -> None:
+    """What a standby (or a primary being demoted) answers: every write fails with 25006
+    read_only_sql_transaction. Sessions are ended so that new ones take the setting."""
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = '
+                     f'{"on" if read_only else "off"}')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+
+def rollbacks(pg: PostgresServer, database_url: str) -> int:
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT xact_rollback FROM pg_stat_database WHERE datname = %s",
+                           (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_read_only_standby_is_waited_out_never_a_dead_letter(
+    tmp_path: Path, pg_server: PostgresServer, database_url: str, mqtt_url: str,
+    mqtt_protocol: str, site_id: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """During a failover the rules' connection may reach a node that answers "read-only
+    transaction": the message is held (unacknowledged) however many times that happens,
+    never dead-lettered after a few tries; once a primary takes writes, its alarm and one
+    work order are stored."""
+    caplog.set_level(logging.INFO, logger="rules")
+    site = make_site(tmp_path, site_id, on_delay_s=0.3)
+    lift = f"{site_id}-lift"
+    async with publisher(mqtt_url, mqtt_protocol) as pub, \
+            rules_running(site, database_url, mqtt_url, mqtt_protocol) as task:
+        send = Sender(pub, site)
+        await send.telemetry(lift, FREE)
+        set_database_read_only(pg_server, database_url, True)
+        try:
+            before = await asyncio.to_thread(rollbacks, pg_server, database_url)
+            await send.telemetry(lift, TRAPPED)
+            async with asyncio.timeout(30):  # well past the 3 tries of a refused message
+                # the server's statistics are polled; there is no event to await
+                while await asyncio.to_thread(rollbacks, pg_server, database_url) \
+                        < before + 6:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+            assert not task.done()
+            assert await query(database_url, "SELECT id FROM dead_letters") == []
+        finally:
+            set_database_read_only(pg_server, database_url, False)
+        await eventually(database_url, "SELECT id FROM work_orders", timeout_s=20)
+    assert await query(database_url, "SELECT source, alarm_type FROM alarms") == [
+        (lift, "entrapment")]
+    assert len(await query(database_url, "SELECT id FROM work_orders")) == 1
+    assert await query(database_url, "SELECT id FROM dead_letters") == []
+    assert count_logged(caplog, "refused message") == 0
+    assert count_logged(caplog, "database back after") == 1

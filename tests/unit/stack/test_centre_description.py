@@ -34,7 +34,7 @@ def test_a_good_description_loads_with_secrets_beside_it(tmp_path: Path) -> None
     d = load_description(write(tmp_path, GOOD))
     assert d.address("m2") == "10.215.1.12"
     assert d.secrets == tmp_path / "secrets.yaml"
-    assert d.database is not None and d.database.ttl_s == 20
+    assert d.database is not None and d.database.ttl_s == 10
     assert d.database.synchronous_mode_strict is False
 
 
