@@ -210,12 +210,11 @@ class SiteConfig(_Strict):
             raise ValueError("a gateway id appears twice")
         device_ids: set[str] = set()
         endpoints: dict[tuple[str, ...], str] = {}
-        for bi, b in enumerate(self.buildings):
+        for b in self.buildings:
             gw = gateways.get(b.gateway)
             if gw is None:
                 raise ValueError(f"building {b.id} names gateway {b.gateway}, which is not defined")
-            for di, d in enumerate(b.devices):
-                _check_bacnet_reach(d, gw, f"buildings[{bi}].devices[{di}].address")
+            for d in b.devices:
                 if d.id in device_ids:
                     raise ValueError(f"device id {d.id} appears twice")
                 device_ids.add(d.id)
@@ -226,18 +225,29 @@ class SiteConfig(_Strict):
         return self
 
 
-def _check_bacnet_reach(d: DeviceConfig, gw: GatewayConfig, where: str) -> None:
-    """A device at a host off loopback is out of reach of a gateway whose BACnet port is on
-    loopback (no ``bacnet.address`` or ``bacnet.interface``): every poll would time out."""
-    a = d.address
-    if not isinstance(a, BacnetAddress) or a.how != "host" or _is_loopback(a.host or ""):
-        return
+def check_gateway_reach(site: Site, gateway_id: str) -> None:
+    """Refuse (ConfigError, with each entry's path) a site whose gateway ``gateway_id`` would
+    poll a BACnet device off loopback from its BACnet port on loopback (no ``bacnet.address``
+    or ``bacnet.interface``): every poll would time out. Checked where the gateway loads the
+    site, not in the site model: the simulators, ingest, rules and the API read the same file
+    and serve or store those devices wherever they are."""
+    gw = site.gateway(gateway_id)
     if gw.bacnet is not None and (gw.bacnet.interface or gw.bacnet.address):
         return
-    raise ValueError(f"{where}.host: device {d.id} is at {a.host}, off loopback, but gateway "
-                     f"{gw.id} has its BACnet port on 127.0.0.1: add bacnet.interface (e.g. "
-                     "eth0) or bacnet.address (e.g. 192.168.10.5/24) to gateway "
-                     f"{gw.id}, the interface on that device's network")
+    problems = []
+    for bi, b in enumerate(site.config.buildings):
+        for di, d in enumerate(b.devices):
+            a = d.address
+            if b.gateway != gateway_id or not isinstance(a, BacnetAddress) \
+                    or a.how != "host" or _is_loopback(a.host or ""):
+                continue
+            problems.append(
+                f"buildings[{bi}].devices[{di}].address.host: device {d.id} is at {a.host}, "
+                f"off loopback, but gateway {gw.id} has its BACnet port on 127.0.0.1: add "
+                "bacnet.interface (e.g. eth0) or bacnet.address (e.g. 192.168.10.5/24) to "
+                f"gateway {gw.id}, the interface on that device's network")
+    if problems:
+        raise ConfigError(site.path, problems)
 
 
 def _is_loopback(host: str) -> bool:

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
-    from facility.site import load_site
+    from facility.site import check_gateway_reach, load_site
 
     if args.command == "db":
         from facility.db.migrate import migrate
@@ -266,6 +266,7 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
         if args.gateway not in {g.id for g in site.config.gateways}:
             log.error("gateway %s is not defined in %s", args.gateway, settings.site)
             return 2
+        check_gateway_reach(site, args.gateway)  # ConfigError: exit 2 with the paths
         stopping = Stopping()
         return run_service(run_gateway(site, args.gateway, mqtt,
                                        mqtt_protocol=settings.mqtt_protocol,

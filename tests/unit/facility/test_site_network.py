@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from facility.config_errors import ConfigError
-from facility.site import BacnetAddress, load_site
+from facility.site import BacnetAddress, check_gateway_reach, load_site
 from facility.site_network import RtuLineConfig
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -58,11 +58,6 @@ def test_rtu_units_on_a_line_of_their_gateway(tmp_path: Path) -> None:
     ({}, [{"id": "p", "type": "fire_panel", "profile": "firepanel",
            "address": {"protocol": "bacnet", "device_instance": 9}}],
      "addressed by device instance alone: gateway gw needs bacnet.address"),
-    ({}, [_panel({"host": "192.168.10.20"})],
-     "buildings[0].devices[0].address.host: device p is at 192.168.10.20, off loopback, but "
-     "gateway gw has its BACnet port on 127.0.0.1: add bacnet.interface"),
-    ({"bacnet": {"port": 47809}}, [_panel({"host": "panel.example"})],
-     "buildings[0].devices[0].address.host: device p is at panel.example, off loopback"),
 ])
 def test_bad_network_settings_are_refused_with_their_path(
     tmp_path: Path, gateway: dict[str, Any], devices: list[dict[str, Any]], message: str,
@@ -82,7 +77,27 @@ def test_bad_network_settings_are_refused_with_their_path(
 def test_bacnet_devices_the_gateway_can_reach_load(
     tmp_path: Path, gateway: dict[str, Any], address: dict[str, Any],
 ) -> None:
-    assert _load(tmp_path, gateway, [_panel(address)]).devices["p"].config.address.how == "host"
+    site = _load(tmp_path, gateway, [_panel(address)])
+    check_gateway_reach(site, "gw")
+    assert site.devices["p"].config.address.how == "host"
+
+
+@pytest.mark.parametrize(("gateway", "host", "message"), [
+    ({}, "192.168.10.20",
+     "buildings[0].devices[0].address.host: device p is at 192.168.10.20, off loopback, but "
+     "gateway gw has its BACnet port on 127.0.0.1: add bacnet.interface"),
+    ({"bacnet": {"port": 47809}}, "panel.example",
+     "buildings[0].devices[0].address.host: device p is at panel.example, off loopback"),
+])
+def test_a_gateway_refuses_bacnet_devices_off_loopback_it_cannot_reach(
+    tmp_path: Path, gateway: dict[str, Any], host: str, message: str,
+) -> None:
+    """The gateway refuses such a site at load; the simulators and the services that only
+    read the file (they serve or store those devices wherever they are) load it."""
+    site = _load(tmp_path, gateway, [_panel({"host": host})])
+    with pytest.raises(ConfigError) as err:
+        check_gateway_reach(site, "gw")
+    assert message in str(err.value)
 
 
 def test_bacnet_device_addressing() -> None:
