@@ -116,6 +116,9 @@ async def test_a_timed_step_that_runs_out_escalates_once_and_a_ticked_one_does_n
                                       clock=clock)):
             await eventually(conn, "SELECT 1 FROM work_orders WHERE id = %s AND state ="
                                    " 'assigned'", wo)
+            # the assignment's SMS goes out before the order is accepted (once accepted, an
+            # SMS still waiting for the sweep is no longer needed and is cancelled)
+            await srv.wait("TencentSendSms", 1)
             await transition(conn, wo, "accepted", "tech-lift", now=t0 + timedelta(seconds=30))
             await complete_step(conn, wo, 1, "tech-lift", now=t0 + timedelta(seconds=60))
             clock.now = t0 + timedelta(minutes=5, seconds=1)  # steps 2 and 3 (5 min) run out
