@@ -33,8 +33,10 @@ from tests.integration.api_support import (
     seed_entrapment,
     seed_site,
 )
+from tests.integration.stream_support import TIMEOUT_S, Reader
+from tests.integration.stream_support import record as _record
 from tests.integration.test_api_authz import MATRIX, ROLES
-from tests.integration.test_api_stream import TIMEOUT_S, Reader, _record, base_url
+from tests.integration.test_api_stream import base_url
 
 __all__ = ["base_url"]  # the stream fixture, shared
 
