@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # mosquitto (session fixtures), a module's tests kept on one worker
 PYTEST_WORKERS ?= 3
 
-.PHONY: demo test test-quick check clean
+.PHONY: demo test test-quick check clean messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ check: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff mypy
 	$(BIN)/ruff check facility gateway ingest rules api simulators stack tests bench
 	$(BIN)/mypy && $(BIN)/mypy --explicit-package-bases bench
+
+# The message catalogues (api/locale/*/LC_MESSAGES/messages.po): pick up new strings of the
+# templates (_()), the pages' scripts (t()) and api/vocabulary.py (N_()), keep the translations;
+# then fill in the new msgstr lines (zh_CN: every string; en: the code words, state:..., etc.).
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k t -k N_ --no-location --sort-output -o api/locale/messages.pot .
+	$(BIN)/pybabel update -i api/locale/messages.pot -d api/locale --no-location --no-fuzzy-matching
 
 clean:
 	rm -rf $(VENV) .facility .pytest_cache test-artifacts

@@ -15,14 +15,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import fastapi_offline
+import jinja2
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from api import i18n
 from api.deps import ApiConfig
 from api.errors import install_handlers
 from api.event_hub import EventHub
 from api.event_hub import running as running_hub
+from api.idempotency import Idempotency
 from api.routes import (
     alarms,
     assets,
@@ -30,6 +34,7 @@ from api.routes import (
     audit,
     auth,
     devices,
+    handovers,
     health,
     notices,
     pages,
@@ -49,9 +54,19 @@ from facility.site import Site
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
+SWAGGER_FILES = Path(fastapi_offline.__file__).resolve().parent / "static"
 API_PREFIX = "/api/v1"
 POOL_MAX_SIZE = 8
 POOL_TIMEOUT_S = 5.0
+
+
+def _templates(catalogues: i18n.Catalogues, lang: i18n.Language) -> Jinja2Templates:
+    """The page templates in one language (jinja2's i18n extension over the catalogue)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                             autoescape=jinja2.select_autoescape(), extensions=["jinja2.ext.i18n"])
+    env.install_gettext_translations(catalogues.translations[lang], newstyle=True)  # type: ignore[attr-defined]
+    env.globals["lang"] = lang
+    return Jinja2Templates(env=env)
 
 
 def create_app(
@@ -92,12 +107,16 @@ def create_app(
         redoc_url=None,
     )
     app.state.config = config
-    app.state.templates = Jinja2Templates(directory=HERE / "templates")
+    app.state.catalogues = catalogues = i18n.load()
+    app.state.templates = {lang: _templates(catalogues, lang) for lang in i18n.LANGUAGES}
     install_handlers(app)
     for module in (health, auth, sites, devices, telemetry, alarms, work_orders, users, audit,
-                   reports, stream, assets, notices, rosters, attachments):
+                   reports, stream, assets, notices, rosters, attachments, handovers):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(pages.router)
+    # Swagger UI's files from their package (before /static, which would shadow the path)
+    app.mount("/static/swagger", StaticFiles(directory=SWAGGER_FILES), name="swagger")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(Idempotency)  # inside SecurityHeaders: a replay gets the headers too
     app.add_middleware(SecurityHeaders)
     return app

@@ -17,6 +17,8 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.rows import from_row
+from facility.scope import Scope
+from facility.scope import sql as scope_sql
 
 DEVICE = r"^[a-z0-9_-]{1,64}$"
 FIELDS = ("model", "manufacturer", "serial_number", "registration_code", "installed_on",
@@ -68,8 +70,12 @@ def _out(row: tuple[Any, ...]) -> AssetOut:
     return AssetOut.model_validate(dict(zip(names, row, strict=True)))
 
 
-async def list_assets(conn: psycopg.AsyncConnection[Any]) -> list[AssetOut]:
-    cur = await conn.execute(_SELECT + " ORDER BY device")
+async def list_assets(conn: psycopg.AsyncConnection[Any], scope: Scope) -> list[AssetOut]:
+    """The ledger of the devices in ``scope`` (entries of devices not yet registered: only
+    for a scope of every site)."""
+    cur = await conn.execute(
+        _SELECT + " WHERE %(scope_all)s OR device IN (SELECT d.name FROM devices d WHERE "
+        + scope_sql("d.site_id", "d.building") + ") ORDER BY device", scope.params())
     return [_out(r) for r in await cur.fetchall()]
 
 

@@ -1,18 +1,22 @@
 """Domain errors of the API and their one mapping to HTTP: every error answer is JSON
-``{"detail": "..."}``. Database trouble is 503, a value the database refuses is 422; nothing a
-client sends should end as a 500."""
+``{"detail": "..."}``, in the language the client asks for with ``Accept-Language`` (zh-CN or
+en; English without one), translated by the message catalogue (api.i18n). Database trouble is
+503, a value the database refuses is 422; nothing a client sends should end as a 500."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import i18n
 from facility.alarm_store import AlarmError, AlarmNotFound, AlarmStateError
 from facility.db.outage import describe, is_outage
 from facility.workorders import (
@@ -47,17 +51,35 @@ class Conflict(ApiError):
     status_code = 409
 
 
+def answer(request: Request, detail: str, status_code: int,
+           headers: Mapping[str, str] | None = None, **extra: object) -> JSONResponse:
+    """The JSON error answer, its detail in the client's language."""
+    lang = i18n.language(request.headers.get("accept-language"))
+    catalogues: i18n.Catalogues | None = getattr(request.app.state, "catalogues", None)
+    if lang is not None and catalogues is not None:
+        detail = catalogues.translate_detail(lang, detail)
+    return JSONResponse({"detail": detail, **extra}, status_code=status_code,
+                        headers=dict(headers) if headers else None)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc.detail, str) or exc.status_code in (204, 304):
+        return await http_exception_handler(request, exc)
+    return answer(request, exc.detail, exc.status_code, exc.headers)
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    return answer(request, exc.detail, exc.status_code)
 
 
 async def _alarm_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AlarmError)
     if isinstance(exc, AlarmNotFound):
-        return JSONResponse({"detail": f"alarm {exc.alarm_id} not found"}, status_code=404)
+        return answer(request, f"alarm {exc.alarm_id} not found", 404)
     code = 409 if isinstance(exc, AlarmStateError) else 400
-    return JSONResponse({"detail": str(exc)}, status_code=code)
+    return answer(request, str(exc), code)
 
 
 async def _work_order_error(request: Request, exc: Exception) -> JSONResponse:
@@ -67,7 +89,7 @@ async def _work_order_error(request: Request, exc: Exception) -> JSONResponse:
         code = 404
     elif isinstance(exc, AssigneeRequired):
         code = 422
-    return JSONResponse({"detail": str(exc)}, status_code=code)
+    return answer(request, str(exc), code)
 
 
 def _where(loc: Sequence[object]) -> str:
@@ -80,18 +102,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     items = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
              for e in exc.errors()]
     detail = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in items) or "invalid request"
+    lang = i18n.language(request.headers.get("accept-language"))
+    catalogues: i18n.Catalogues | None = getattr(request.app.state, "catalogues", None)
+    if lang is not None and catalogues is not None:  # each part on its own
+        detail = "; ".join(f"{_where(e['loc'])}: {catalogues.translate_detail(lang, str(e['msg']))}"
+                           for e in items) or catalogues.gettext(lang, "invalid request")
     return JSONResponse({"detail": detail, "errors": items}, status_code=422)
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     log.info("refused input on %s: %s", request.url.path, exc)
-    return JSONResponse({"detail": f"invalid value: {exc}"}, status_code=422)
+    return answer(request, f"invalid value: {exc}", 422)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable on %s: %s", request.url.path, describe(exc))
-    return JSONResponse({"detail": "database unavailable, retry shortly"}, status_code=503,
-                        headers={"Retry-After": str(RETRY_AFTER_S)})
+    return answer(request, "database unavailable, retry shortly", 503,
+                  {"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -100,10 +127,11 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if is_outage(exc):
         return await _database_unavailable(request, exc)
     log.error("database error on %s: %s", request.url.path, describe(exc), exc_info=exc)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+    return answer(request, "internal error", 500)
 
 
 def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(AlarmError, _alarm_error)
     app.add_exception_handler(WorkOrderError, _work_order_error)

@@ -40,6 +40,7 @@ from api import tokens
 from api.sse import format_event
 from facility import events
 from facility.db.connect import connect
+from facility.scope import Scope
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -73,6 +74,7 @@ class HubCounters:
 class Event:
     id: int
     site: str
+    building: str | None  # what the event is about (None: the site as a whole)
     text: bytes  # the SSE message, formatted once for every stream
 
 
@@ -80,9 +82,10 @@ class Subscription:
     """One live stream's place in the hub: its backlog of events to send and whether it must
     end. The hub writes it; one stream reads it."""
 
-    def __init__(self, site: str | None, token_digest: bytes, start: int, capacity: int
-                 ) -> None:
+    def __init__(self, site: str | None, token_digest: bytes, start: int, capacity: int,
+                 scope: Scope) -> None:
         self.site = site
+        self.scope = scope  # the user's (facility.scope): only its events are offered
         self.token_digest = token_digest
         self.start = start  # the stream has sent everything up to this id
         self.catch_up_to: int | None = None  # read (start, catch_up_to] from the database first
@@ -162,19 +165,19 @@ class EventHub:
         for row in rows:
             self._remember(_event(row))
 
-    def subscribe(self, after: int | None, site: str | None, token_digest: bytes
-                  ) -> Subscription:
+    def subscribe(self, after: int | None, site: str | None, token_digest: bytes,
+                  scope: Scope | None = None) -> Subscription:
         """A subscription for a stream that has seen everything up to ``after`` (None: now),
-        of one site or (None) of all."""
+        of one site or (None) of all, and only of the user's ``scope`` (None: every site)."""
         start = self.last_id if after is None else after
-        sub = Subscription(site, token_digest, start, self.limits.backlog)
+        sub = Subscription(site, token_digest, start, self.limits.backlog, scope or Scope())
         if self.closing:
             sub.end("closing")
             return sub
         if start < self._floor:
             sub.catch_up_to = self.last_id
         else:
-            sub.preload(self._replay(start, site))
+            sub.preload(self._replay(start, site, sub.scope))
         self._subs.setdefault(site, set()).add(sub)
         return sub
 
@@ -201,12 +204,12 @@ class EventHub:
     def _all(self) -> Iterator[Subscription]:
         return itertools.chain.from_iterable(self._subs.values())
 
-    def _replay(self, after: int, site: str | None) -> list[Event]:
+    def _replay(self, after: int, site: str | None, scope: Scope) -> list[Event]:
         newer: list[Event] = []
         for event in reversed(self._recent):
             if event.id <= after:
                 break
-            if site is None or event.site == site:
+            if (site is None or event.site == site) and scope.sees(event.site, event.building):
                 newer.append(event)
         newer.reverse()
         return newer
@@ -226,6 +229,8 @@ class EventHub:
             self._subs.get(None, ()), self._subs.get(event.site, ()))
         fell_behind = []
         for sub in audience:
+            if not sub.scope.sees(event.site, event.building):
+                continue  # another estate's (issue 23)
             if not sub.offer(event):
                 fell_behind.append(sub)
             self._unwoken[sub] = None
@@ -302,8 +307,8 @@ class EventHub:
 
 
 def _event(row: events.SiteEvent) -> Event:
-    event_id, site, kind, payload = row
-    return Event(event_id, site, format_event(event_id, kind, payload).encode())
+    event_id, site, building, kind, payload = row
+    return Event(event_id, site, building, format_event(event_id, kind, payload).encode())
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -16,6 +16,9 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.rows import from_row
+from facility.scope import Scope
+from facility.scope import site_sql as site_scope_sql
+from facility.scope import sql as scope_sql
 
 NOTICE_TZ = ZoneInfo("Asia/Shanghai")
 """Times on the public page, as in the drafts the trigger writes: the estates' local time."""
@@ -81,13 +84,16 @@ _SELECT = ("SELECT id, site_id, building, kind, alarm_id, title, body, since,"
            " updated_by FROM resident_notices")
 
 
-async def list_notices(conn: psycopg.AsyncConnection[Any], site: str | None,
+async def list_notices(conn: psycopg.AsyncConnection[Any], scope: Scope, site: str | None,
                        state: NoticeState | None, limit: int) -> list[NoticeOut]:
+    """The notices of ``scope``: of its buildings, and the site-wide ones of its sites."""
     cur = await conn.execute(
         _SELECT + " WHERE (%(site)s::text IS NULL OR site_id = %(site)s)"
         " AND (%(state)s::text IS NULL OR state = %(state)s)"
+        " AND (" + scope_sql("site_id", "building")
+        + " OR (building = '' AND " + site_scope_sql("site_id") + "))"
         " ORDER BY (state = 'closed'), since DESC LIMIT %(limit)s",
-        {"site": site, "state": state, "limit": limit})
+        {"site": site, "state": state, "limit": limit, **scope.params()})
     return [from_row(NoticeOut, r) for r in await cur.fetchall()]
 
 

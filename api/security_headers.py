@@ -4,8 +4,9 @@ scripts and styles from this origin only (no inline script, no inline style attr
 eval), no framing (``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``),
 ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, and
 ``Cache-Control: no-store`` on API answers that do not set their own. The interactive API
-docs (/docs) load Swagger UI from its CDN like FastAPI's default page: their policy allows
-that one origin (and inline styles, which Swagger UI sets) for that page only."""
+docs (/docs) load Swagger UI from this server (its files come with the fastapi-offline package,
+mounted at /static/swagger: no CDN, so /docs works without internet); their policy allows only
+inline styles, which Swagger UI sets, for that page only."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
        " connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none';"
        " form-action 'self'; frame-ancestors 'none'")
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
-DOCS_CSP = (f"default-src 'self'; script-src 'self' {SWAGGER_CDN};"
-            f" style-src 'self' 'unsafe-inline' {SWAGGER_CDN}; img-src 'self' data:;"
+DOCS_CSP = ("default-src 'self'; script-src 'self';"
+            " style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
             " connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self';"
             " frame-ancestors 'none'")
 DOCS_PATH = "/docs"

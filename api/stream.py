@@ -24,17 +24,19 @@ from psycopg_pool import AsyncConnectionPool
 from api.event_hub import BATCH, EventHub
 from api.sse import HEARTBEAT, SIGNED_OUT, format_event, ready
 from facility import events
+from facility.scope import Scope
 
 log = logging.getLogger(__name__)
 
 
 async def event_stream(
     pool: AsyncConnectionPool[Any], hub: EventHub, *, after: int | None, site: str | None,
-    token_digest: bytes, client: str,
+    token_digest: bytes, client: str, scope: Scope | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE bytes of one client until the client goes, its token stops being valid or
-    the hub closes (shutdown). ``client`` names it in the log."""
-    sub = hub.subscribe(after, site, token_digest)
+    the hub closes (shutdown); only the events of ``scope`` (the user's: facility.scope).
+    ``client`` names it in the log."""
+    sub = hub.subscribe(after, site, token_digest, scope)
     last = sub.start
     fell_behind = 0
     try:
@@ -42,7 +44,7 @@ async def event_stream(
         while True:
             if sub.catch_up_to is not None:
                 until, sub.catch_up_to = sub.catch_up_to, None
-                async for chunk, upto in _catch_up(pool, hub, last, until, site):
+                async for chunk, upto in _catch_up(pool, hub, last, until, site, sub.scope):
                     yield chunk
                     last = upto
             if not await sub.wait(hub.limits.heartbeat_s):
@@ -62,19 +64,21 @@ async def event_stream(
                     log.warning("live stream of %s fell %d events behind; it resumes from"
                                 " event %d", client, hub.limits.backlog, last)
                 hub.unsubscribe(sub)
-                sub = hub.subscribe(last, site, token_digest)
+                sub = hub.subscribe(last, site, token_digest, scope)
     finally:
         hub.unsubscribe(sub)
 
 
 async def _catch_up(
     pool: AsyncConnectionPool[Any], hub: EventHub, after: int, until: int, site: str | None,
+    scope: Scope,
 ) -> AsyncIterator[tuple[bytes, int]]:
-    """The events in (after, until] from the database, a batch at a time, each with the last
-    id in it; the connection is given back before the batch is sent."""
+    """The events in (after, until] of the scope from the database, a batch at a time, each
+    with the last id in it; the connection is given back before the batch is sent."""
     while after < until:
         async with hub.catch_up_slots, pool.connection() as conn:
-            rows = await events.since(conn, after, site_id=site, until_id=until, limit=BATCH)
+            rows = await events.since(conn, after, site_id=site, until_id=until, limit=BATCH,
+                                      scope=scope)
         if not rows:
             return
         after = rows[-1][0]

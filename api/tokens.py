@@ -11,7 +11,8 @@ from datetime import timedelta
 
 import psycopg
 
-from facility.users import Role, User
+from facility.scope import Scope
+from facility.users import Role, User, language_of
 
 
 def digest(token: str) -> bytes:
@@ -34,7 +35,10 @@ async def issue_token(conn: psycopg.AsyncConnection, user_id: int, ttl: timedelt
 async def user_for_token(conn: psycopg.AsyncConnection, token: str) -> User | None:
     """The active user a valid, unexpired token belongs to, or None."""
     cur = await conn.execute(
-        "SELECT u.id, u.username, u.display_name, u.role, u.trade FROM api_tokens t"
+        "SELECT u.id, u.username, u.display_name, u.role, u.trade, u.all_sites, u.language,"
+        " ARRAY(SELECT site_id || CASE building WHEN '' THEN '' ELSE '/' || building END"
+        "       FROM user_scopes WHERE user_id = u.id)"
+        " FROM api_tokens t"
         " JOIN users u ON u.id = t.user_id"
         " WHERE t.token_sha256 = %s AND t.expires_at > now() AND u.active",
         (digest(token),),
@@ -42,7 +46,8 @@ async def user_for_token(conn: psycopg.AsyncConnection, token: str) -> User | No
     row = await cur.fetchone()
     if row is None:
         return None
-    return User(id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), trade=row[4])
+    return User(id=row[0], username=row[1], display_name=row[2], role=Role(row[3]), trade=row[4],
+                scope=Scope.of(None if row[5] else list(row[7])), language=language_of(row[6]))
 
 
 async def valid_digests(conn: psycopg.AsyncConnection, digests: Collection[bytes]) -> set[bytes]:

@@ -14,6 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from facility.messages import AlarmEvent
+from facility.scope import Scope
 
 CHANNEL = "facility_events"
 
@@ -32,23 +33,41 @@ async def record(
         )
 
 
+# The building an event is about (issue 23: a user may see some buildings of a site only):
+# its device's, or for a repair request's order the building the desk wrote down; NULL when
+# the event is about the site as a whole.
+_BUILDING = """
+coalesce((SELECT d.building FROM devices d WHERE d.name = e.payload ->> 'device'),
+         (SELECT w.requester ->> 'building' FROM work_orders w WHERE w.device_id IS NULL
+          AND w.id = (e.payload ->> 'work_order_id')::bigint))
+"""
+_IN_SCOPE = ("(%(scope_all)s OR e.site_id = ANY(%(scope_sites)s::text[])"
+             " OR (e.site_id || '/' || " + _BUILDING + ") = ANY(%(scope_bldgs)s::text[]))")
+
+
 async def since(
     conn: psycopg.AsyncConnection[Any], after_id: int, *, site_id: str | None = None,
-    until_id: int | None = None, limit: int = 1000,
+    until_id: int | None = None, limit: int = 1000, scope: Scope | None = None,
 ) -> list[tuple[int, str, dict[str, Any]]]:
     """Events with after_id < id <= until_id (no upper bound when None), oldest first:
-    (id, kind, payload)."""
+    (id, kind, payload); only those in ``scope`` (facility.scope) when one is given."""
     cur = await conn.execute(
-        "SELECT id, kind, payload FROM events WHERE id > %s"
-        " AND (%s::bigint IS NULL OR id <= %s)"
-        " AND (%s::text IS NULL OR site_id = %s) ORDER BY id LIMIT %s",
-        (after_id, until_id, until_id, site_id, site_id, limit),
+        "SELECT e.id, e.kind, e.payload FROM events e WHERE e.id > %(after)s"
+        " AND (%(until)s::bigint IS NULL OR e.id <= %(until)s)"
+        " AND (%(site)s::text IS NULL OR e.site_id = %(site)s) AND " + _IN_SCOPE
+        + " ORDER BY e.id LIMIT %(limit)s",
+        {"after": after_id, "until": until_id, "site": site_id, "limit": limit,
+         **(scope or Scope()).params()},
     )
     return [(int(r[0]), str(r[1]), dict(r[2])) for r in await cur.fetchall()]
 
 
-SiteEvent = tuple[int, str, str, dict[str, Any]]
-"""(id, site_id, kind, payload)"""
+SiteEvent = tuple[int, str, str | None, str, dict[str, Any]]
+"""(id, site_id, building or None, kind, payload)"""
+
+
+def _site_events(rows: list[tuple[Any, ...]]) -> list[SiteEvent]:
+    return [(int(r[0]), str(r[1]), r[2], str(r[3]), dict(r[4])) for r in rows]
 
 
 async def every_site_since(
@@ -56,17 +75,17 @@ async def every_site_since(
 ) -> list[SiteEvent]:
     """Every site's events with id > after_id, oldest first (the API's event hub)."""
     cur = await conn.execute(
-        "SELECT id, site_id, kind, payload FROM events WHERE id > %s ORDER BY id LIMIT %s",
-        (after_id, limit))
-    return [(int(r[0]), str(r[1]), str(r[2]), dict(r[3])) for r in await cur.fetchall()]
+        "SELECT e.id, e.site_id, " + _BUILDING + ", e.kind, e.payload FROM events e"
+        " WHERE e.id > %s ORDER BY e.id LIMIT %s", (after_id, limit))
+    return _site_events(await cur.fetchall())
 
 
 async def latest(conn: psycopg.AsyncConnection[Any], limit: int) -> list[SiteEvent]:
     """The newest ``limit`` events of every site, oldest first."""
     cur = await conn.execute(
-        "SELECT id, site_id, kind, payload FROM (SELECT id, site_id, kind, payload FROM events"
-        " ORDER BY id DESC LIMIT %s) newest ORDER BY id", (limit,))
-    return [(int(r[0]), str(r[1]), str(r[2]), dict(r[3])) for r in await cur.fetchall()]
+        "SELECT e.id, e.site_id, " + _BUILDING + ", e.kind, e.payload FROM (SELECT * FROM"
+        " events ORDER BY id DESC LIMIT %s) e ORDER BY e.id", (limit,))
+    return _site_events(await cur.fetchall())
 
 
 RELAYED = ("alarm.", "work_order.")  # the kinds the outbox relay publishes on MQTT

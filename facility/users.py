@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 import psycopg
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+
+from facility.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,9 @@ def _dummy_hash() -> str:
     """Verified against when the username is unknown, so that a wrong name costs as much
     time as a wrong password."""
     return _HASHER.hash("facility-dummy-password")
+
+
+Language = Literal["zh-CN", "en"]
 
 
 class Role(StrEnum):
@@ -67,6 +73,13 @@ class User:
     display_name: str
     role: Role
     trade: str | None
+    scope: Scope = field(default_factory=Scope)
+    language: Language = "zh-CN"
+
+
+def language_of(value: str) -> Language:
+    """A stored language (the database's CHECK allows only these two)."""
+    return "en" if value == "en" else "zh-CN"
 
 
 def hash_password(password: str) -> str:
@@ -140,15 +153,19 @@ class StoredLogin:
 async def stored_login(conn: psycopg.AsyncConnection, username: str) -> StoredLogin | None:
     """The active user with this username and their hash, or None."""
     cur = await conn.execute(
-        "SELECT id, username, display_name, role, trade, password_hash FROM users"
-        " WHERE username = %s AND active",
+        "SELECT id, username, display_name, role, trade, password_hash, all_sites, language,"
+        " ARRAY(SELECT site_id || CASE building WHEN '' THEN '' ELSE '/' || building END"
+        "       FROM user_scopes WHERE user_id = users.id)"
+        " FROM users WHERE username = %s AND active",
         (username,),
     )
     row = await cur.fetchone()
     if row is None:
         return None
     return StoredLogin(User(id=row[0], username=row[1], display_name=row[2],
-                            role=Role(row[3]), trade=row[4]), row[5])
+                            role=Role(row[3]), trade=row[4],
+                            scope=Scope.of(None if row[6] else list(row[8])),
+                            language=language_of(row[7])), row[5])
 
 
 async def check_password(login: StoredLogin | None, password: str) -> User | None:

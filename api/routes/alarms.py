@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import Acknowledger, Authoriser, Conn, CurrentUser
 from api.routes.devices import ID_PATTERN
 from api.rows import fetch_one, from_row
+from api.scoping import check_alarm, where
 from facility import alarm_store
+from facility.users import User
 
 router = APIRouter(tags=["alarms"])
 AlarmState = Literal["unack", "ack", "rtn_unack", "normal"]
@@ -53,6 +55,8 @@ class AlarmOut(BaseModel):
         default=None, description="when it must be acknowledged by (its acknowledgement SLA)")
     ack_overdue: bool = Field(default=False, description="unacknowledged past ack_due_at")
     escalation_level: int = Field(default=0, description="escalation levels fired so far")
+    message_en: str = Field(default="",
+                            description="the message in English ('' if the rule has none)")
 
 
 class AlarmEventOut(BaseModel):
@@ -86,7 +90,8 @@ SELECT a.id, a.site_id, d.name, a.source, a.alarm_type, a.rule_id, a.priority, a
                    WHEN 'switchgear' THEN 'electrical' WHEN 'fire_panel' THEN 'fire'
                    ELSE 'general' END,
        t.ack_due_at, COALESCE(a.state = 'unack' AND t.ack_due_at < now(), false),
-       COALESCE(t.level, 0)
+       COALESCE(t.level, 0),
+       coalesce(a.detail ->> 'message_en', '')
 FROM alarms a LEFT JOIN devices d ON d.id = a.device_id
 LEFT JOIN alarm_timers t ON t.alarm_id = a.id
 """
@@ -115,6 +120,12 @@ async def _one(conn: psycopg.AsyncConnection[Any], alarm_id: int) -> AlarmOut:
                            alarm_id)
 
 
+async def _visible(conn: psycopg.AsyncConnection[Any], user: User, alarm_id: int) -> AlarmOut:
+    """The alarm, or NotFound if it is not in the user's scope."""
+    await check_alarm(conn, user, alarm_id)
+    return await _one(conn, alarm_id)
+
+
 @router.get("/alarms", response_model=list[AlarmOut])
 async def list_alarms(
     conn: Conn,
@@ -132,13 +143,15 @@ async def list_alarms(
     params = {"states": state, "active": active, "prios": priority, "site": site,
               "device": device, "building": building, "type": type, "shelved": shelved,
               "limit": limit}
-    cur = await conn.execute(_SELECT + _WHERE + _ORDER, params)
+    cond, scope_params = where(user, "a.site_id", "d.building")
+    cur = await conn.execute(_SELECT + _WHERE + " AND " + cond + _ORDER,
+                             {**params, **scope_params})
     return [from_row(AlarmOut, row) for row in await cur.fetchall()]
 
 
 @router.get("/alarms/{alarm_id}", response_model=AlarmDetail, responses={404: {}})
 async def get_alarm(conn: Conn, user: CurrentUser, alarm_id: AlarmId) -> AlarmDetail:
-    alarm = await _one(conn, alarm_id)
+    alarm = await _visible(conn, user, alarm_id)
     cur = await conn.execute(
         "SELECT time, event, actor, detail FROM alarm_events WHERE alarm_id = %s"
         " ORDER BY time, id", (alarm_id,),
@@ -157,6 +170,7 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 async def acknowledge_alarm(
     conn: Conn, user: Acknowledger, alarm_id: AlarmId, body: Comment | None = None
 ) -> AlarmOut:
+    await check_alarm(conn, user, alarm_id)
     await alarm_store.acknowledge(conn, alarm_id, user.username, datetime.now(UTC),
                                   body.comment if body else "")
     return await _one(conn, alarm_id)
@@ -168,6 +182,7 @@ async def shelve_alarm(
     conn: Conn, user: Acknowledger, alarm_id: AlarmId, body: ShelveIn
 ) -> AlarmOut:
     """Shelve for ``minutes`` (a comment saying why is required)."""
+    await check_alarm(conn, user, alarm_id)
     now = datetime.now(UTC)
     await alarm_store.shelve(conn, alarm_id, user.username, now,
                              until=now + timedelta(minutes=body.minutes), comment=body.comment)
@@ -179,6 +194,7 @@ async def shelve_alarm(
 async def unshelve_alarm(
     conn: Conn, user: Acknowledger, alarm_id: AlarmId, body: Comment | None = None
 ) -> AlarmOut:
+    await check_alarm(conn, user, alarm_id)
     await alarm_store.unshelve(conn, alarm_id, user.username, datetime.now(UTC),
                                comment=body.comment if body else "")
     return await _one(conn, alarm_id)
@@ -190,6 +206,7 @@ async def remove_from_service(
     conn: Conn, user: Authoriser, alarm_id: AlarmId, body: Comment
 ) -> AlarmOut:
     """Take the alarm's point out of service (a comment saying why is required)."""
+    await check_alarm(conn, user, alarm_id)
     await alarm_store.remove_from_service(conn, alarm_id, user.username, datetime.now(UTC),
                                           comment=body.comment)
     return await _one(conn, alarm_id)
@@ -200,6 +217,7 @@ async def remove_from_service(
 async def return_to_service(
     conn: Conn, user: Authoriser, alarm_id: AlarmId, body: Comment | None = None
 ) -> AlarmOut:
+    await check_alarm(conn, user, alarm_id)
     await alarm_store.return_to_service(conn, alarm_id, user.username, datetime.now(UTC),
                                         comment=body.comment if body else "")
     return await _one(conn, alarm_id)

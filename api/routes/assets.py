@@ -19,7 +19,9 @@ from api import assets, audit
 from api.assets import AlarmHistory, AssetIn, AssetOut, OrderHistory, PartIn, PartOut
 from api.deps import Authoriser, ClientAddress, Config, Conn, CurrentUser, Fieldworker
 from api.errors import ApiError, NotFound
+from api.scoping import check_device, check_work_order, where
 from api.work_order_policy import step_refusal
+from facility.users import User
 
 router = APIRouter(tags=["assets"])
 Device = Annotated[str, Path(pattern=assets.DEVICE)]
@@ -46,20 +48,22 @@ def _known(config: Config) -> set[str] | None:
     return set(config.site.devices) if config.site else None
 
 
-def _check_device(config: Config, device: str) -> None:
+async def _check_device(conn: Conn, user: User, config: Config, device: str) -> None:
+    """The device is registered (or in the API's site file) and in the user's scope."""
     known = _known(config)
-    if known is not None and device not in known:
-        raise NotFound("device", device)
+    if user.scope.all_sites and known is not None and device in known:
+        return
+    await check_device(conn, user, device)
 
 
 @router.get("/assets", response_model=list[AssetOut])
 async def list_assets(conn: Conn, user: CurrentUser) -> list[AssetOut]:
-    return await assets.list_assets(conn)
+    return await assets.list_assets(conn, user.scope)
 
 
 @router.get("/assets/export.csv", response_class=PlainTextResponse)
 async def export_assets(conn: Conn, user: CurrentUser) -> PlainTextResponse:
-    return PlainTextResponse(assets.to_csv(await assets.list_assets(conn)),
+    return PlainTextResponse(assets.to_csv(await assets.list_assets(conn, user.scope)),
                              media_type="text/csv; charset=utf-8")
 
 
@@ -70,10 +74,12 @@ async def inspections_due(
 ) -> list[DueInspection]:
     """Statutory inspections due within ``within_days`` (and every overdue one), soonest first."""
     today = date.today()
+    cond, params = where(user, "d.site_id", "d.building")
     cur = await conn.execute(
         "SELECT device, registration_code, contractor, contractor_phone, inspection_due"
-        " FROM device_assets WHERE inspection_due <= %s ORDER BY inspection_due, device",
-        (today + timedelta(days=within_days),))
+        " FROM device_assets WHERE inspection_due <= %(due)s AND (%(scope_all)s OR device IN"
+        " (SELECT d.name FROM devices d WHERE " + cond + ")) ORDER BY inspection_due, device",
+        {**params, "due": today + timedelta(days=within_days)})
     return [DueInspection(device=r[0], registration_code=r[1], contractor=r[2],
                           contractor_phone=r[3], inspection_due=r[4],
                           days_left=(r[4] - today).days, overdue=r[4] < today)
@@ -85,7 +91,7 @@ async def get_asset(conn: Conn, user: CurrentUser, config: Config,
                     device: Device) -> AssetDetail:
     """The ledger entry (null if none yet), the device's alarms and work orders (time spent
     from arrival to resolution, parts and their cost), newest first."""
-    _check_device(config, device)
+    await _check_device(conn, user, config, device)
     alarms, orders = await assets.history(conn, device)
     return AssetDetail(asset=await assets.get_asset(conn, device), alarms=alarms,
                        work_orders=orders)
@@ -94,7 +100,7 @@ async def get_asset(conn: Conn, user: CurrentUser, config: Config,
 @router.put("/assets/{device}", response_model=AssetOut)
 async def put_asset(conn: Conn, user: Authoriser, config: Config, device: Device,
                     body: AssetIn, address: ClientAddress) -> AssetOut:
-    _check_device(config, device)
+    await _check_device(conn, user, config, device)
     async with conn.transaction():
         before = await assets.get_asset(conn, device)
         await assets.upsert(conn, device, body, user.username)
@@ -129,6 +135,8 @@ async def import_assets(request: Request, conn: Conn, user: Authoriser, config: 
         raise HTTPException(422, "the CSV is not UTF-8 text") from exc
     except assets.CsvProblem as exc:
         raise HTTPException(422, str(exc)) from exc
+    for device, _asset in rows:
+        await _check_device(conn, user, config, device)
     async with conn.transaction():
         for device, asset in rows:
             await assets.upsert(conn, device, asset, user.username)
@@ -140,6 +148,7 @@ async def import_assets(request: Request, conn: Conn, user: Authoriser, config: 
 @router.get("/work-orders/{work_order_id}/parts", response_model=list[PartOut])
 async def list_parts(conn: Conn, user: CurrentUser,
                      work_order_id: Annotated[int, Path(ge=1)]) -> list[PartOut]:
+    await check_work_order(conn, user, work_order_id)
     return await assets.parts_of(conn, work_order_id)
 
 
@@ -147,6 +156,7 @@ async def list_parts(conn: Conn, user: CurrentUser,
 async def add_part(conn: Conn, user: Fieldworker, work_order_id: Annotated[int, Path(ge=1)],
                    body: PartIn, address: ClientAddress) -> PartOut:
     """A part used on the order (quantity, unit cost in CNY): its technician, the duty room."""
+    await check_work_order(conn, user, work_order_id)
     cur = await conn.execute("SELECT assignee FROM work_orders WHERE id = %s", (work_order_id,))
     row = await cur.fetchone()
     if row is None:

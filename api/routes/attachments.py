@@ -18,6 +18,7 @@ from api import attachments, audit
 from api.attachments import AttachmentOut, Stage
 from api.deps import ClientAddress, Conn, CurrentUser, Fieldworker
 from api.errors import ApiError, NotFound
+from api.scoping import check_work_order
 from api.work_order_policy import step_refusal
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ async def upload(
     step: Annotated[int | None, Form(ge=1, le=1000)] = None,
 ) -> AttachmentOut:
     """A photo from the phone (before / after the repair), on the order or one of its steps."""
+    await check_work_order(conn, user, work_order_id)
     cur = await conn.execute("SELECT assignee FROM work_orders WHERE id = %s", (work_order_id,))
     row = await cur.fetchone()
     if row is None:
@@ -67,6 +69,7 @@ async def upload(
 @router.get("/work-orders/{work_order_id}/attachments", response_model=list[AttachmentOut])
 async def list_attachments(conn: Conn, user: CurrentUser,
                            work_order_id: OrderId) -> list[AttachmentOut]:
+    await check_work_order(conn, user, work_order_id)
     return await attachments.of_order(conn, work_order_id)
 
 
@@ -76,6 +79,15 @@ async def list_attachments(conn: Conn, user: CurrentUser,
 async def download(conn: Conn, user: CurrentUser,
                    attachment_id: Annotated[int, Path(ge=1, le=2**62)]) -> Response:
     """The file's bytes (checked against their checksum first)."""
+    cur = await conn.execute("SELECT work_order_id FROM work_order_attachments WHERE id = %s",
+                             (attachment_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("attachment", attachment_id)
+    try:
+        await check_work_order(conn, user, int(row[0]))
+    except NotFound:
+        raise NotFound("attachment", attachment_id) from None
     try:
         stored = await attachments.read(conn, attachment_id)
     except attachments.ChecksumMismatch:

@@ -1,9 +1,9 @@
 """Signing in and out: POST /auth/token (OAuth2 password form -> opaque bearer token), throttled
-per user name and per client address (api.sign_in_throttle; a refused attempt is 429 with
-Retry-After and its password is never checked); POST /auth/sign-out revokes the token on the
-server; GET /me. For admins: GET /auth/locks (user names and addresses with failures, delays
-and locks) and DELETE /auth/locks?kind&key to clear one. Every sign-in, sign-out and cleared
-lock goes to the audit log (api.audit)."""
+per user name and per client address (api.sign_in_throttle; a refused attempt is 429 with Retry-
+After and its password is never checked); POST /auth/sign-out revokes the token on the server;
+GET /me (with scope and language), PUT /me/language. For admins: GET /auth/locks (user names and
+addresses with failures, delays and locks) and DELETE /auth/locks?kind&key to clear one. Every
+sign-in, sign-out and cleared lock goes to the audit log (api.audit)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Annotated, Literal, NoReturn
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import audit, sign_in_throttle, tokens
 from api.deps import (
@@ -27,7 +27,7 @@ from api.deps import (
     Pool,
 )
 from api.errors import NotFound
-from facility.users import check_password, stored_login
+from facility.users import Language, User, check_password, stored_login
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["auth"])
@@ -45,6 +45,15 @@ class UserOut(BaseModel):
     display_name: str
     role: str
     trade: str | None
+    language: Language
+    scope: list[str] | None = Field(description="null: every site; else 'site' and"
+                                    " 'site/building' entries")
+
+
+class LanguageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    language: Language
 
 
 class LockOut(BaseModel):
@@ -124,11 +133,23 @@ async def sign_out(
     return Response(status_code=204)
 
 
+def _me(user: User, language: Language | None = None) -> UserOut:
+    return UserOut(username=user.username, display_name=user.display_name, role=user.role,
+                   trade=user.trade, language=language or user.language,
+                   scope=user.scope.entries)
+
+
 @router.get("/me", response_model=UserOut)
 async def me(user: CurrentUser) -> UserOut:
-    return UserOut(
-        username=user.username, display_name=user.display_name, role=user.role, trade=user.trade
-    )
+    return _me(user)
+
+
+@router.put("/me/language", response_model=UserOut)
+async def choose_language(conn: Conn, user: CurrentUser, body: LanguageIn) -> UserOut:
+    """The language of the pages and of the API's messages for this user, remembered."""
+    await conn.execute("UPDATE users SET language = %s WHERE id = %s",
+                       (body.language, user.id))
+    return _me(user, body.language)
 
 
 @router.get("/auth/locks", response_model=list[LockOut])

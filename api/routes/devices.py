@@ -16,7 +16,9 @@ from pydantic import BaseModel, Field, TypeAdapter
 from api.deps import Conn, CurrentUser
 from api.errors import NotFound
 from api.rows import from_row
+from api.scoping import check_device
 from api.values import JsonValue, quality_name, typed_value
+from facility.users import User
 
 router = APIRouter(tags=["devices"])
 ID_PATTERN = r"^[a-z0-9_-]{1,64}$"
@@ -88,6 +90,8 @@ WHERE (%(name)s::text IS NULL OR d.name = %(name)s)
   AND (%(site)s::text IS NULL OR d.site_id = %(site)s)
   AND (%(building)s::text IS NULL OR d.building = %(building)s)
   AND (%(type)s::text IS NULL OR d.type = %(type)s)
+  AND (%(scope_all)s OR d.site_id = ANY(%(scope_sites)s::text[])
+       OR (d.site_id || '/' || d.building) = ANY(%(scope_bldgs)s::text[]))
   AND (%(q)s::text IS NULL OR d.name ILIKE %(q)s OR d.display_name ILIKE %(q)s)
   AND (NOT %(problems)s OR s.state = 'offline' OR g.state = 'offline'
        OR d.id IN (SELECT device_id FROM alarms WHERE state <> 'normal'
@@ -110,9 +114,10 @@ WHERE device_id = ANY(%s) AND state <> 'normal' ORDER BY raised_at DESC
 """
 
 
-async def _load(conn: psycopg.AsyncConnection[Any], *, with_values: bool = True,
+async def _load(conn: psycopg.AsyncConnection[Any], user: User, *, with_values: bool = True,
                 **filters: str | int | bool | None) -> list[DeviceOut]:
-    cur = await conn.execute(_DEVICES_SQL, filters)
+    """The devices the filters select within the user's scope."""
+    cur = await conn.execute(_DEVICES_SQL, {**filters, **user.scope.params()})
     rows = await cur.fetchall()
     values: dict[int, dict[str, PointValue]] = {row[0]: {} for row in rows}
     alarms: dict[int, list[OpenAlarm]] = {row[0]: [] for row in rows}
@@ -160,7 +165,7 @@ async def list_devices(
     ``building``) or searches (``q``), never the whole portfolio at once."""
     pattern = None if q is None else "%" + q.replace("\\", "").replace("%", "").replace(
         "_", "\\_") + "%"
-    found = await _load(conn, with_values=values, name=None, site=site, building=building,
+    found = await _load(conn, user, with_values=values, name=None, site=site, building=building,
                         type=type, q=pattern, problems=problems, limit=limit)
     # built and checked once above; FastAPI would validate every value a second time
     return Response(_DEVICES_JSON.dump_json(found), media_type="application/json")
@@ -170,14 +175,15 @@ async def list_devices(
 async def get_device(
     conn: Conn, user: CurrentUser, name: Annotated[str, Path(pattern=ID_PATTERN)]
 ) -> DeviceOut:
-    found = await _load(conn, name=name, site=None, building=None, type=None, q=None,
+    found = await _load(conn, user, name=name, site=None, building=None, type=None, q=None,
                          problems=False, limit=1)
     if not found:
         raise NotFound("device", name)
     return found[0]
 
 
-async def _device_id(conn: psycopg.AsyncConnection[Any], name: str) -> int:
+async def _device_id(conn: psycopg.AsyncConnection[Any], user: User, name: str) -> int:
+    await check_device(conn, user, name)
     cur = await conn.execute("SELECT id FROM devices WHERE name = %s", (name,))
     row = await cur.fetchone()
     if row is None:
@@ -191,7 +197,7 @@ async def device_points(
 ) -> list[PointOut]:
     cur = await conn.execute(
         "SELECT name, type, unit, tags, label, label_en, enum_labels FROM points"
-        " WHERE device_id = %s ORDER BY id", (await _device_id(conn, name),),
+        " WHERE device_id = %s ORDER BY id", (await _device_id(conn, user, name),),
     )
     return [PointOut(name=r[0], type=r[1], unit=r[2], tags=list(r[3]), label=r[4],
                      label_en=r[5], enum_labels=r[6]) for r in await cur.fetchall()]
@@ -206,6 +212,6 @@ async def status_history(
     """Online/offline changes, newest first."""
     cur = await conn.execute(
         "SELECT time, state, reason FROM device_status_history WHERE device_id = %s"
-        " ORDER BY time DESC LIMIT %s", (await _device_id(conn, name), limit),
+        " ORDER BY time DESC LIMIT %s", (await _device_id(conn, user, name), limit),
     )
     return [StatusChange(time=r[0], state=r[1], reason=r[2]) for r in await cur.fetchall()]

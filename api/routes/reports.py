@@ -1,6 +1,7 @@
 """GET /reports/monthly (JSON) and /reports/monthly.csv: the monthly PDCA review of one site
-(api.reports), for managers and the admin. ``month`` is YYYY-MM, ``tz`` an IANA time zone
-that sets where the month begins and ends (default UTC)."""
+(api.reports), for managers and the admin whose scope holds the whole site (404 otherwise).
+``month`` is YYYY-MM, ``tz`` an IANA time zone that sets where the month begins and ends
+(default UTC)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from api.errors import ApiError, NotFound
 from api.report_pdf import PdfUnavailable, chromium_path, print_pdf, render_html, trend
 from api.reports import monthly, to_csv
 from api.routes.devices import ID_PATTERN
+from api.scoping import check_place
+from facility.users import User
 
 router = APIRouter(tags=["reports"])
 MONTH = r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"
@@ -30,7 +33,8 @@ def _zone(tz: str) -> ZoneInfo:
         raise ApiError(f"unknown time zone {tz}") from None
 
 
-async def _report(conn: Any, site: str, month: str, tz: str) -> dict[str, Any]:
+async def _report(conn: Any, user: User, site: str, month: str, tz: str) -> dict[str, Any]:
+    check_place(user, site, None)
     cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
     if await cur.fetchone() is None:
         raise NotFound("site", site)
@@ -42,7 +46,7 @@ async def monthly_report(
     conn: Conn, user: Authoriser, site: Site, month: Month, tz: Tz = "UTC"
 ) -> dict[str, Any]:
     """MTTA, MTTR, SLA and PM compliance, orders by trade and cause, alarm load."""
-    return await _report(conn, site, month, tz)
+    return await _report(conn, user, site, month, tz)
 
 
 @router.get("/reports/monthly.csv", response_class=Response,
@@ -50,7 +54,7 @@ async def monthly_report(
 async def monthly_report_csv(
     conn: Conn, user: Authoriser, site: Site, month: Month, tz: Tz = "UTC"
 ) -> Response:
-    report = await _report(conn, site, month, tz)
+    report = await _report(conn, user, site, month, tz)
     return Response(
         to_csv(report), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="report-{site}-{month}.csv"'},
@@ -62,6 +66,7 @@ async def monthly_trend(
     conn: Conn, user: Authoriser, site: Site, month: Month, tz: Tz = "UTC"
 ) -> list[dict[str, Any]]:
     """The 12 months ending with ``month``: alarms, orders, MTTA, MTTR, SLA resolve."""
+    check_place(user, site, None)
     cur = await conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,))
     if await cur.fetchone() is None:
         raise NotFound("site", site)
@@ -77,7 +82,7 @@ async def monthly_report_pdf(
     Chromium (503 when the server has none: FACILITY_API_CHROMIUM). The database connection
     is given back before printing (up to a minute)."""
     async with pool.connection() as conn:
-        report = await _report(conn, site, month, tz)
+        report = await _report(conn, user, site, month, tz)
         months = await trend(conn, site, month, _zone(tz))
         cur = await conn.execute("SELECT name FROM sites WHERE id = %s", (site,))
         row = await cur.fetchone()

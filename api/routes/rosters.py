@@ -20,6 +20,7 @@ from api import audit
 from api.audit import AuditEntry
 from api.deps import Authoriser, ClientAddress, Conn
 from api.errors import ApiError, Conflict, NotFound
+from api.scoping import check_place, where
 
 router = APIRouter(tags=["roster"])
 SiteId = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,64}$")]
@@ -111,9 +112,11 @@ async def list_rosters(
     site: Annotated[str | None, Query(pattern=r"^[a-z0-9_-]{1,64}$")] = None,
 ) -> list[RosterDef]:
     """Every roster as defined now (the dispatch file's, or as edited)."""
+    cond, params = where(user, "site_id")
     cur = await conn.execute(
         "SELECT site_id, roster, timezone, body, edited_by, edited_at FROM dispatch_rosters"
-        " WHERE %(site)s::text IS NULL OR site_id = %(site)s ORDER BY 1, 2", {"site": site})
+        " WHERE (%(site)s::text IS NULL OR site_id = %(site)s) AND " + cond + " ORDER BY 1, 2",
+        {**params, "site": site})
     return [RosterDef.model_validate({**body, "site": s, "roster": r, "timezone": tz,
                                       "channels": body.get("channels", []),
                                       "edited_by": by, "edited_at": at})
@@ -124,6 +127,7 @@ async def list_rosters(
 async def put_roster(conn: Conn, user: Authoriser, site: SiteId, roster: RosterName,
                      body: RosterIn, address: ClientAddress) -> RosterDef:
     """Replace the roster's shifts and backups (its channels stay)."""
+    check_place(user, site, None)
     async with conn.transaction():
         before = await _body(conn, site, roster)
         people = {u for s in body.shifts for u in s.on_call} | set(body.backup)
@@ -164,15 +168,17 @@ async def list_swaps(
     site: Annotated[str | None, Query(pattern=r"^[a-z0-9_-]{1,64}$")] = None,
 ) -> list[SwapOut]:
     """Swaps not yet over (cancelled ones included, marked), soonest first."""
+    cond, params = where(user, "site_id")
     cur = await conn.execute(
         _SWAPS + " WHERE (%(site)s::text IS NULL OR site_id = %(site)s) AND ends_at > now()"
-        " ORDER BY starts_at, id", {"site": site})
+        " AND " + cond + " ORDER BY starts_at, id", {**params, "site": site})
     return [_swap(r) for r in await cur.fetchall()]
 
 
 @router.post("/rosters/{site}/{roster}/swaps", response_model=SwapOut, status_code=201)
 async def add_swap(conn: Conn, user: Authoriser, site: SiteId, roster: RosterName,
                    body: SwapIn, address: ClientAddress) -> SwapOut:
+    check_place(user, site, None)
     async with conn.transaction():
         await _body(conn, site, roster)
         await _check_staff(conn, site, {body.original, body.substitute})
@@ -195,6 +201,10 @@ async def add_swap(conn: Conn, user: Authoriser, site: SiteId, roster: RosterNam
 @router.post("/roster-swaps/{swap_id}/cancel", response_model=SwapOut, responses={409: {}})
 async def cancel_swap(conn: Conn, user: Authoriser, swap_id: Annotated[int, Path(ge=1)],
                       address: ClientAddress) -> SwapOut:
+    cur = await conn.execute("SELECT site_id FROM roster_swaps WHERE id = %s", (swap_id,))
+    owner = await cur.fetchone()
+    if owner is None or not user.scope.sees(owner[0]):
+        raise NotFound("swap", swap_id)
     async with conn.transaction():
         cur = await conn.execute(
             "UPDATE roster_swaps SET cancelled_by = %s, cancelled_at = now() WHERE id = %s"
@@ -218,6 +228,8 @@ async def cancel_swap(conn: Conn, user: Authoriser, swap_id: Annotated[int, Path
 async def roster_changes(
     conn: Conn, user: Authoriser, limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[AuditEntry]:
-    """The record of roster changes and swaps (who, when, what), newest first."""
-    return await audit.entries(conn, action="roster", actor=None, target=None, since=None,
-                               before_id=None, limit=limit)
+    """The record of roster changes and swaps (who, when, what), newest first; of the
+    sites in the user's scope (the target is 'site/roster')."""
+    found = await audit.entries(conn, action="roster", actor=None, target=None, since=None,
+                                before_id=None, limit=limit)
+    return [e for e in found if user.scope.sees_site((e.target or "").split("/", 1)[0])]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from api.deps import DISPATCHING_ROLES, Config, Conn, CurrentUser
 from api.errors import NotFound
 from api.routes.devices import ID_PATTERN
+from facility.scope import site_sql
 
 router = APIRouter()
 
@@ -73,7 +74,7 @@ async def list_sites(conn: Conn, user: CurrentUser, config: Config) -> Response:
         names = {(config.site.id, b.id): b.name for b in config.site.config.buildings}
     cur = await conn.execute("SELECT id, name FROM sites ORDER BY id")
     sites = {r[0]: SiteOut(id=r[0], name=site_name.get(r[0]) or r[1] or r[0], buildings=[])
-             for r in await cur.fetchall()}
+             for r in await cur.fetchall() if user.scope.sees_site(r[0])}
     cur = await conn.execute("SELECT site_id, id, name FROM buildings")
     names.update({(r[0], r[1]): r[2] for r in await cur.fetchall() if r[2]})
     cur = await conn.execute(_OPEN_ALARMS)
@@ -82,7 +83,7 @@ async def list_sites(conn: Conn, user: CurrentUser, config: Config) -> Response:
         alarms.setdefault((site, building), {})[priority] = count
     cur = await conn.execute(_STATES)
     for site, building, total, online, offline, unknown in await cur.fetchall():
-        if site in sites:
+        if site in sites and user.scope.sees(site, building):
             prio = alarms.get((site, building), {})
             sites[site].buildings.append(BuildingOut.model_construct(
                 id=building, name=names.get((site, building)) or building, devices=total,
@@ -169,9 +170,9 @@ async def roster(
 ) -> list[RosterOut]:
     """Who is on call now for each trade or escalation role (primary first, then backups)."""
     show_mobile = user.role in DISPATCHING_ROLES
-    params = {"site": site, "name": name}
+    params = {"site": site, "name": name, **user.scope.params()}
     flt = (" WHERE (%(site)s::text IS NULL OR site_id = %(site)s)"
-           " AND (%(name)s::text IS NULL OR roster = %(name)s)")
+           " AND (%(name)s::text IS NULL OR roster = %(name)s) AND " + site_sql("site_id"))
     cur = await conn.execute(
         "SELECT site_id, roster, timezone FROM dispatch_rosters" + flt + " ORDER BY 1, 2", params)
     out = {(r[0], r[1]): RosterOut(site=r[0], roster=r[1], timezone=r[2], on_call=[], shifts=[],

@@ -2,10 +2,11 @@
 api.stream and api.event_hub). Authenticated like every route, by the Authorization header:
 the pages read it with fetch() and a small SSE parser, since EventSource cannot send headers.
 Resume with the Last-Event-ID header or ``?after=<id>``; without either the stream starts at
-the newest event. Any role may listen. The request holds a pooled connection only to check
-the token; the stream itself holds none. The token is checked again every heartbeat period:
-once it is revoked (sign-out, password change, deactivation) or expired the stream sends
-``signed_out`` and ends."""
+the newest event. Any role may listen; each hears only the events of their scope (a changed
+scope revokes the user's tokens, so the stream ends and the page signs in again). The request
+holds a pooled connection only to check the token; the stream itself holds none. The token is
+checked again every heartbeat period: once it is revoked (sign-out, password change,
+deactivation, a new scope) or expired the stream sends ``signed_out`` and ends."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ async def stream(
 ) -> StreamingResponse:
     hub: EventHub = request.app.state.hub
     body = event_stream(pool, hub, after=parse_cursor(last_event_id, after), site=site,
-                        token_digest=tokens.digest(token), client=f"{user.username} at {address}")
+                        token_digest=tokens.digest(token), client=f"{user.username} at {address}",
+                        scope=user.scope)
     return StreamingResponse(
         body, media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel
 from api.deps import Conn, CurrentUser
 from api.errors import ApiError, NotFound
 from api.routes.devices import ID_PATTERN
+from api.scoping import check_device
 from facility.db import telemetry_query as tq
 
 router = APIRouter(tags=["telemetry"])
@@ -76,6 +77,7 @@ async def telemetry(
     start, end = _window(range, start, end, now)
     if bucket_s is not None and bucket_s not in BUCKETS_S:
         raise ApiError(f"bucket_s must be one of {', '.join(map(str, BUCKETS_S))}")
+    await check_device(conn, user, name)
     cur = await conn.execute(
         "SELECT p.id, p.unit FROM points p JOIN devices d ON d.id = p.device_id"
         " WHERE d.name = %s AND p.name = %s", (name, point))

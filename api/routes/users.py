@@ -1,14 +1,17 @@
-"""Staff accounts, for the admin only: list, create, and change role, name, trade, password or
-active flag. Passwords are hashed with argon2 (facility.users) off the event loop; a
-deactivated user's tokens are revoked at once (and with them their live streams). Every change
-is recorded in the audit log in the same transaction: user.create, user.role (from, to),
-user.password, user.deactivate, user.activate, user.update (which fields)."""
+"""Staff accounts, for the admin only: list, create, and change role, name, trade, password, scope
+(every site, or the listed sites and buildings: facility.scope), language or active flag.
+Passwords are hashed with argon2 (facility.users) off the event loop; a deactivated user's
+tokens are revoked at once (and with them their live streams). Every change is recorded in the
+audit log in the same transaction: user.create, user.role (from, to), user.password,
+user.deactivate, user.activate, user.scope (from, to), user.update (which fields). A new scope
+or password revokes the user's tokens, so their pages and live stream sign in again under the
+new scope."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Path
@@ -19,11 +22,18 @@ from api import audit
 from api.deps import Admin, ClientAddress, Conn, Pool
 from api.errors import Conflict
 from api.rows import fetch_one, from_row
+from facility.scope import ENTRY
 from facility.users import Role, hash_password
 
 router = APIRouter(tags=["users"])
 USERNAME = r"^[A-Za-z0-9_.@-]{1,64}$"
 Trade = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+Language = Literal["zh-CN", "en"]
+
+
+ScopeIn = Annotated[list[Annotated[str, Field(pattern=ENTRY.pattern)]] | None, Field(
+    max_length=500, description="null: every site (the monitoring centre); else 'site' or"
+    " 'site/building' entries")]
 
 
 class UserOut(BaseModel):
@@ -33,6 +43,9 @@ class UserOut(BaseModel):
     trade: str | None
     active: bool
     created_at: datetime
+    language: Language
+    scope: list[str] | None = Field(description="null: every site; else the sites and"
+                                    " 'site/building' entries the user sees")
 
 
 class UserIn(BaseModel):
@@ -43,6 +56,8 @@ class UserIn(BaseModel):
     role: Role
     display_name: str = Field(default="", max_length=100)
     trade: Trade | None = None
+    scope: ScopeIn = None
+    language: Language = "zh-CN"
 
 
 class UserPatch(BaseModel):
@@ -53,9 +68,28 @@ class UserPatch(BaseModel):
     display_name: str | None = Field(default=None, max_length=100)
     trade: Trade | None = None
     active: bool | None = None
+    scope: ScopeIn = None
+    language: Language | None = None
 
 
-_SELECT = "SELECT username, display_name, role, trade, active, created_at FROM users"
+_SELECT = ("SELECT username, display_name, role, trade, active, created_at, language,"
+           " CASE WHEN all_sites THEN NULL ELSE ARRAY(SELECT site_id || CASE building"
+           " WHEN '' THEN '' ELSE '/' || building END FROM user_scopes s"
+           " WHERE s.user_id = users.id ORDER BY 1) END FROM users")
+
+
+async def _set_scope(conn: psycopg.AsyncConnection[Any], username: str,
+                     entries: list[str] | None) -> None:
+    """Replace the user's scope (None: every site); in the caller's transaction."""
+    await conn.execute("UPDATE users SET all_sites = %s WHERE username = %s",
+                       (entries is None, username))
+    await conn.execute("DELETE FROM user_scopes WHERE user_id ="
+                       " (SELECT id FROM users WHERE username = %s)", (username,))
+    for entry in entries or []:
+        site, _, building = entry.partition("/")
+        await conn.execute(
+            "INSERT INTO user_scopes (user_id, site_id, building) SELECT id, %s, %s FROM users"
+            " WHERE username = %s ON CONFLICT DO NOTHING", (site, building, username))
 
 
 async def _one(conn: psycopg.AsyncConnection[Any], username: str) -> UserOut:
@@ -78,15 +112,23 @@ async def create_user(
         try:
             async with conn.transaction():
                 await conn.execute(
-                    "INSERT INTO users (username, display_name, role, trade, password_hash)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    (body.username, body.display_name, str(body.role), body.trade, hashed))
+                    "INSERT INTO users (username, display_name, role, trade, password_hash,"
+                    " language) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (body.username, body.display_name, str(body.role), body.trade, hashed,
+                     body.language))
+                await _set_scope(conn, body.username, _normal(body.scope))
                 await audit.record(conn, actor=user.username, action="user.create",
                                    target=body.username, address=address,
-                                   detail={"role": str(body.role), "trade": body.trade})
+                                   detail={"role": str(body.role), "trade": body.trade,
+                                           "scope": _normal(body.scope)})
         except psycopg.errors.UniqueViolation:
             raise Conflict(f"user {body.username} already exists") from None
         return await _one(conn, body.username)
+
+
+def _normal(entries: list[str] | None) -> list[str] | None:
+    """A scope as stored and compared: sorted, without repeats (None: every site)."""
+    return None if entries is None else sorted(set(entries))
 
 
 def _audit_actions(before: UserOut, changes: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -98,7 +140,9 @@ def _audit_actions(before: UserOut, changes: dict[str, Any]) -> list[tuple[str, 
         out.append(("user.password", {}))
     if "active" in changes and changes["active"] != before.active:
         out.append(("user.activate" if changes["active"] else "user.deactivate", {}))
-    fields = sorted(k for k in ("display_name", "trade")
+    if "scope" in changes and changes["scope"] != before.scope:
+        out.append(("user.scope", {"from": before.scope, "to": changes["scope"]}))
+    fields = sorted(k for k in ("display_name", "trade", "language")
                     if k in changes and changes[k] != getattr(before, k))
     if fields:
         out.append(("user.update", {"fields": fields}))
@@ -111,6 +155,8 @@ async def update_user(
     address: ClientAddress,
 ) -> UserOut:
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"password"})
+    if "scope" in changes:
+        changes["scope"] = _normal(changes["scope"])
     if any(key in changes and changes[key] is None for key in ("role", "active")):
         raise Conflict("role and active cannot be null")
     if username == user.username and (changes.get("active") is False
@@ -125,17 +171,24 @@ async def update_user(
                 await audit.record(conn, actor=user.username, action=action, target=username,
                                    address=address, detail=detail)
             if changes:
-                await _apply(conn, username, changes)
+                await _apply(conn, username, changes, new_scope=changes.get("scope", before.scope)
+                             != before.scope)
         return await _one(conn, username)
 
 
-async def _apply(conn: psycopg.AsyncConnection[Any], username: str, changes: dict[str, Any]
-                 ) -> None:
-    sets = sql.SQL(", ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in changes)
-    params = {k: str(v) if isinstance(v, Role) else v for k, v in changes.items()}
-    await conn.execute(sql.SQL("UPDATE users SET {} WHERE username = %(u)s").format(sets),
-                       {**params, "u": username})
-    if changes.get("active") is False or "password_hash" in changes:
+async def _apply(conn: psycopg.AsyncConnection[Any], username: str, changes: dict[str, Any],
+                 *, new_scope: bool) -> None:
+    """Write the changes (in the caller's transaction); a deactivation, a new password or a
+    new scope revokes the user's tokens."""
+    if new_scope:
+        await _set_scope(conn, username, changes["scope"])
+    columns = {k: v for k, v in changes.items() if k != "scope"}
+    if columns:
+        sets = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in columns)
+        params = {k: str(v) if isinstance(v, Role) else v for k, v in columns.items()}
+        await conn.execute(sql.SQL("UPDATE users SET {} WHERE username = %(u)s").format(sets),
+                           {**params, "u": username})
+    if changes.get("active") is False or "password_hash" in changes or new_scope:
         await conn.execute("DELETE FROM api_tokens WHERE user_id ="
                            " (SELECT id FROM users WHERE username = %s)", (username,))

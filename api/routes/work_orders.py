@@ -17,6 +17,7 @@ from api.errors import ApiError, NotFound
 from api.repair_requests import open_request
 from api.routes.devices import ID_PATTERN
 from api.rows import from_row
+from api.scoping import WO_BUILDING, check_device, check_place, check_work_order, scope_of, where
 from api.work_order_models import (
     SELECT,
     AssignIn,
@@ -107,7 +108,8 @@ async def list_work_orders(
               "trade": trade, "prios": priority, "site": site, "device": device,
               "building": building, "origins": origins, "limit": limit}
     order = _DUE_FIRST if kind == "maintenance" else _NEWEST
-    cur = await conn.execute(SELECT + _WHERE + order, params)
+    cond, scope_params = where(user, "w.site_id", WO_BUILDING)
+    cur = await conn.execute(SELECT + _WHERE + " AND " + cond + order, {**params, **scope_params})
     now = datetime.now(UTC)
     orders = [WorkOrderOut.model_validate(order_fields(r, now)) for r in await cur.fetchall()]
     return [o for o in orders if overdue is None or o.overdue == overdue]
@@ -118,6 +120,7 @@ async def list_work_orders(
 async def get_work_order(
     conn: Conn, user: CurrentUser, work_order_id: WorkOrderId
 ) -> WorkOrderDetail:
+    await check_work_order(conn, user, work_order_id)
     return await _detail(conn, work_order_id)
 
 
@@ -126,6 +129,9 @@ async def get_work_order(
 async def create_repair_request(
     conn: Conn, user: Supervisor, body: RepairRequestIn
 ) -> WorkOrderDetail:
+    check_place(user, body.site, body.building)
+    if body.device is not None:
+        await check_device(conn, user, body.device)
     wo_id = await open_request(conn, body, user.username, datetime.now(UTC))
     return await _detail(conn, wo_id)
 
@@ -143,24 +149,35 @@ def _forbid(reason: str | None) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, reason)
 
 
-async def _check_assignee(conn: psycopg.AsyncConnection[Any], username: str) -> None:
+async def _check_assignee(
+    conn: psycopg.AsyncConnection[Any], username: str, wo_id: int
+) -> None:
+    """An active technician (or admin) whose scope includes the order."""
     cur = await conn.execute(
         "SELECT role FROM users WHERE username = %s AND active", (username,))
     row = await cur.fetchone()
-    if row is None:
+    their_scope = await scope_of(conn, username)
+    if row is None or their_scope is None:
         raise ApiError(f"no active user {username} to assign")
     if row[0] not in (Role.TECHNICIAN, Role.ADMIN):
         raise ApiError(f"{username} is a {row[0]}, not a technician")
+    cur = await conn.execute(
+        "SELECT w.site_id, " + WO_BUILDING + " FROM work_orders w"
+        " LEFT JOIN devices d ON d.id = w.device_id WHERE w.id = %s", (wo_id,))
+    place = await cur.fetchone()
+    if place is not None and not their_scope.sees(place[0], place[1]):
+        raise ApiError(f"{username} does not work at {place[0]}")
 
 
 async def _move(
     conn: psycopg.AsyncConnection[Any], user: User, wo_id: int, to: str, note: str,
     assignee: str | None,
 ) -> WorkOrderDetail:
+    await check_work_order(conn, user, wo_id)
     state, current = await _order_state(conn, wo_id)
     _forbid(transition_refusal(user.role, user.username, state, to, current))
     if assignee is not None:
-        await _check_assignee(conn, assignee)
+        await _check_assignee(conn, assignee, wo_id)
     await transition(conn, wo_id, to, user.username, now=datetime.now(UTC),
                      assignee=assignee, note=note)
     return await _detail(conn, wo_id)
@@ -192,6 +209,7 @@ async def tick_step(
     body: StepIn | None = None,
 ) -> WorkOrderDetail:
     """Tick checklist step ``seq`` with an optional note (ticking it again changes nothing)."""
+    await check_work_order(conn, user, work_order_id)
     _state, assignee = await _order_state(conn, work_order_id)
     _forbid(step_refusal(user.role, user.username, assignee))
     await complete_step(conn, work_order_id, seq, user.username, now=datetime.now(UTC),

@@ -1,4 +1,4 @@
-// Asset ledger (设施设备台账): every device of the site with its ledger entry; managers and
+// Asset ledger: every device of the site with its ledger entry; managers and
 // admins edit an entry and import a CSV; everyone signed in sees the inspections falling due
 // and a device's history (work orders with time spent, parts and cost; alarms).
 "use strict";
@@ -25,8 +25,8 @@ async function loadLedger() {
       el("td", {}, a.inspection_due || ""), el("td", {}, a.warranty_until || ""));
   }));
   $("due").replaceChildren(...(due.length ? due.map((d) => el("li", { className: d.overdue ? "late" : "soon", dataset: { device: d.device } },
-    `${d.device} ${d.registration_code}: ${d.inspection_due} (${d.overdue ? "overdue 已逾期" : d.days_left + " days 天"}) ${d.contractor} ${d.contractor_phone}`))
-    : [el("li", {}, "none 无")]));
+    `${d.device} ${d.registration_code}: ${d.inspection_due} (${d.overdue ? t("overdue") : t("%(n)s days", { n: d.days_left })}) ${d.contractor} ${d.contractor_phone}`))
+    : [el("li", {}, t("none"))]));
 }
 
 async function openDevice(name) {
@@ -40,10 +40,10 @@ async function openDevice(name) {
   for (const input of form.elements) input.disabled = !canEdit();
   $("saved").textContent = "";
   $("history").replaceChildren(...detail.work_orders.map((w) => el("tr", {},
-    el("td", {}, w.id), el("td", {}, w.title), el("td", {}, w.state), el("td", {}, stamp(w.created_at)),
+    el("td", {}, w.id), el("td", {}, w.title), el("td", {}, word("state", w.state)), el("td", {}, stamp(w.created_at)),
     el("td", {}, mins(w.time_spent_s)), el("td", {}, w.parts.join(", ")), el("td", {}, Number(w.parts_cost).toFixed(2)))));
   $("alarm-history").replaceChildren(...detail.alarms.map((x) => el("tr", {},
-    el("td", {}, x.id), el("td", {}, x.alarm_type), el("td", {}, x.priority), el("td", {}, stamp(x.raised_at)),
+    el("td", {}, x.id), el("td", {}, word("alarm", x.alarm_type)), el("td", {}, word("priority", x.priority)), el("td", {}, stamp(x.raised_at)),
     el("td", {}, stamp(x.cleared_at)))));
 }
 
@@ -56,7 +56,7 @@ $("asset-form").addEventListener("submit", async (event) => {
   }
   try {
     await api(`/assets/${encodeURIComponent(current)}`, { method: "PUT", json: body });
-    $("saved").textContent = "已保存 Saved"; showError(null); await loadLedger();
+    $("saved").textContent = t("Saved"); showError(null); await loadLedger();
   } catch (e) { $("saved").textContent = ""; showError(e); }
 });
 
@@ -66,7 +66,7 @@ $("import").addEventListener("submit", async (event) => {
   if (!file) return;
   try {
     const r = await api("/assets/import", { method: "POST", body: await file.text(), headers: { "Content-Type": "text/csv" } });
-    $("imported").textContent = `已导入 ${r.imported} 条 Imported ${r.imported}`; showError(null); await loadLedger();
+    $("imported").textContent = t("Imported %(n)s", { n: r.imported }); showError(null); await loadLedger();
   } catch (e) { $("imported").textContent = ""; showError(e); }
 });
 

@@ -8,9 +8,49 @@
 // Content-Security-Policy without inline scripts or style attributes: no inline handlers, and
 // styles only through the CSSOM (node.style.width = ...).
 // A page defines window.Page = {start(me), onEvent(ev)}.
+// One language at a time: the page's language is <html lang> (the server rendered the template
+// in it, from the facility_lang cookie); its scripts' strings come from the JSON catalogue
+// /i18n/{lang}.json (the same gettext catalogue as the templates) through t(). The user's
+// choice is remembered on the server (PUT /api/v1/me/language) and in the cookie; signing in
+// on another device brings the remembered language back. API errors come in that language too
+// (Accept-Language).
 "use strict";
 const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
+const LANG = document.documentElement.lang || "zh-CN";
+const LANG_COOKIE = "facility_lang";
+let Strings = {};
+// t("Acknowledge") -> the text in the page's language; t("%(n)s open", {n: 3}) fills it in.
+function t(msgid, values) {
+  const text = Strings[msgid] || msgid;
+  return values ? text.replace(/%\((\w+)\)s/g, (m, k) => (k in values ? String(values[k]) : m)) : text;
+}
+// A state, priority, role or trade code shown as a word of the page's language.
+// A code the catalogue does not know shows as itself.
+const word = (kind, code) => (code ? Strings[`${kind}:${code}`] || code : "");
+// Data kept in both languages (procedure titles and steps, point names, alarm messages): the
+// page's language, else the other one (data that has no English shows in Chinese).
+const pick = (zh, en) => (LANG === "en" ? en || zh : zh || en);
+// An order's title: an alarm's order is titled "<procedure's Chinese title>: <device>".
+const orderTitle = (w) => (w.procedure_title && w.title.startsWith(w.procedure_title)
+  ? pick(w.procedure_title, w.procedure_title_en) + w.title.slice(w.procedure_title.length) : w.title);
+async function loadStrings() {
+  try {
+    const res = await fetch(`/i18n/${LANG}.json`);
+    if (res.ok) Strings = await res.json();
+  } catch (e) { /* offline: msgids (English) until the catalogue can be read */ }
+}
+function setLanguageCookie(lang) {
+  document.cookie = `${LANG_COOKIE}=${lang}; path=/; max-age=31536000; samesite=strict`;
+}
+async function chooseLanguage(lang) {
+  // The switch in the header: remembered for the user (when signed in) and on this device.
+  setLanguageCookie(lang);
+  if (sessionStorage.getItem("token")) {
+    try { await api("/me/language", { method: "PUT", json: { language: lang } }); } catch (e) { /* kept in the cookie */ }
+  } else sessionStorage.setItem("lang-chosen", lang);
+  location.reload();
+}
 const Live = { connected: false, lastId: null, controller: null, events: 0 };
 
 function el(tag, attrs, ...children) {
@@ -24,8 +64,8 @@ function el(tag, attrs, ...children) {
     node.append(c instanceof Node ? c : String(c));
   return node;
 }
-const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString("zh-CN", { hour12: false }) : "");
-const stamp = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "");
+const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString(LANG, { hour12: false }) : "");
+const stamp = (iso) => (iso ? new Date(iso).toLocaleString(LANG, { hour12: false }) : "");
 
 function countdown(iso, now = Date.now()) {
   // "12:34" left, or "-03:10" late; hours shown past an hour.
@@ -38,7 +78,7 @@ function countdown(iso, now = Date.now()) {
 
 async function api(path, options = {}) {
   const token = sessionStorage.getItem("token");
-  const headers = { Authorization: `Bearer ${token}`, ...(options.headers || {}) };
+  const headers = { Authorization: `Bearer ${token}`, "Accept-Language": LANG, ...(options.headers || {}) };
   if (options.json !== undefined) {
     headers["Content-Type"] = "application/json";
     options = { ...options, body: JSON.stringify(options.json) };
@@ -69,6 +109,9 @@ async function signOut() {
 
 function dropSession() {
   sessionStorage.removeItem("token");
+  // the technician's page's kept answers (service worker) go with the session
+  if (navigator.serviceWorker && navigator.serviceWorker.controller)
+    navigator.serviceWorker.controller.postMessage({ type: "signed-out" });
   if (Live.controller) Live.controller.abort();
   $("board").hidden = true;
   $("login").hidden = false;
@@ -146,7 +189,18 @@ function debounce(fn, ms) {
 async function boot() {
   let me;
   try { me = await api("/me"); } catch (e) { return; }
-  $("who").textContent = `${me.username} (${me.role})`;
+  const chosen = sessionStorage.getItem("lang-chosen");
+  sessionStorage.removeItem("lang-chosen");
+  if (chosen && chosen !== me.language) {
+    try { me = await api("/me/language", { method: "PUT", json: { language: chosen } }); } catch (e) { /* cookie only */ }
+  } else if (me.language !== LANG && !sessionStorage.getItem("lang-synced")) {
+    sessionStorage.setItem("lang-synced", "1");  // once: a browser without cookies stays put
+    setLanguageCookie(me.language);  // the user's remembered language, on this device too
+    location.reload();
+    return;
+  }
+  $("who").textContent = `${me.username} (${word("role", me.role)})`;
+  sessionStorage.setItem("user", me.username);
   $("login").hidden = true;
   $("board").hidden = false;
   $("sign-out").hidden = false;
@@ -161,7 +215,8 @@ $("login").addEventListener("submit", async (event) => {
   event.preventDefault();
   if (window.Page && window.Page.gesture) window.Page.gesture();
   const res = await fetch(`${API}/auth/token`, {
-    method: "POST", body: new URLSearchParams(new FormData(event.target)) });
+    method: "POST", headers: { "Accept-Language": LANG },
+    body: new URLSearchParams(new FormData(event.target)) });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) { $("login-error").textContent = body.detail || res.statusText; return; }
   $("login-error").textContent = "";
@@ -169,7 +224,9 @@ $("login").addEventListener("submit", async (event) => {
   boot();
 });
 $("sign-out").addEventListener("click", signOut);
+$("language").addEventListener("change", (event) => chooseLanguage(event.target.value));
 
-window.addEventListener("DOMContentLoaded", () => {
+window.addEventListener("DOMContentLoaded", async () => {
+  await loadStrings();
   if (sessionStorage.getItem("token")) boot(); else dropSession();
 });

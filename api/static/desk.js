@@ -1,4 +1,4 @@
-// Service desk: log an owner's repair request (业主报修) as a work order and see the recent
+// Service desk: log an owner's repair request as a work order and see the recent
 // ones with their state, live.
 "use strict";
 const SITE = document.body.dataset.site;
@@ -13,7 +13,7 @@ function fillDevices() {
 async function loadRequests() {
   const rows = await api("/work-orders?origin=request&limit=20");
   $("requests").replaceChildren(...rows.map((w) => el("tr", { dataset: { workOrderId: w.id } },
-    el("td", {}, w.id), el("td", {}, w.title), el("td", {}, w.trade), el("td", {}, w.state),
+    el("td", {}, w.id), el("td", {}, w.title), el("td", {}, word("trade", w.trade)), el("td", {}, word("state", w.state)),
     el("td", {}, w.assignee || "—"), el("td", {}, stamp(w.created_at)))));
 }
 
@@ -28,7 +28,7 @@ $("request").addEventListener("submit", async (event) => {
   if (form.device) body.device = form.device;
   try {
     const wo = await api("/work-orders", { method: "POST", json: body });
-    $("created").textContent = `工单 #${wo.id} 已生成 Work order #${wo.id} created`;
+    $("created").textContent = t("Work order #%(id)s created", { id: wo.id });
     event.target.reset(); fillDevices(); showError(null); await loadRequests();
   } catch (e) { $("created").textContent = ""; showError(e); }
 });

@@ -16,7 +16,7 @@ const MAINTENANCE_SHOWN = 40;
 const PRIORITIES = ["critical", "high", "medium", "low"];
 const Board = { alarms: [], orders: [], maintenance: [], sites: [], problemDevices: [],
                 devices: new Map(), open: new Set(), filter: { site: "", building: "", trade: "", priority: "" },
-                sound: true, audio: null, beeper: null, shelving: null, ready: false };
+                sound: true, audio: null, beeper: null, shelving: null, ready: false, handover: false };
 
 function unlockAudio() {
   // Browsers allow sound only after a user gesture: the sign-in click or the sound button.
@@ -73,25 +73,26 @@ function alarmRow(a) {
   const shelved = a.shelved_until && new Date(a.shelved_until) > Date.now();
   const buttons = el("td", { className: "actions" },
     (a.state === "unack" || a.state === "rtn_unack")
-      ? el("button", { onclick: () => act(`/alarms/${a.id}/acknowledge`, {}) }, "Acknowledge 确认") : null,
+      ? el("button", { onclick: () => act(`/alarms/${a.id}/acknowledge`, {}) }, t("Acknowledge")) : null,
     !shelved && a.state !== "normal"
-      ? el("button", { className: "secondary", onclick: () => shelve(a) }, "Shelve 搁置") : null,
+      ? el("button", { className: "secondary", onclick: () => shelve(a) }, t("Shelve")) : null,
     shelved ? el("button", { className: "secondary", onclick: () => act(`/alarms/${a.id}/unshelve`, {}) },
-      "Unshelve 取消搁置") : null);
-  const state = a.state + (a.active ? "" : " (cleared)") + (shelved ? ` · shelved to ${clock(a.shelved_until)}` : "")
-    + (a.out_of_service ? " · out of service" : "") + (a.suppressed ? " · suppressed" : "")
-    + (a.escalation_level ? ` · escalated 已升级 L${a.escalation_level}` : "");
+      t("Unshelve")) : null);
+  const state = word("state", a.state) + (a.active ? "" : ` (${t("cleared")})`)
+    + (shelved ? ` · ${t("shelved to %(time)s", { time: clock(a.shelved_until) })}` : "")
+    + (a.out_of_service ? ` · ${t("out of service")}` : "") + (a.suppressed ? ` · ${t("suppressed")}` : "")
+    + (a.escalation_level ? ` · ${t("escalated L%(n)s", { n: a.escalation_level })}` : "");
   const ack = a.state === "unack" && a.ack_due_at ? countdown(a.ack_due_at) : null;
   return el("tr", { className: `${a.state} prio-row-${a.priority}${shelved ? " shelved" : ""}${ack && ack.late ? " late" : ""}`,
-                    dataset: { alarmId: a.id } },
-    el("td", {}, el("span", { className: `prio prio-${a.priority}` }, a.priority)),
+                    dataset: { alarmId: a.id, state: a.state } },
+    el("td", {}, el("span", { className: `prio prio-${a.priority}` }, word("priority", a.priority))),
     el("td", {}, a.device ? el("a", { href: `/devices/${a.device}` }, a.device) : a.source),
-    el("td", {}, a.message || a.type),
+    el("td", {}, pick(a.message, a.message_en) || word("alarm", a.type)),
     el("td", { className: "state" }, state),
     el("td", {}, clock(a.raised_at)),
     el("td", { className: `sla-ack${ack && ack.late ? " late" : ""}`, dataset: { deadline: ack ? a.ack_due_at : "" },
-               title: ack ? `acknowledge by 确认时限 ${stamp(a.ack_due_at)}` : "" },
-      ack ? `ack 确认 ${ack.text}` : ""),
+               title: ack ? t("acknowledge by %(time)s", { time: stamp(a.ack_due_at) }) : "" },
+      ack ? `${t("ack")} ${ack.text}` : ""),
     buttons);
 }
 
@@ -144,7 +145,7 @@ function groupBy(items, keyOf) {
 function renderAlarms() {
   const unack = Board.alarms.filter((a) => a.state === "unack").length;
   const overdue = Board.alarms.filter((a) => a.state === "unack" && a.ack_due_at && countdown(a.ack_due_at).late).length;
-  $("alarm-count").textContent = `(${unack} unacknowledged${overdue ? `, ${overdue} overdue 超时未确认` : ""})`;
+  $("alarm-count").textContent = `(${t("%(n)s unacknowledged", { n: unack })}${overdue ? `, ${t("%(n)s not acknowledged in time", { n: overdue })}` : ""})`;
   const shown = Board.alarms.filter((a) => passes(a, a.trade));
   const worst = (list) => Math.min(...list.map((a) => rank(a.priority)));
   const bySite = [...groupBy(shown, (a) => a.site)].sort((x, y) => worst(x[1]) - worst(y[1]) || x[0].localeCompare(y[0]));
@@ -153,9 +154,9 @@ function renderAlarms() {
     return el("div", { className: "site-group", dataset: { site } },
       el("h3", {}, siteName(site), el("span", { className: "count" }, ` ${list.length}`)),
       ...byBuilding.map(([b, rows]) => el("div", { className: "building-group", dataset: { building: b } },
-        el("h4", {}, b ? buildingName(site, b) : "site 项目", el("span", { className: "count" }, ` ${rows.length}`)),
+        el("h4", {}, b ? buildingName(site, b) : t("whole site"), el("span", { className: "count" }, ` ${rows.length}`)),
         el("table", { className: "alarms" }, el("tbody", {}, ...rows.map(alarmRow))))));
-  }) : [el("p", { className: "meta" }, "No active alarms 无报警")]));
+  }) : [el("p", { className: "meta" }, t("No active alarms"))]));
   updateAlert();
   renderSummary();
 }
@@ -164,42 +165,42 @@ function orderRow(w) {
   const sla = w.next_deadline ? countdown(w.next_deadline) : null;
   const step = w.step_due_at ? countdown(w.step_due_at) : null;
   const late = (sla && sla.late) || (step && step.late);
-  return el("tr", { dataset: { workOrderId: w.id }, className: late ? "late" : "" },
-    el("td", {}, w.id), el("td", {}, w.procedure_title || w.title),
+  return el("tr", { dataset: { workOrderId: w.id, state: w.state }, className: late ? "late" : "" },
+    el("td", {}, w.id), el("td", {}, orderTitle(w)),
     el("td", {}, w.device ? el("a", { href: `/devices/${w.device}` }, w.device) : w.source,
        el("div", { className: "meta" }, `${siteName(w.site)} · ${w.building ? buildingName(w.site, w.building) : ""}`)),
-    el("td", { className: "state" }, w.state),
+    el("td", { className: "state" }, word("state", w.state)),
     el("td", {}, w.assignee || "—"),
     el("td", { className: `sla${sla && sla.late ? " late" : ""}`,
                dataset: { deadline: w.next_deadline || "" },
-               title: w.next_deadline_kind ? `${w.next_deadline_kind} by ${stamp(w.next_deadline)}` : "" },
-      sla ? `${w.next_deadline_kind} ${sla.text}` : ""),
+               title: w.next_deadline_kind ? t("%(what)s by %(time)s", { what: word("deadline", w.next_deadline_kind), time: stamp(w.next_deadline) }) : "" },
+      sla ? `${word("deadline", w.next_deadline_kind)} ${sla.text}` : ""),
     el("td", { className: `sla-step${step && step.late ? " late" : ""}`, dataset: { deadline: w.step_due_at || "" },
-               title: w.step_due_at ? `next step by 步骤时限 ${stamp(w.step_due_at)}` : "" },
-      step ? `step ${step.text}` : ""));
+               title: w.step_due_at ? t("next step by %(time)s", { time: stamp(w.step_due_at) }) : "" },
+      step ? `${t("step")} ${step.text}` : ""));
 }
 
 function maintenanceRow(w) {
   const late = w.due_at && new Date(w.due_at) < Date.now();
-  return el("tr", { dataset: { workOrderId: w.id }, className: late ? "late" : "" },
+  return el("tr", { dataset: { workOrderId: w.id, state: w.state }, className: late ? "late" : "" },
     el("td", { className: `due${late ? " late" : ""}` }, w.due_at ? stamp(w.due_at).replace(/:\d\d$/, "") : "—"),
     el("td", {}, w.id), el("td", {}, w.title),
     el("td", {}, `${siteName(w.site)} · ${w.building ? buildingName(w.site, w.building) : ""}`),
-    el("td", { className: "state" }, w.state));
+    el("td", { className: "state" }, word("state", w.state)));
 }
 
 function renderOrders() {
   const faults = Board.orders.filter((w) => passes(w, w.trade));
   $("order-count").textContent = `(${faults.length})`;
   $("work-orders").replaceChildren(...(faults.length ? faults.map(orderRow)
-    : [el("tr", { className: "meta" }, el("td", { colSpan: 7 }, "none open 无"))]));
+    : [el("tr", { className: "meta" }, el("td", { colSpan: 7 }, t("none open")))]));
   const planned = Board.maintenance.filter((w) => passes(w, w.trade));
   const late = planned.filter((w) => w.due_at && new Date(w.due_at) < Date.now()).length;
-  $("maintenance-count").textContent = `(${planned.length}${planned.length >= 200 ? "+" : ""}, ${late} late 逾期)`;
+  $("maintenance-count").textContent = `(${planned.length}${planned.length >= 200 ? "+" : ""}, ${t("%(n)s late", { n: late })})`;
   const rows = planned.slice(0, MAINTENANCE_SHOWN).map(maintenanceRow);
-  if (!planned.length) rows.push(el("tr", { className: "meta" }, el("td", { colSpan: 5 }, "none due 无")));
+  if (!planned.length) rows.push(el("tr", { className: "meta" }, el("td", { colSpan: 5 }, t("none due"))));
   if (planned.length > MAINTENANCE_SHOWN)
-    rows.push(el("tr", { className: "meta" }, el("td", { colSpan: 5 }, `… ${planned.length - MAINTENANCE_SHOWN} more 更多`)));
+    rows.push(el("tr", { className: "meta" }, el("td", { colSpan: 5 }, `… ${t("%(n)s more", { n: planned.length - MAINTENANCE_SHOWN })}`)));
   $("maintenance").replaceChildren(...rows);
   renderSummary();
 }
@@ -223,7 +224,7 @@ function deviceState(d) {
 function deviceLink(d) {
   const st = deviceState(d);
   return el("a", { className: `dev st-${st}`, href: `/devices/${d.name}`, dataset: { device: d.name, state: st },
-                   title: d.status_reason || st }, `${d.display_name || d.name} · ${st}`);
+                   title: d.status_reason || word("state", st) }, `${d.display_name || d.name} · ${word("state", st)}`);
 }
 
 function buildingCard(site, b) {
@@ -233,10 +234,10 @@ function buildingCard(site, b) {
   const badge = PRIORITIES.filter((p) => b[p] > 0).map((p) => el("span", { className: `prio prio-${p}` }, `${b[p]}`));
   return el("div", { className: `building${hasProblem(b) ? " problem" : ""}`, dataset: { building: b.id, site: site.id } },
     el("h3", {}, b.name, " ", ...badge,
-       el("span", { className: "count" }, ` ${b.devices} devices 台${b.offline ? ` · ${b.offline} offline 离线` : ""}`)),
+       el("span", { className: "count" }, ` ${t("%(n)s devices", { n: b.devices })}${b.offline ? ` · ${t("%(n)s offline", { n: b.offline })}` : ""}`)),
     ...devs.map(deviceLink),
     all ? null : el("button", { className: "link", onclick: () => openBuilding(site.id, b.id) },
-      `all ${b.devices} devices 全部设备`));
+      t("all %(n)s devices", { n: b.devices })));
 }
 
 function renderBuildings() {
@@ -251,7 +252,7 @@ function renderBuildings() {
       Board.sites.length > 1 ? el("h3", { className: "site-name" }, s.name) : null,
       ...shown.map((b) => buildingCard(s, b)),
       quiet.length ? el("details", { className: "quiet" },
-        el("summary", {}, `${quiet.length} buildings OK 正常 · ${quiet.reduce((n, b) => n + b.devices, 0)} devices`),
+        el("summary", {}, `${t("%(n)s buildings OK", { n: quiet.length })} · ${t("%(n)s devices", { n: quiet.reduce((n, b) => n + b.devices, 0) })}`),
         ...quiet.map((b) => el("button", { className: "link building-link", dataset: { building: b.id },
                                            onclick: () => openBuilding(s.id, b.id) }, b.name))) : null);
   }));
@@ -269,7 +270,7 @@ async function loadBuilding(site, building) {
 
 function fillFilters() {
   const site = $("f-site"), building = $("f-building");
-  const keep = (sel, options) => { const v = sel.value; sel.replaceChildren(el("option", { value: "" }, "all 全部"), ...options); sel.value = v; };
+  const keep = (sel, options) => { const v = sel.value; sel.replaceChildren(el("option", { value: "" }, t("all")), ...options); sel.value = v; };
   keep(site, Board.sites.map((s) => el("option", { value: s.id }, s.name)));
   const chosen = Board.sites.find((s) => s.id === site.value);
   keep(building, chosen ? chosen.buildings.map((b) => el("option", { value: b.id }, b.name)) : []);
@@ -293,7 +294,7 @@ const search = debounce(async () => {
     const found = await api(`/devices?q=${encodeURIComponent(q)}&values=false&limit=20`);
     list.replaceChildren(...(found.length ? found.map((d) => el("li", {}, deviceLink(d),
       el("span", { className: "meta" }, ` ${siteName(d.site)} · ${buildingName(d.site, d.building)}`)))
-      : [el("li", { className: "meta" }, "no device 无匹配设备")]));
+      : [el("li", { className: "meta" }, t("no device"))]));
     list.hidden = false;
   } catch (e) { showError(e); }
 }, 250);
@@ -319,6 +320,17 @@ async function loadPlaces() {
   renderBuildings(); renderSummary();
 }
 
+async function loadHandover() {
+  // The shift handover (交接班): has the shift on duty acknowledged the last one?
+  if (!Board.handover) return;
+  const [h] = await api("/handovers?limit=1");
+  const state = !h ? "none" : h.acknowledged_by ? "acknowledged" : "waiting";
+  $("handover-tile").dataset.state = state;
+  $("handover-state").textContent = !h ? t("none yet") : h.acknowledged_by
+    ? t("acknowledged by %(who)s", { who: h.acknowledged_by }) : t("awaiting acknowledgement");
+  $("handover-tile").classList.toggle("late", state === "waiting");
+}
+
 async function guarded(fn) { try { await fn(); showError(null); } catch (e) { showError(e); } }
 const refreshAlarms = debounce(() => guarded(async () => { await loadAlarms(); await loadPlaces(); }), 100);
 const refreshOrders = debounce(() => guarded(loadOrders), 100);
@@ -326,13 +338,17 @@ const refreshPlaces = debounce(() => guarded(loadPlaces), 300);
 
 window.Page = {
   gesture: unlockAudio,
-  async start() {
-    await Promise.all([loadPlaces(), loadOrders()]);
+  async start(me) {
+    Board.handover = me.role !== "technician";  // the duty room's log
+    $("handover-tile").hidden = !Board.handover;
+    await Promise.all([loadPlaces(), loadOrders(), loadHandover()]);
     await loadAlarms();  // grouped under the names the overview brought
     Board.ready = true;
     document.body.dataset.boardReady = "yes";
     setInterval(tickCountdowns, 1000);
-    setInterval(() => guarded(async () => { await Promise.all([loadAlarms(), loadOrders(), loadPlaces()]); }), RECONCILE_MS);
+    setInterval(() => guarded(async () => {
+      await Promise.all([loadAlarms(), loadOrders(), loadPlaces(), loadHandover()]);
+    }), RECONCILE_MS);
   },
   onEvent(kind) {
     if (kind === "ready") { refreshAlarms(); refreshOrders(); return; }
@@ -346,5 +362,5 @@ $("sound").addEventListener("click", () => {
   unlockAudio();
   Board.sound = !Board.sound;
   $("sound").setAttribute("aria-pressed", String(Board.sound));
-  $("sound").textContent = Board.sound ? "Sound on 声音开" : "Sound off 声音关";
+  $("sound").textContent = Board.sound ? t("Sound on") : t("Sound off");
 });

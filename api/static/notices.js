@@ -1,4 +1,4 @@
-// Notices to residents (住户通知): the drafts that outage alarms wrote and the published ones;
+// Notices to residents: the drafts that outage alarms wrote and the published ones;
 // the duty room edits the text and the expected restoration, publishes, closes. Live: a new
 // alarm or a resolved order reloads the list (the database drafts and closes notices).
 "use strict";
@@ -19,7 +19,7 @@ async function loadNotices() {
     const link = el("a", { href: `#${n.id}` }, n.title);
     link.addEventListener("click", (ev) => { ev.preventDefault(); openNotice(n.id).catch(showError); });
     return el("tr", { dataset: { noticeId: n.id, state: n.state } }, el("td", {}, n.id),
-      el("td", { className: "state" }, n.state), el("td", {}, n.building), el("td", {}, n.kind),
+      el("td", { className: "state" }, word("state", n.state)), el("td", {}, n.building), el("td", {}, word("kind", n.kind)),
       el("td", {}, link), el("td", {}, stamp(n.since)), el("td", {}, stamp(n.expected_restore)));
   }));
 }
@@ -29,7 +29,7 @@ async function openNotice(id) {
   current = n;
   $("notice-editor").hidden = false;
   $("notice-id").textContent = n.id;
-  $("notice-state").textContent = n.state;
+  $("notice-state").textContent = word("state", n.state);
   const form = $("notice-form");
   form.elements.title.value = n.title;
   form.elements.body.value = n.body;
@@ -50,13 +50,13 @@ async function save() {
 
 $("notice-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  try { await save(); $("notice-saved").textContent = "已保存 Saved"; showError(null);
+  try { await save(); $("notice-saved").textContent = t("Saved"); showError(null);
         await loadNotices(); await openNotice(current.id); } catch (e) { showError(e); }
 });
 $("publish").addEventListener("click", async () => {
   try { await save(); await api(`/notices/${current.id}/publish`, { method: "POST" });
         await loadNotices(); await openNotice(current.id);
-        $("notice-saved").textContent = "已发布 Published"; showError(null); } catch (e) { showError(e); }
+        $("notice-saved").textContent = t("Published"); showError(null); } catch (e) { showError(e); }
 });
 $("close-notice").addEventListener("click", async () => {
   try { await api(`/notices/${current.id}/close`, { method: "POST" });

@@ -27,7 +27,7 @@ async function fillPhotos(box, orderId) {
   Photos.lists.set(orderId, list);
   box.replaceChildren(...list.map((a) => {
     const fig = el("figure", { className: "photo", dataset: { attachmentId: a.id, stage: a.stage } });
-    const caption = el("figcaption", {}, `${a.stage}${a.step_seq ? " · step " + a.step_seq : ""} · ${a.uploaded_by} ${stamp(a.uploaded_at)}`);
+    const caption = el("figcaption", {}, `${word("stage", a.stage)}${a.step_seq ? " · " + t("Step %(n)s", { n: a.step_seq }) : ""} · ${a.uploaded_by} ${stamp(a.uploaded_at)}`);
     if (a.content_type.startsWith("image/")) {
       const img = el("img", { alt: a.filename });
       photoUrl(a.id).then((u) => { img.src = u; }, showError);
@@ -54,26 +54,31 @@ function photoSection(orderId, canUpload, onUploaded) {
 function buildPhotoSection(orderId, canUpload, onUploaded) {
   const box = el("div", { className: "photos" });
   fillPhotos(box, orderId).catch(showError);
-  if (!canUpload) return el("section", { className: "photo-section" }, el("h4", {}, "Photos 照片"), box);
+  if (!canUpload) return el("section", { className: "photo-section" }, el("h4", {}, t("Photos")), box);
   const file = el("input", { type: "file", accept: "image/*,application/pdf", capture: "environment", name: "file" });
-  file.setAttribute("aria-label", "Photo file");
-  const stage = el("select", { name: "stage" }, el("option", { value: "before" }, "before 维修前"),
-    el("option", { value: "after" }, "after 维修后"), el("option", { value: "other" }, "other 其他"));
-  stage.setAttribute("aria-label", "Stage");
+  file.setAttribute("aria-label", t("Photo file"));
+  const stage = el("select", { name: "stage" }, el("option", { value: "before" }, word("stage", "before")),
+    el("option", { value: "after" }, word("stage", "after")), el("option", { value: "other" }, word("stage", "other")));
+  stage.setAttribute("aria-label", t("Stage"));
   const status = el("span", { className: "ok", role: "status" });
-  const send = el("button", { type: "button", className: "secondary" }, "Upload photo 上传照片");
+  const send = el("button", { type: "button", className: "secondary" }, t("Upload photo"));
   send.addEventListener("click", async () => {
     if (!file.files[0]) return;
-    const form = new FormData();
-    form.append("file", file.files[0]);
-    form.append("stage", stage.value);
     try {
-      await api(`/work-orders/${orderId}/attachments`, { method: "POST", body: form });
-      status.textContent = "已上传 Uploaded"; file.value = ""; showError(null);
+      if (window.outboxAdd) {  // the technician's page: through the outbox, offline too
+        await outboxAdd({ method: "POST", path: `/work-orders/${orderId}/attachments`, label: t("Photo"),
+                          order: orderId, photo: { file: file.files[0], name: file.files[0].name, stage: stage.value } });
+      } else {
+        const form = new FormData();
+        form.append("file", file.files[0]);
+        form.append("stage", stage.value);
+        await api(`/work-orders/${orderId}/attachments`, { method: "POST", body: form });
+      }
+      status.textContent = navigator.onLine ? t("Uploaded") : t("Kept on the phone"); file.value = ""; showError(null);
       await fillPhotos(box, orderId);
       if (onUploaded) onUploaded();
     } catch (e) { status.textContent = ""; showError(e); }
   });
-  return el("section", { className: "photo-section" }, el("h4", {}, "Photos 照片"), box,
+  return el("section", { className: "photo-section" }, el("h4", {}, t("Photos")), box,
     el("div", { className: "upload" }, file, stage, send, status));
 }

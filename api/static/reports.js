@@ -12,14 +12,14 @@ function query() {
 
 function kpis(r) {
   const w = r.work_orders;
-  const cells = [["MTTA alarms 报警确认", dur(r.alarms.mtta_s)], ["MTTA orders 接单", dur(w.mtta_s)],
-    ["MTTR 修复", dur(w.mttr_s)], ["SLA accept 接单", pct(w.sla_accept)], ["SLA arrive 到场", pct(w.sla_arrive)],
-    ["SLA resolve 完成", pct(w.sla_resolve)], ["PM compliance 保养", pct(r.pm.compliance)],
-    ["Work orders 工单", w.count], ["Alarms 报警", r.alarms.alarms],
-    ["Ack-overdue alarms 超时未确认", r.alarms.ack_overdue],
-    ["Late steps 超时步骤", `${r.steps.late} / ${r.steps.timed}`]];
-  return el("table", { id: "kpis", className: "kv" }, el("tbody", {}, cells.map(([k, v]) =>
-    el("tr", {}, el("th", {}, k), el("td", { dataset: { kpi: k.split(" ")[0] } }, String(v))))));
+  const cells = [["MTTA", "MTTA of alarms", dur(r.alarms.mtta_s)], ["MTTA", "MTTA of orders", dur(w.mtta_s)],
+    ["MTTR", "MTTR", dur(w.mttr_s)], ["SLA", "SLA accept", pct(w.sla_accept)], ["SLA", "SLA arrive", pct(w.sla_arrive)],
+    ["SLA", "SLA resolve", pct(w.sla_resolve)], ["PM", "PM compliance", pct(r.pm.compliance)],
+    ["Work", "Work orders", w.count], ["Alarms", "Alarms", r.alarms.alarms],
+    ["Ack-overdue", "Alarms not acknowledged in time", r.alarms.ack_overdue],
+    ["Late", "Late steps", `${r.steps.late} / ${r.steps.timed}`]];
+  return el("table", { id: "kpis", className: "kv" }, el("tbody", {}, cells.map(([kpi, k, v]) =>
+    el("tr", {}, el("th", {}, t(k)), el("td", { dataset: { kpi } }, String(v))))));
 }
 
 function bar(rem) {
@@ -32,8 +32,8 @@ function bar(rem) {
 function breakdown(title, rows, key) {
   const max = Math.max(1, ...rows.map((x) => x.count));
   return el("section", {}, el("h2", {}, title),
-    el("table", {}, el("thead", {}, el("tr", {}, ["", "count", "", "resolved", "MTTR", "SLA resolve"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, rows.map((x) => el("tr", {}, el("td", {}, x[key] ?? "—"), el("td", {}, x.count),
+    el("table", {}, el("thead", {}, el("tr", {}, ["", t("count"), "", t("resolved"), "MTTR", t("SLA resolve")].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.map((x) => el("tr", {}, el("td", {}, x[key] === undefined || x[key] === null ? "—" : key === "trade" ? word("trade", x[key]) : x[key]), el("td", {}, x.count),
         el("td", {}, bar((x.count / max) * 12)),
         el("td", {}, x.resolved), el("td", {}, dur(x.mttr_s)), el("td", {}, pct(x.sla_resolve)))))));
 }
@@ -42,22 +42,22 @@ function load(r) {
   const l = r.alarm_load;
   $("report").replaceChildren(
     el("h2", {}, `${r.site} · ${r.month} (${r.timezone})`), kpis(r),
-    el("div", { className: "columns" }, breakdown("By trade 按工种", r.by_trade, "trade"),
-       breakdown("By cause 按原因", r.by_cause, "cause")),
-    el("section", { id: "by-device" }, el("h2", {}, "By device 按设备 (repeat failures 重复故障, parts cost 配件费用)"),
-      el("table", {}, el("thead", {}, el("tr", {}, ["device", "failures", "repeat", "parts cost ¥"].map((h) => el("th", {}, h)))),
+    el("div", { className: "columns" }, breakdown(t("By trade"), r.by_trade, "trade"),
+       breakdown(t("By cause"), r.by_cause, "cause")),
+    el("section", { id: "by-device" }, el("h2", {}, t("By device (repeat failures, parts cost)")),
+      el("table", {}, el("thead", {}, el("tr", {}, [t("device"), t("failures"), t("repeat"), t("parts cost ¥")].map((h) => el("th", {}, h)))),
         el("tbody", {}, (r.by_device || []).map((d) => el("tr", { dataset: { device: d.device } },
           el("td", {}, el("a", { href: `/assets#${d.device}` }, d.device)), el("td", {}, d.failures),
           el("td", {}, d.repeat_failures), el("td", {}, d.parts_cost.toFixed(2))))))),
-    el("section", {}, el("h2", {}, "Alarm load 报警负荷 (ISA-18.2)"),
+    el("section", {}, el("h2", {}, t("Alarm load (ISA-18.2)")),
       el("table", { className: "kv" }, el("tbody", {},
         [["annunciated", l.annunciated], ["per operator per 10 min (avg)", l.per_10_min_avg],
          ["per 10 min (peak)", l.per_10_min_peak], ["floods (>10 in 10 min)", l.floods],
          ["share of alarms in floods", pct(l.flood_share)], ["chattering points", l.chattering.length],
-         ["stale (active > 24 h)", l.stale]].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, String(v)))))),
-      el("h3", {}, "Top 10 bad actors"),
+         ["stale (active > 24 h)", l.stale]].map(([k, v]) => el("tr", {}, el("th", {}, t(k)), el("td", {}, String(v)))))),
+      el("h3", {}, t("Top 10 bad actors")),
       el("table", {}, el("tbody", {}, l.top_bad_actors.map((a) =>
-        el("tr", {}, el("td", {}, a.source), el("td", {}, a.alarm_type), el("td", {}, a.count)))))));
+        el("tr", {}, el("td", {}, a.source), el("td", {}, word("alarm", a.alarm_type)), el("td", {}, a.count)))))));
 }
 
 $("pick").addEventListener("submit", async (event) => {

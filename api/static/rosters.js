@@ -1,4 +1,4 @@
-// On-call rosters (值班表) for managers and admins: a roster's shifts and backups edited as
+// On-call rosters for managers and admins: a roster's shifts and backups edited as
 // text, shift swaps added and cancelled, and the record of changes (who, when, what). The
 // rules service reloads rosters and swaps every few seconds: no restart.
 "use strict";
@@ -35,7 +35,7 @@ function showRoster() {
   const form = $("roster-form");
   form.elements.shifts.value = r.shifts.map(shiftLine).join("\n");
   form.elements.backup.value = r.backup.join(", ");
-  $("roster-edited").textContent = r.edited_by ? `edited by ${r.edited_by} ${stamp(r.edited_at)}` : "from the dispatch file 来自配置文件";
+  $("roster-edited").textContent = r.edited_by ? t("edited by %(who)s %(when)s", { who: r.edited_by, when: stamp(r.edited_at) }) : t("from the dispatch file");
 }
 
 async function loadAll() {
@@ -46,7 +46,7 @@ async function loadAll() {
   showRoster();
   const swaps = await api(`/roster-swaps${SITE ? "?site=" + SITE : ""}`);
   $("swaps").replaceChildren(...swaps.map((s) => {
-    const cancel = el("button", { type: "button", className: "secondary", disabled: Boolean(s.cancelled_at) }, s.cancelled_at ? "cancelled 已取消" : "Cancel 取消");
+    const cancel = el("button", { type: "button", className: "secondary", disabled: Boolean(s.cancelled_at) }, s.cancelled_at ? t("cancelled") : t("Cancel"));
     cancel.addEventListener("click", async () => {
       try { await api(`/roster-swaps/${s.id}/cancel`, { method: "POST" }); await loadAll(); } catch (e) { showError(e); }
     });
@@ -55,7 +55,7 @@ async function loadAll() {
   }));
   const changes = await api("/roster-changes");
   $("changes").replaceChildren(...changes.map((c) => el("tr", {}, el("td", {}, stamp(c.at)), el("td", {}, c.actor),
-    el("td", {}, c.action), el("td", {}, c.target))));
+    el("td", {}, t(`action:${c.action}`)), el("td", {}, c.target))));
 }
 
 $("roster-select").addEventListener("change", showRoster);
@@ -65,7 +65,7 @@ $("roster-form").addEventListener("submit", async (event) => {
   try {
     const body = { shifts: parseShifts(event.target.elements.shifts.value), backup: list(event.target.elements.backup.value) };
     await api(`/rosters/${encodeURIComponent(r.site)}/${encodeURIComponent(r.roster)}`, { method: "PUT", json: body });
-    $("roster-saved").textContent = "已保存 Saved"; showError(null); await loadAll();
+    $("roster-saved").textContent = t("Saved"); showError(null); await loadAll();
   } catch (e) { $("roster-saved").textContent = ""; showError(e); }
 });
 $("swap-form").addEventListener("submit", async (event) => {
@@ -77,7 +77,7 @@ $("swap-form").addEventListener("submit", async (event) => {
       original: f.original.value.trim(), substitute: f.substitute.value.trim(),
       starts_at: new Date(f.starts_at.value).toISOString(), ends_at: new Date(f.ends_at.value).toISOString(),
       reason: f.reason.value } });
-    $("swap-saved").textContent = "已添加 Added"; event.target.reset(); showError(null); await loadAll();
+    $("swap-saved").textContent = t("Added"); event.target.reset(); showError(null); await loadAll();
   } catch (e) { $("swap-saved").textContent = ""; showError(e); }
 });
 

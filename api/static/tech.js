@@ -6,43 +6,62 @@
 // drafts: notes typed but not yet sent, by "order:step", so a live re-render keeps them.
 const Tech = { me: null, orders: [], pool: [], details: new Map(), open: new Set(),
                drafts: new Map() };
-const NEXT = { open: ["accepted", "Accept 接单"], assigned: ["accepted", "Accept 接单"],
-               accepted: ["on_site", "Arrived 到场"], on_site: ["resolved", "Resolve 完成"] };
+const NEXT = { open: ["accepted", "Accept"], assigned: ["accepted", "Accept"],
+               accepted: ["on_site", "Arrived"], on_site: ["resolved", "Resolve"] };
 
-async function move(id, to, note = "") {
+// Every write goes through the outbox (offline.js): sent at once when online, kept and sent in
+// order when the network returns; the page shows it done meanwhile (marked pending).
+async function move(id, to, note = "", label = to) {
   try {
-    await api(`/work-orders/${id}/transition`, { method: "POST", json: { to, note } });
+    await outboxAdd({ method: "POST", path: `/work-orders/${id}/transition`, json: { to, note },
+                      label: t(label), order: id, to });
     showError(null); Tech.open.add(id); await load();
   } catch (e) { showError(e); }
 }
 
 async function tick(id, seq, noteInput) {
   try {
-    await api(`/work-orders/${id}/steps/${seq}`, { method: "POST", json: { note: noteInput.value } });
+    await outboxAdd({ method: "POST", path: `/work-orders/${id}/steps/${seq}`,
+                      json: { note: noteInput.value }, label: t("Step %(n)s", { n: seq }), order: id, step: seq });
     Tech.drafts.delete(`${id}:${seq}`);
     showError(null); await load();
   } catch (e) { showError(e); }
+}
+
+function overlay() {
+  // What is still in the outbox, shown as done (pending) on the orders read from the server.
+  for (const item of Outbox.pending) {
+    const w = [...Tech.orders, ...Tech.pool].find((o) => o.id === item.order);
+    if (!w) continue;
+    if (item.to) {
+      Object.assign(w, { state: item.to, pending: true });
+      if (Tech.pool.includes(w)) { Tech.pool = Tech.pool.filter((o) => o !== w); Tech.orders.push(w); }
+    }
+    const detail = Tech.details.get(item.order);
+    const step = item.step && detail ? detail.steps.find((s) => s.seq === item.step) : null;
+    if (step && !step.done_at) Object.assign(step, { done_at: item.at, done_by: Tech.me.username,
+                                                     note: item.json.note, pending: true });
+  }
 }
 
 function steps(w, detail) {
   const editable = w.state === "on_site" || w.state === "accepted";
   return el("ol", { className: "steps" }, detail.steps.map((s) => {
     const key = `${w.id}:${s.seq}`;
-    const note = el("input", { className: "note", placeholder: "备注 Note",
+    const note = el("input", { className: "note", placeholder: t("Note"),
                                value: Tech.drafts.get(key) ?? (s.note || ""),
                                disabled: !!s.done_at || !editable, maxLength: 2000,
                                oninput: () => Tech.drafts.set(key, note.value) });
     const box = el("input", { type: "checkbox", checked: !!s.done_at, disabled: !!s.done_at || !editable,
                               onchange: () => tick(w.id, s.seq, note) });
-    box.setAttribute("aria-label", `Step ${s.seq}`);
-    return el("li", { className: s.done_at ? "done" : "", dataset: { seq: s.seq } },
+    box.setAttribute("aria-label", t("Step %(n)s", { n: s.seq }));
+    return el("li", { className: `${s.done_at ? "done" : ""}${s.pending ? " pending" : ""}`, dataset: { seq: s.seq } },
       el("label", {}, box, el("span", {},
-        el("span", { className: "action" }, `${s.seq}. ${s.action}`), el("br"),
-        el("span", { className: "meta" }, s.action_en),
-        s.required ? null : el("span", { className: "optional" }, " (optional 可选)"),
+        el("span", { className: "action" }, `${s.seq}. ${pick(s.action, s.action_en)}`),
+        s.required ? null : el("span", { className: "optional" }, ` (${t("optional")})`),
         s.done_at ? el("span", { className: "meta" }, ` ✓ ${s.done_by} ${clock(s.done_at)}`) : null,
         stepTimer(s),
-        s.done_at && s.note ? el("span", { className: "done-note" }, `备注 ${s.note}`) : null)),
+        s.done_at && s.note ? el("span", { className: "done-note" }, `${t("Note")}: ${s.note}`) : null)),
       s.done_at ? null : note);
   }));
 }
@@ -50,12 +69,12 @@ function steps(w, detail) {
 function stepTimer(s) {
   // A timed step: its countdown once its clock runs (from the alarm, or from accepting).
   if (s.done_at) return s.due_at && new Date(s.done_at) > new Date(s.due_at)
-    ? el("span", { className: "late-note" }, " late 超时完成") : null;
+    ? el("span", { className: "late-note" }, ` ${t("done late")}`) : null;
   if (!s.due_at) return s.time_limit_s
-    ? el("span", { className: "meta" }, ` 限时 ${Math.round(s.time_limit_s / 60)} min (${s.clock === "raised" ? "from the alarm" : "from accepting"})`) : null;
+    ? el("span", { className: "meta" }, ` ${t(s.clock === "raised" ? "limit %(n)s min from the alarm" : "limit %(n)s min from accepting", { n: Math.round(s.time_limit_s / 60) })}`) : null;
   const c = countdown(s.due_at);
   return el("span", { className: `step-timer${c.late ? " late" : ""}`, dataset: { deadline: s.due_at } },
-            ` 限时 limit ${c.text}`);
+            ` ${t("limit")} ${c.text}`);
 }
 
 function card(w, mine) {
@@ -66,30 +85,31 @@ function card(w, mine) {
   const missing = detail ? detail.steps.filter((s) => s.required && !s.done_at).length : 1;
   const action = next && (mine || w.state === "open")
     ? el("button", { className: "primary", disabled: next[0] === "resolved" && missing > 0,
-                     onclick: () => move(w.id, next[0]) }, next[1]) : null;
+                     onclick: () => move(w.id, next[0], "", next[1]) }, t(next[1])) : null;
   const decline = mine && w.state === "assigned"
-    ? el("button", { className: "secondary", onclick: () => move(w.id, "open", "declined") }, "Decline 退回") : null;
+    ? el("button", { className: "secondary", onclick: () => move(w.id, "open", "declined", "Decline") }, t("Decline")) : null;
   const body = Tech.open.has(w.id) && detail
     ? el("div", {}, detail.description ? el("p", {}, detail.description) : null,
          detail.requester && detail.requester.name
-           ? el("p", { className: "meta" }, `报修人 ${detail.requester.name} ${detail.requester.phone || ""} ${detail.requester.location || ""}`) : null,
+           ? el("p", { className: "meta" }, `${t("Reported by")} ${detail.requester.name} ${detail.requester.phone || ""} ${detail.requester.location || ""}`) : null,
          steps(w, detail), photoSection(w.id, mine && ["accepted", "on_site"].includes(w.state)),
-         el("a", { href: `/work-orders/${w.id}/print`, className: "print-link" }, "Print 打印")) : null;
+         el("a", { href: `/work-orders/${w.id}/print`, className: "print-link" }, t("Print"))) : null;
   const late = (sla && sla.late) || (stepDue && stepDue.late);
   return el("article", { className: `card prio-card-${w.priority}${late ? " overdue" : ""}`,
                          dataset: { workOrderId: w.id, state: w.state } },
-    el("h3", {}, `#${w.id} `, el("span", { className: `prio prio-${w.priority}` }, w.priority), " ",
-       w.procedure_title || w.title),
+    el("h3", {}, `#${w.id} `, el("span", { className: `prio prio-${w.priority}` }, word("priority", w.priority)), " ",
+       orderTitle(w)),
     el("div", { className: "meta" }, `${w.device || w.source} · ${w.building || ""} · `,
-       el("span", { className: "state" }, w.state), ` · ${w.steps_done}/${w.steps_total} steps`),
-    sla ? el("div", { className: `sla${sla.late ? " late" : ""}`, dataset: { deadline: w.next_deadline } },
-             `${w.next_deadline_kind} ${sla.text}`) : null,
+       el("span", { className: "state" }, word("state", w.state)),
+       ` · ${t("%(done)s/%(total)s steps", { done: w.steps_done, total: w.steps_total })}`),
+    sla ? el("div", { className: `sla${sla.late ? " late" : ""}`, dataset: { deadline: w.next_deadline, overdue: t("OVERDUE") } },
+             `${word("deadline", w.next_deadline_kind)} ${sla.text}`) : null,
     stepDue ? el("div", { className: `step-due${stepDue.late ? " late" : ""}`, dataset: { deadline: w.step_due_at } },
-                 `step 步骤 ${stepDue.text}`) : null,
+                 `${t("step")} ${stepDue.text}`) : null,
     body,
     el("div", {}, action, decline,
        el("button", { className: "secondary", onclick: () => toggle(w.id) },
-          Tech.open.has(w.id) ? "Hide 收起" : "Steps 步骤")));
+          Tech.open.has(w.id) ? t("Hide") : t("Steps"))));
 }
 
 async function toggle(id) {
@@ -100,22 +120,27 @@ async function toggle(id) {
 function render() {
   const late = (w) => (w.overdue || w.steps_overdue ? 0 : 1);
   const mine = [...Tech.orders].sort((a, b) => late(a) - late(b) || a.id - b.id);
-  $("mine-count").textContent = `(${mine.length}, ${mine.filter((w) => w.overdue).length} overdue)`;
-  $("mine").replaceChildren(...(mine.length ? mine.map((w) => card(w, true)) : [el("p", { className: "meta" }, "Nothing assigned to you 暂无工单")]));
+  $("mine-count").textContent = `(${mine.length}, ${t("%(n)s overdue", { n: mine.filter((w) => w.overdue).length })})`;
+  $("mine").replaceChildren(...(mine.length ? mine.map((w) => card(w, true)) : [el("p", { className: "meta" }, t("Nothing assigned to you"))]));
   $("pool-count").textContent = `(${Tech.pool.length})`;
   $("pool").replaceChildren(...Tech.pool.map((w) => card(w, false)));
 }
 
 async function load() {
-  const [orders, pool] = await Promise.all([
-    api("/work-orders?mine=true&open=true"), api("/work-orders?state=open")]);
-  Tech.orders = orders;
-  Tech.pool = pool.filter((w) => !w.assignee);
-  const wanted = [...orders, ...Tech.pool].filter((w) => Tech.open.has(w.id) || w.state === "on_site");
-  await Promise.all(wanted.map(async (w) => {
-    Tech.details.set(w.id, await api(`/work-orders/${w.id}`));
-    if (w.state === "on_site") Tech.open.add(w.id);
-  }));
+  try {
+    const [orders, pool] = await Promise.all([
+      api("/work-orders?mine=true&open=true"), api("/work-orders?state=open")]);
+    Tech.orders = orders;
+    Tech.pool = pool.filter((w) => !w.assignee);
+    const wanted = [...orders, ...Tech.pool].filter((w) => Tech.open.has(w.id) || ["accepted", "on_site"].includes(w.state));
+    await Promise.all(wanted.map(async (w) => {
+      Tech.details.set(w.id, await api(`/work-orders/${w.id}`));  // kept for offline too
+      if (w.state === "on_site") Tech.open.add(w.id);
+    }));
+  } catch (e) {
+    if (navigator.onLine) throw e;  // offline and not kept: show what the page has
+  }
+  overlay();
   render();
 }
 
@@ -129,6 +154,14 @@ function tickCountdowns() {
 
 const reload = debounce(() => load().then(() => showError(null), showError), 150);
 window.Page = {
-  async start(me) { Tech.me = me; await load(); setInterval(tickCountdowns, 1000); },
+  async start(me) {
+    Tech.me = me;
+    if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(console.error);
+    Outbox.onSent = reload;
+    await outboxLoad();
+    await load();
+    outboxFlush();
+    setInterval(tickCountdowns, 1000);
+  },
   onEvent(kind) { if (kind === "ready" || kind.startsWith("work_order.")) reload(); },
 };

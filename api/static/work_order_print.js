@@ -7,24 +7,24 @@ function fact(k, v) { return el("tr", {}, el("th", {}, k), el("td", {}, v ?? "�
 
 async function loadOrder() {
   const [w, parts] = await Promise.all([api(`/work-orders/${ORDER}`), api(`/work-orders/${ORDER}/parts`)]);
-  $("wo-title").textContent = `工单 Work order #${w.id} · ${w.title}`;
-  $("wo-facts").replaceChildren(fact("Device 设备", w.device || w.source), fact("Building 楼栋", w.building),
-    fact("Fault 故障", w.fault), fact("Priority 优先级", w.priority), fact("State 状态", w.state),
-    fact("Assignee 维修人", w.assignee), fact("Created 创建", stamp(w.created_at)),
-    fact("Resolved 完成", stamp(w.resolved_at)), fact("Description 描述", w.description));
+  $("wo-title").textContent = `${t("Work order #%(id)s", { id: w.id })} · ${orderTitle(w)}`;
+  $("wo-facts").replaceChildren(fact(t("Device"), w.device || w.source), fact(t("Building"), w.building),
+    fact(t("Fault"), w.fault), fact(t("Priority"), word("priority", w.priority)), fact(t("State"), word("state", w.state)),
+    fact(t("Assignee"), w.assignee), fact(t("Created"), stamp(w.created_at)),
+    fact(t("Resolved"), stamp(w.resolved_at)), fact(t("Description"), w.description));
   if (w.device) {
     // the maintenance contractor to call (an entrapment's procedure does), from the ledger
     const ledger = await api(`/assets/${encodeURIComponent(w.device)}`).catch(() => null);
     const a = ledger && ledger.asset;
-    if (a) $("wo-facts").append(fact("Registration 注册代码", a.registration_code),
-      fact("Contractor 维保单位", `${a.contractor} ${a.contractor_phone}`.trim()));
+    if (a) $("wo-facts").append(fact(t("Registration code"), a.registration_code),
+      fact(t("Contractor"), `${a.contractor} ${a.contractor_phone}`.trim()));
   }
-  $("wo-procedure").textContent = w.procedure_title ? `${w.procedure_title} ${w.procedure_title_en || ""}` : "";
+  $("wo-procedure").textContent = pick(w.procedure_title, w.procedure_title_en) || "";
   $("wo-steps").replaceChildren(...w.steps.map((s) => el("tr", { dataset: { seq: s.seq } },
-    el("td", {}, s.seq), el("td", {}, s.role), el("td", {}, s.action, el("br"), el("span", { className: "meta" }, s.action_en)),
+    el("td", {}, s.seq), el("td", {}, s.role), el("td", {}, pick(s.action, s.action_en)),
     el("td", { className: "done-by" }, s.done_by || ""), el("td", {}, stamp(s.done_at)), el("td", {}, s.note || ""))));
   $("wo-events").replaceChildren(...w.events.map((e) => el("tr", {}, el("td", {}, stamp(e.time)),
-    el("td", {}, e.event), el("td", {}, e.actor), el("td", {}, (e.detail && e.detail.note) || ""))));
+    el("td", {}, t(`event:${e.event}`)), el("td", {}, e.actor), el("td", {}, (e.detail && e.detail.note) || ""))));
   $("wo-parts").replaceChildren(...parts.map((p) => el("tr", {}, el("td", {}, p.part), el("td", {}, p.quantity),
     el("td", {}, p.unit_cost), el("td", {}, p.added_by))));
   $("wo-photos").replaceChildren(photoSection(ORDER, false));

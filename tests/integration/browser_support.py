@@ -39,6 +39,7 @@ WALL_SCREEN: ViewportSize = {"width": 1920, "height": 1080}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 ARTIFACTS = ROOT / "test-artifacts"
 ENTRAPMENT_TITLE = "电梯困人处理流程"
+ACKNOWLEDGE = re.compile("^(Acknowledge|确认)$")  # the pages speak one language: zh-CN or en
 UI_TIMEOUT_MS = 8_000
 
 
@@ -78,9 +79,9 @@ async def sign_in(page: Page, url: str, username: str, password: str) -> None:
     await page.goto(url)
     form = page.locator("#login")
     await expect(form).to_be_visible()
-    await form.get_by_label("Username").fill(username)
-    await form.get_by_label("Password").fill(password)
-    await form.get_by_role("button", name="Sign in").click()
+    await form.locator('input[name="username"]').fill(username)  # in either language
+    await form.locator('input[name="password"]').fill(password)
+    await form.locator('button[type="submit"]').click()
 
 
 async def new_phone(browser: Browser) -> BrowserContext:
@@ -91,9 +92,9 @@ async def new_phone(browser: Browser) -> BrowserContext:
 async def acknowledge_on_board(board: Page, alarm: Locator) -> None:
     """Acknowledge the alarm's row on the wall-screen board: it turns ``ack``, the audible
     alert stops and no error shows."""
-    await alarm.get_by_role("button", name=re.compile("Acknowledge")).click()
-    await expect(alarm.locator("td.state")).to_have_text("ack", timeout=UI_TIMEOUT_MS)
-    await expect(alarm.get_by_role("button", name=re.compile("Acknowledge"))).to_have_count(0)
+    await alarm.get_by_role("button", name=ACKNOWLEDGE).click()
+    await expect(alarm).to_have_attribute("data-state", "ack", timeout=UI_TIMEOUT_MS)
+    await expect(alarm.get_by_role("button", name=ACKNOWLEDGE)).to_have_count(0)
     await expect(board.locator("body")).to_have_attribute("data-alerting", "no")
     await expect(board.locator("#board-error")).to_have_text("")
 
@@ -104,9 +105,9 @@ async def arrive_tick_and_resolve(phone: Page, card: Locator, required: Sequence
     steps (the first with ``note``; Resolve stays disabled until all are ticked), screenshot
     ``shot``, resolve; the card leaves the open orders and no error shows."""
     await expect(card).to_have_attribute("data-state", "accepted", timeout=UI_TIMEOUT_MS)
-    await card.get_by_role("button", name=re.compile("Arrived")).click()
+    await card.get_by_role("button", name=re.compile("Arrived|到场")).click()
     await expect(card).to_have_attribute("data-state", "on_site", timeout=UI_TIMEOUT_MS)
-    resolve = card.get_by_role("button", name=re.compile("Resolve"))
+    resolve = card.get_by_role("button", name=re.compile("^(Resolve|完成)$"))
     await expect(resolve).to_be_disabled()
     assert required, "the procedure has no required step"
     for seq in required:

@@ -35,9 +35,11 @@ FIELD = frozenset({"operator", "technician", "admin"})
 REQUEST = {"site": "tsite", "building": "a", "category": "leak", "trade": "plumbing",
            "title": "Leak in 3-1201", "reporter_name": "王先生", "reporter_phone": "13800000000"}
 
-# (method, path, json body, roles allowed); {alarm} and {wo} are filled in.
+# (method, path, json body, roles allowed); {alarm}, {wo}, {notice}, {attachment}, {swap} and
+# {handover} are filled in (test_api_scope runs the same rows against another estate's objects).
 MATRIX: list[tuple[str, str, dict[str, Any] | None, frozenset[str]]] = [
     ("GET", "/me", None, ALL),
+    ("PUT", "/me/language", {"language": "zh-CN"}, ALL),
     ("GET", "/sites", None, ALL),
     ("GET", "/devices", None, ALL),
     ("GET", "/devices/a-elevator-1", None, ALL),
@@ -85,13 +87,13 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, frozenset[str]]] = [
     ("POST", "/notices", {"site": "tsite", "kind": "water", "title": "停水通知",
                           "since": "2026-05-01T08:00:00Z"}, DESK),
     ("GET", "/notices", None, DESK),
-    ("GET", "/notices/1", None, DESK),
-    ("PATCH", "/notices/1", {"body": "明早恢复"}, DESK),
-    ("POST", "/notices/1/publish", None, DESK),
-    ("POST", "/notices/1/close", None, DESK),
+    ("GET", "/notices/{notice}", None, DESK),
+    ("PATCH", "/notices/{notice}", {"body": "明早恢复"}, DESK),
+    ("POST", "/notices/{notice}/publish", None, DESK),
+    ("POST", "/notices/{notice}/close", None, DESK),
     ("GET", "/work-orders/{wo}/attachments", None, ALL),
     ("POST", "/work-orders/{wo}/attachments", None, FIELD),  # no file: 422 for those allowed
-    ("GET", "/attachments/1", None, ALL),  # none yet: 404
+    ("GET", "/attachments/{attachment}", None, ALL),  # none yet: 404
     ("GET", "/reports/trend?site=tsite&month=2025-03", None, MGR),
     ("GET", "/reports/monthly.pdf?site=tsite&month=2025-03", None, MGR),
     ("GET", "/rosters", None, MGR),
@@ -99,8 +101,15 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, frozenset[str]]] = [
     ("POST", "/rosters/tsite/plumbing/swaps", {"original": "a", "substitute": "b",
      "starts_at": "2026-05-01T00:00:00Z", "ends_at": "2026-05-02T00:00:00Z"}, MGR),
     ("GET", "/roster-swaps", None, MGR),
-    ("POST", "/roster-swaps/1/cancel", None, MGR),
+    ("POST", "/roster-swaps/{swap}/cancel", None, MGR),
     ("GET", "/roster-changes", None, MGR),
+    # issue 23: the shift handover log
+    ("GET", "/handovers/draft?site=tsite", None, DESK),
+    ("POST", "/handovers", {"site": "tsite", "shift": "白班 → 夜班", "notes": "3号楼水泵异响"},
+     DESK),
+    ("POST", "/handovers/{handover}/acknowledge", {"note": "收到"}, DESK),
+    ("GET", "/handovers?q=水泵", None, DESK),
+    ("GET", "/handovers/{handover}", None, DESK),
     ("GET", "/stream?after=0", None, ALL),  # checked without reading the endless body
     ("POST", "/auth/sign-out", None, ALL),  # last: it revokes each role's token
 ]
@@ -119,10 +128,16 @@ PUBLIC: list[tuple[str, str]] = [
     ("GET", "/rosters"),
     ("GET", "/public/tsite/notices"),  # the published notices, read-only (issue 16)
     ("GET", "/work-orders/1/print"),  # the page shell: the order itself needs a token
+    ("GET", "/users"),  # issue 23: the page shells of the staff accounts and the handover log
+    ("GET", "/handover"),
+    ("GET", "/i18n/zh-CN.json"),  # the pages' strings, needed before signing in
+    ("GET", "/i18n/en.json"),
+    ("GET", "/sw.js"),  # the technician page offline: its service worker and app manifest
+    ("GET", "/manifest.webmanifest"),
     ("GET", "/docs"),
     ("GET", "/openapi.json"),
 ]
-MOUNTS = frozenset({"/static"})  # files, no data
+MOUNTS = frozenset({"/static", "/static/swagger"})  # files, no data
 
 
 def test_every_route_has_a_row(tmp_path: Path) -> None:
@@ -130,7 +145,7 @@ def test_every_route_has_a_row(tmp_path: Path) -> None:
     public), and each row reaches a route."""
     app = create_app("postgresql://unused/unused")
     rows = [(m, "/api/v1" + p.split("?")[0]) for m, p, _b, _r in MATRIX] + PUBLIC
-    samples = {"alarm": 1, "wo": 1}
+    samples = {"alarm": 1, "wo": 1, "notice": 1, "attachment": 1, "swap": 1, "handover": 1}
     used: set[tuple[str, str]] = set()
     missing: list[str] = []
     for route in iter_route_contexts(app.routes):  # included routers flattened, with prefixes
@@ -178,7 +193,8 @@ async def test_every_route_enforces_its_roles(
     tokens = {role: await login(client, role) for role in ROLES}
     wrong: list[str] = []
     for method, template, body, allowed in MATRIX:
-        path = template.format(alarm=alarm, wo=wo)
+        path = template.format(alarm=alarm, wo=wo, notice=1, attachment=1, swap=1,
+                                 handover=1)
         if path.startswith("/stream"):
             continue
         for role in ROLES:

@@ -173,29 +173,42 @@ async def test_sign_out_revokes_the_token_on_the_server(
     assert audit_rows(database_url, "sign_out") == [("operator", "operator", "success", None)]
 
 
+async def login_as(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+    resp = await client.post("/api/v1/auth/token",
+                             data={"username": username, "password": password})
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+
 async def test_user_administration_is_audited_and_readable_by_admins(
     client: httpx.AsyncClient
 ) -> None:
     admin = await login(client, "admin")
     body = {"username": "tech9", "password": "long enough pw", "role": "technician"}
     assert (await client.post("/api/v1/users", headers=admin, json=body)).status_code == 201
-    for change in ({"role": "operator"}, {"password": "another long pw"},
+    tech9 = await login_as(client, "tech9", "long enough pw")
+    for change in ({"role": "operator"}, {"scope": ["tsite/b", "tsite/a", "tsite/a"]},
+                   {"scope": ["tsite/b", "tsite/a"]}, {"password": "another long pw"},
                    {"display_name": "Zhao", "trade": "fire"}, {"active": False}):
         resp = await client.patch("/api/v1/users/tech9", headers=admin, json=change)
         assert resp.status_code == 200, resp.text
     log = (await client.get("/api/v1/audit", headers=admin,
                             params={"action": "user", "target": "tech9"})).json()
     assert [(e["action"], e["actor"], e["detail"]) for e in reversed(log)] == [
-        ("user.create", "admin", {"role": "technician", "trade": None}),
+        ("user.create", "admin", {"role": "technician", "trade": None, "scope": None}),
         ("user.role", "admin", {"from": "technician", "to": "operator"}),
+        ("user.scope", "admin", {"from": None, "to": ["tsite/a", "tsite/b"]}),
         ("user.password", "admin", {}),
         ("user.update", "admin", {"fields": ["display_name", "trade"]}),
         ("user.deactivate", "admin", {}),
     ]
     assert all(e["address"] == "127.0.0.1" and e["outcome"] == "success" for e in log)
+    # the same scope again changed nothing; a new scope ended tech9's sessions at once
+    assert (await client.get("/api/v1/me", headers=tech9)).status_code == 401
     sign_ins = (await client.get("/api/v1/audit", headers=admin,
-                                 params={"action": "sign_in", "limit": 1})).json()
-    assert [(e["actor"], e["outcome"]) for e in sign_ins] == [("admin", "success")]
+                                 params={"action": "sign_in", "limit": 2})).json()
+    assert [(e["actor"], e["outcome"]) for e in sign_ins] == [("tech9", "success"),
+                                                               ("admin", "success")]
     operator = await login(client, "operator")
     assert (await client.get("/api/v1/audit", headers=operator)).status_code == 403
 
@@ -226,6 +239,9 @@ async def test_every_response_carries_the_security_headers(client: httpx.AsyncCl
     assert "style-src 'self';" in answers["page"].headers["content-security-policy"]
     assert answers["api"].headers["cache-control"] == "no-store"
     assert answers["docs"].status_code == 200 and "<script>" not in answers["docs"].text
+    assert "cdn" not in answers["docs"].text  # Swagger UI from this server
+    assert "/static/swagger/swagger-ui-bundle.js" in answers["docs"].text
+    assert "cdn" not in answers["docs"].headers["content-security-policy"]
     for name in ("page", "device page"):
         html = answers[name].text
         assert "<script>" not in html and " style=" not in html and " onclick=" not in html

@@ -17,7 +17,6 @@ Screenshots go to test-artifacts/demo_*.png."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,14 +86,14 @@ async def test_entrapment_live_on_the_board_then_resolved_on_a_phone(demo: str) 
         await board.evaluate("window.__sameDocument = true")
 
         await expect(alarm).to_have_count(1, timeout=FAULT_TIMEOUT_MS)
-        await expect(alarm).to_contain_text("critical")
-        await expect(alarm.locator("td.state")).to_have_text("unack")
+        await expect(alarm.locator(".prio-critical")).to_have_text("紧急")
+        await expect(alarm).to_have_attribute("data-state", "unack")
         await expect(board.locator("body")).to_have_attribute("data-alerting", "yes")
         await expect(board.locator('#buildings [data-device="a-elevator-2"]')).to_have_attribute(
             "data-state", "alarm")
         order = board.locator("#work-orders tr", has_text=ENTRAPMENT_TITLE)
         await expect(order).to_have_count(1, timeout=UI_TIMEOUT_MS)
-        await expect(order.locator("td.state")).to_have_text("open")
+        await expect(order).to_have_attribute("data-state", "open")
         wo_id = int(await order.get_attribute("data-work-order-id") or "0")
         await screenshot(board, "demo_board_entrapment.png")
 
@@ -108,7 +107,7 @@ async def test_entrapment_live_on_the_board_then_resolved_on_a_phone(demo: str) 
         await sign_in(phone, f"{demo}/tech", "technician", PASSWORD)
         offered = phone.locator(f'#pool article[data-work-order-id="{wo_id}"]')
         await expect(offered).to_contain_text(ENTRAPMENT_TITLE, timeout=UI_TIMEOUT_MS)
-        await offered.get_by_role("button", name=re.compile("Accept")).click()
+        await offered.get_by_role("button", name="接单").click()
         card = phone.locator(f'#mine article[data-work-order-id="{wo_id}"]')
         operator = await _api(demo, "operator")
         try:

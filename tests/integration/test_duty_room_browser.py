@@ -63,6 +63,9 @@ async def served(database_url: str, tmp_path: Path) -> AsyncIterator[Served]:
 @pytest.fixture
 async def phone(browser: Browser) -> AsyncIterator[Page]:
     context = await new_phone(browser)
+    # as on a phone reaching the server over plain http at its LAN address (no secure
+    # context): no crypto.randomUUID for the outbox's idempotency keys
+    await context.add_init_script("delete Crypto.prototype.randomUUID;")
     try:
         page = await context.new_page()
         violations = watch_csp(page)
@@ -77,10 +80,10 @@ async def test_operator_sees_an_entrapment_live_and_acknowledges_it(
 ) -> None:
     await sign_in(page, served.url, "operator", PASSWORD)
     await expect(page.locator("#board")).to_be_visible()
-    await expect(page.locator("#who")).to_have_text("operator (operator)")
+    await expect(page.locator("#who")).to_have_text("operator (值班员)")
     await expect(page.locator("body")).to_have_attribute("data-live", "yes")
     await expect(page.locator("#stream-banner")).to_be_hidden()
-    await expect(page.locator("#alarm-count")).to_have_text("(0 unacknowledged)")
+    await expect(page.locator("#alarm-count")).to_have_text("(0 条未确认)")
     await expect(page.locator("body")).to_have_attribute("data-alerting", "no")
     await expect(page.locator("#buildings")).to_contain_text("Building A")
     # A marker that a reload or navigation would wipe out.
@@ -89,24 +92,25 @@ async def test_operator_sees_an_entrapment_live_and_acknowledges_it(
     alarm_id, wo_id = await seed_entrapment(served.database_url)  # as the rules service does
     alarm = page.locator("#alarms tr", has_text="a-elevator-1")
     await expect(alarm).to_have_count(1, timeout=UI_TIMEOUT_MS)
-    await expect(alarm).to_contain_text("Passengers trapped")
-    await expect(alarm).to_contain_text("critical")
-    await expect(alarm.locator("td.state")).to_have_text("unack")
-    await expect(page.locator("#alarm-count")).to_have_text("(1 unacknowledged)")
+    await expect(alarm).to_contain_text("电梯困人")
+    await expect(alarm.locator(".prio-critical")).to_have_text("紧急")  # zh-CN, the default
+    await expect(alarm).to_have_attribute("data-state", "unack")
+    await expect(alarm.locator("td.state")).to_have_text("未确认")
+    await expect(page.locator("#alarm-count")).to_have_text("(1 条未确认)")
     await expect(page.locator("body")).to_have_attribute("data-alerting", "yes")
     await expect(page.locator("#alerting")).to_be_visible()
     order = page.locator(f'#work-orders tr[data-work-order-id="{wo_id}"]')
     await expect(order).to_contain_text(ENTRAPMENT_TITLE, timeout=UI_TIMEOUT_MS)
-    await expect(order.locator("td.state")).to_have_text("open")
-    await expect(order.locator("td.sla")).to_have_text(re.compile(r"^accept \d+:\d\d$"))
+    await expect(order).to_have_attribute("data-state", "open")
+    await expect(order.locator("td.sla")).to_have_text(re.compile(r"^接单 \d+:\d\d$"))
     # the procedure's first steps are timed from the alarm: their countdown runs already
-    await expect(order.locator("td.sla-step")).to_have_text(re.compile(r"^step \d+:\d\d$"))
+    await expect(order.locator("td.sla-step")).to_have_text(re.compile(r"^步骤 \d+:\d\d$"))
     await expect(page.locator('#buildings [data-device="a-elevator-1"]')).to_have_attribute(
         "data-state", "alarm")
     await screenshot(page, "duty_room_board.png")
 
     await acknowledge_on_board(page, alarm)
-    await expect(page.locator("#alarm-count")).to_have_text("(0 unacknowledged)")
+    await expect(page.locator("#alarm-count")).to_have_text("(0 条未确认)")
     assert run_sql(served.database_url, "SELECT state, acked_by FROM alarms WHERE id = %s",
                    (alarm_id,)) == [("ack", "operator")]
     assert await page.evaluate("window.__sameDocument") is True
@@ -127,11 +131,11 @@ async def test_technician_works_the_order_on_a_phone(served: Served, phone: Page
     card = phone.locator(f'#mine article[data-work-order-id="{wo_id}"]')
     await expect(card).to_be_visible(timeout=UI_TIMEOUT_MS)
     await expect(card).to_contain_text(ENTRAPMENT_TITLE)
-    await expect(card.locator(".sla")).to_have_text(re.compile(r"^accept "))
-    await expect(card.locator(".step-due")).to_have_text(re.compile(r"^step 步骤 \d+:\d\d$"))
+    await expect(card.locator(".sla")).to_have_text(re.compile(r"^接单 "))
+    await expect(card.locator(".step-due")).to_have_text(re.compile(r"^步骤 \d+:\d\d$"))
     await screenshot(phone, "technician_assigned.png")
 
-    await card.get_by_role("button", name=re.compile("Accept")).click()
+    await card.get_by_role("button", name="接单").click()
     required = [seq for seq, needed in await run_steps(served.database_url, wo_id) if needed]
     await arrive_tick_and_resolve(phone, card, required, NOTE, "technician_page.png")
 
@@ -155,14 +159,14 @@ async def run_steps(database_url: str, wo_id: int) -> list[tuple[int, bool]]:
 
 async def test_wrong_password_is_reported_on_the_page(served: Served, page: Page) -> None:
     await sign_in(page, served.url, "operator", "not the password")
-    await expect(page.locator("#login-error")).to_have_text("incorrect username or password")
+    await expect(page.locator("#login-error")).to_have_text("用户名或密码错误")  # in zh-CN
     await expect(page.locator("#login")).to_be_visible()
     await expect(page.locator("#board")).to_be_hidden()
     assert await page.evaluate("sessionStorage.getItem('token')") is None
     await screenshot(page, "duty_room_login_error.png")
 
-    await page.locator("#login").get_by_label("Password").fill(PASSWORD)
-    await page.locator("#login").get_by_role("button", name="Sign in").click()
+    await page.locator("#login input[name=password]").fill(PASSWORD)
+    await page.locator("#login button[type=submit]").click()
     await expect(page.locator("#board")).to_be_visible()
     await expect(page.locator("#login-error")).to_have_text("")
 
@@ -187,7 +191,7 @@ async def test_every_page_runs_under_the_csp_and_sign_out_revokes_the_token(
     month = run_sql(served.database_url,
                     "SELECT to_char(created_at, 'YYYY-MM') FROM work_orders LIMIT 1")[0][0]
     await page.locator("#month").fill(month)
-    await page.get_by_role("button", name=re.compile("Show")).click()
+    await page.get_by_role("button", name="查看").click()
     bars = page.locator("#report .bar")
     await expect(bars.first).to_be_visible(timeout=UI_TIMEOUT_MS)
     await page.wait_for_function(  # the widths set through the CSSOM took effect
@@ -196,7 +200,7 @@ async def test_every_page_runs_under_the_csp_and_sign_out_revokes_the_token(
     await expect(page.locator("#board-error")).to_have_text("")
 
     token = await page.evaluate("sessionStorage.getItem('token')")
-    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_role("button", name="退出").click()
     await expect(page.locator("#login")).to_be_visible()
     assert await page.evaluate("sessionStorage.getItem('token')") is None
     me = await page.request.get(f"{served.url}/api/v1/me",

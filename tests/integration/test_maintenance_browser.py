@@ -57,17 +57,17 @@ async def test_a_manager_imports_and_edits_the_ledger_an_operator_reads_it(
     await expect(page.locator("#import-panel")).to_be_visible()
     await page.locator("#csv-file").set_input_files(
         files=[{"name": "ledger.csv", "mimeType": "text/csv", "buffer": csv.encode()}])
-    await page.get_by_role("button", name="Import 导入").click()
-    await expect(page.locator("#imported")).to_contain_text("Imported 1", timeout=UI_TIMEOUT_MS)
+    await page.get_by_role("button", name="导入").click()
+    await expect(page.locator("#imported")).to_contain_text("已导入 1 条", timeout=UI_TIMEOUT_MS)
     row = page.locator('#assets tr[data-device="a-elevator-1"]')
     await expect(row).to_contain_text("31103301002012080012")
-    await expect(page.locator('#due li[data-device="a-elevator-1"]')).to_contain_text("12 days")
+    await expect(page.locator('#due li[data-device="a-elevator-1"]')).to_contain_text("12 天")
     await row.locator("a").click()
     form = page.locator("#asset-form")
     await expect(form).to_be_visible()
-    await form.get_by_label("Contractor phone").fill("400-800-1234")
-    await form.get_by_role("button", name="Save").click()
-    await expect(page.locator("#saved")).to_have_text("已保存 Saved", timeout=UI_TIMEOUT_MS)
+    await form.get_by_label("维保电话").fill("400-800-1234")
+    await form.get_by_role("button", name="保存", exact=True).click()
+    await expect(page.locator("#saved")).to_have_text("已保存", timeout=UI_TIMEOUT_MS)
     await expect(row).to_contain_text("400-800-1234")
     await screenshot(page, "asset_ledger.png")
     assert run_sql(served.database_url, "SELECT contractor_phone, updated_by FROM device_assets"
@@ -77,8 +77,8 @@ async def test_a_manager_imports_and_edits_the_ledger_an_operator_reads_it(
     await sign_in(page, f"{served.url}/assets#a-elevator-1", "operator", PASSWORD)
     await expect(page.locator("#asset-form")).to_be_visible(timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#import-panel")).to_be_hidden()
-    await expect(page.locator("#asset-form").get_by_label("Contractor phone")).to_be_disabled()
-    await expect(page.locator("#asset-form").get_by_label("Contractor phone")).to_have_value(
+    await expect(page.locator("#asset-form").get_by_label("维保电话")).to_be_disabled()
+    await expect(page.locator("#asset-form").get_by_label("维保电话")).to_have_value(
         "400-800-1234")
 
 
@@ -96,10 +96,10 @@ async def test_the_duty_room_publishes_an_outage_notice_and_the_public_page_show
     await expect(row).to_contain_text("停水通知 Water outage notice", timeout=UI_TIMEOUT_MS)
     await row.locator("a").click()
     form = page.locator("#notice-form")
-    await form.get_by_label("Text").fill("一号楼水管抢修停水 预计今晚恢复。")
-    await form.get_by_label("Expected restoration").fill("2026-05-01T18:30")
+    await form.get_by_label("正文").fill("一号楼水管抢修停水 预计今晚恢复。")
+    await form.get_by_label("预计恢复时间").fill("2026-05-01T18:30")
     await page.locator("#publish").click()
-    await expect(page.locator("#notice-state")).to_have_text("published", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#notice-state")).to_have_text("已发布", timeout=UI_TIMEOUT_MS)
     await screenshot(page, "notices.png")
 
     public_context = await browser.new_context(viewport={"width": 390, "height": 844})
@@ -118,7 +118,7 @@ async def test_the_duty_room_publishes_an_outage_notice_and_the_public_page_show
         await public_context.close()
 
     await page.locator("#close-notice").click()
-    await expect(page.locator("#notice-state")).to_have_text("closed", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#notice-state")).to_have_text("已关闭", timeout=UI_TIMEOUT_MS)
 
 
 def seed_roster(database_url: str) -> None:
@@ -142,31 +142,31 @@ async def test_a_manager_edits_a_roster_and_adds_a_swap_on_the_page(
     seed_roster(served.database_url)
     await sign_in(page, f"{served.url}/rosters", "manager", PASSWORD)
     form = page.locator("#roster-form")
-    shifts = form.get_by_label("Shifts")
+    shifts = form.get_by_label("班次")
     await expect(shifts).to_have_value("day | 1,2,3,4,5,6,7 | 08:00 | 20:00 | tech-plumbing-1",
                                        timeout=UI_TIMEOUT_MS)
     await shifts.fill("day | 1-5 | 08:30 | 17:30 | tech-plumbing-1\n"
                       "night | all | 17:30 | 08:30 | technician")
-    await form.get_by_label("Backups").fill("technician")
-    await form.get_by_role("button", name="Save roster").click()
-    await expect(page.locator("#roster-saved")).to_have_text("已保存 Saved", timeout=UI_TIMEOUT_MS)
-    await expect(page.locator("#roster-edited")).to_contain_text("edited by manager")
+    await form.get_by_label("后备人员").fill("technician")
+    await form.get_by_role("button", name="保存值班表").click()
+    await expect(page.locator("#roster-saved")).to_have_text("已保存", timeout=UI_TIMEOUT_MS)
+    await expect(page.locator("#roster-edited")).to_contain_text("manager 于")
     assert run_sql(served.database_url, "SELECT name, days, on_call FROM dispatch_shifts"
                    " WHERE roster = 'plumbing' ORDER BY seq") == [
         ("day", [1, 2, 3, 4, 5], ["tech-plumbing-1"]),
         ("night", [1, 2, 3, 4, 5, 6, 7], ["technician"])]
 
     swap = page.locator("#swap-form")
-    await swap.get_by_label("Original").fill("tech-plumbing-1")
-    await swap.get_by_label("Substitute").fill("technician")
-    await swap.get_by_label("From").fill("2030-05-01T08:30")
-    await swap.get_by_label("Until").fill("2030-05-01T17:30")
-    await swap.get_by_label("Reason").fill("调休 day off")
-    await swap.get_by_role("button", name="Add swap").click()
+    await swap.get_by_label("原值班人").fill("tech-plumbing-1")
+    await swap.get_by_label("替班人").fill("technician")
+    await swap.get_by_label("开始").fill("2030-05-01T08:30")
+    await swap.get_by_label("结束").fill("2030-05-01T17:30")
+    await swap.get_by_label("原因").fill("调休 day off")
+    await swap.get_by_role("button", name="添加换班").click()
     await expect(page.locator("#swaps tr")).to_have_count(1, timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#swaps tr")).to_contain_text("调休 day off")
     await expect(page.locator("#changes tr")).to_have_count(2)
-    await expect(page.locator("#changes tr").first).to_contain_text("roster.swap")
+    await expect(page.locator("#changes tr").first).to_contain_text("换班")
     await screenshot(page, "rosters.png")
 
 
@@ -186,10 +186,10 @@ async def test_a_technician_adds_a_photo_from_the_phone(served: Served, browser:
         await sign_in(phone, f"{served.url}/tech", "technician", PASSWORD)
         card = phone.locator(f'#mine article[data-work-order-id="{wo}"]')
         await expect(card.locator(".photo-section")).to_be_visible(timeout=UI_TIMEOUT_MS)
-        await card.get_by_label("Photo file").set_input_files(
+        await card.get_by_label("照片文件").set_input_files(
             files=[{"name": "before.png", "mimeType": "image/png", "buffer": PNG_1PX}])
-        await card.get_by_label("Stage").select_option("before")
-        await card.get_by_role("button", name="Upload photo").click()
+        await card.get_by_label("阶段").select_option("before")
+        await card.get_by_role("button", name="上传照片").click()
         photo = phone.locator(f'#mine article[data-work-order-id="{wo}"] figure.photo img')
         await expect(photo).to_have_count(1, timeout=UI_TIMEOUT_MS)
         await expect(photo).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))

@@ -75,10 +75,10 @@ async def test_board_and_device_page_at_portfolio_size(database_url: str, tmp_pa
 
 async def _board(page: Page, url: str, database_url: str, critical: int) -> dict[str, float]:
     await page.goto(url)
-    await page.locator("#login").get_by_label("Username").fill("operator")
-    await page.locator("#login").get_by_label("Password").fill(PASSWORD)
+    await page.locator("#login input[name=username]").fill("operator")
+    await page.locator("#login input[name=password]").fill(PASSWORD)
     started = time.perf_counter()
-    await page.locator("#login").get_by_role("button", name="Sign in").click()
+    await page.locator("#login button[type=submit]").click()
     await expect(page.locator("body")).to_have_attribute("data-board-ready", "yes",
                                                          timeout=PORTFOLIO_TIMEOUT_MS)
     sign_in_to_board = (time.perf_counter() - started) * 1000
@@ -115,7 +115,7 @@ async def _board(page: Page, url: str, database_url: str, critical: int) -> dict
                        has_text=QUIET_DEVICE)
     await expect(row).to_have_count(1, timeout=PORTFOLIO_TIMEOUT_MS)
     alarm_to_row = (time.perf_counter() - started) * 1000
-    await expect(row.locator("td.state")).to_have_text("unack")
+    await expect(row).to_have_attribute("data-state", "unack")
     await expect(page.locator("body")).to_have_attribute("data-alerting", "yes")
     await expect(page.locator(f'#buildings [data-device="{QUIET_DEVICE}"]')).to_have_attribute(
         "data-state", "alarm", timeout=PORTFOLIO_TIMEOUT_MS)
@@ -126,18 +126,19 @@ async def _board(page: Page, url: str, database_url: str, critical: int) -> dict
 
 async def _device_page(page: Page, url: str) -> None:
     await page.goto(f"{url}/devices/{QUIET_DEVICE}")
-    await expect(page.locator("#who")).to_have_text("operator (operator)")
+    await expect(page.locator("#who")).to_have_text("operator (值班员)")
     fault = page.locator('#values tr[data-point="fault_code"]')
-    await expect(fault).to_contain_text("故障代码 Fault code", timeout=PORTFOLIO_TIMEOUT_MS)
-    await expect(fault.locator("td.value")).to_have_text("安全回路动作 / safety circuit (3)")
+    await expect(fault).to_contain_text("故障代码", timeout=PORTFOLIO_TIMEOUT_MS)  # zh-CN only
+    await expect(fault).not_to_contain_text("Fault code")
+    await expect(fault.locator("td.value")).to_have_text("安全回路动作 (3)")
     await expect(page.locator('#values tr[data-point="load_kg"] td.value')).to_have_text(
         re.compile(r" kg$"))
     await expect(page.locator("#device-orders tr[data-work-order-id]")).not_to_have_count(0)
-    await expect(page.locator("#device-alarms")).to_contain_text("Passengers trapped")
+    await expect(page.locator("#device-alarms")).to_contain_text("电梯困人")
     await expect(page.locator("#chart .uplot")).to_have_count(1)
-    await page.get_by_label(re.compile("运行速度 Speed")).check()
+    await page.get_by_label(re.compile("运行速度")).check()
     await expect(page.locator("#chart .u-legend .u-series")).to_have_count(3)  # time + 2
-    await expect(page.locator("#chart-info")).to_contain_text("samples")
+    await expect(page.locator("#chart-info")).to_contain_text("个样本")
     await expect(page.locator("#board-error")).to_have_text("")
     await screenshot(page, "device_portfolio.png")
     await page.screenshot(path=ARTIFACTS / "device_portfolio_screen.png", animations="disabled")

@@ -9,6 +9,7 @@ import asyncio
 from typing import Any, cast
 
 from api.event_hub import Event, EventHub, HubLimits, Subscription
+from facility.scope import Scope
 
 TOKEN = b"t" * 32
 
@@ -18,9 +19,9 @@ def _hub(backlog: int = 10, replay: int = 10) -> EventHub:
                     HubLimits(heartbeat_s=1.0, backlog=backlog, replay=replay))
 
 
-def _publish(hub: EventHub, *ids: int, site: str = "a") -> None:
+def _publish(hub: EventHub, *ids: int, site: str = "a", building: str | None = None) -> None:
     for event_id in ids:
-        hub.publish(Event(event_id, site, f"id: {event_id}\n\n".encode()))
+        hub.publish(Event(event_id, site, building, f"id: {event_id}\n\n".encode()))
 
 
 def _ids(sub: Subscription) -> list[int]:
@@ -39,6 +40,20 @@ def test_a_subscription_gets_every_later_event_of_its_site_once() -> None:
     assert (_ids(everything), _ids(only_a), _ids(only_b)) == ([3, 4], [3], [4])
     _publish(hub, 5)
     assert (_ids(everything), _ids(only_a), _ids(only_b)) == ([5], [5], [])
+
+
+def test_a_scoped_subscription_gets_only_its_estates_events_live_and_replayed() -> None:
+    """Issue 23: a user of site a, or of building x of site b, hears nothing else."""
+    hub = _hub()
+    site_a = hub.subscribe(None, None, TOKEN, Scope.of(["a"]))
+    building_x = hub.subscribe(None, None, TOKEN, Scope.of(["b/x"]))
+    _publish(hub, 1, site="a", building="1")
+    _publish(hub, 2, site="b", building="x")
+    _publish(hub, 3, site="b", building="y")
+    _publish(hub, 4, site="b")  # about site b as a whole
+    assert (_ids(site_a), _ids(building_x)) == ([1], [2])
+    replayed = hub.subscribe(0, None, TOKEN, Scope.of(["b/x", "a"]))
+    assert _ids(replayed) == [1, 2]
 
 
 def test_a_resume_within_the_replay_is_served_from_memory_an_older_one_from_the_database(
