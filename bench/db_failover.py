@@ -113,13 +113,13 @@ def one_kill(centre: Centre, db: DatabaseCluster, writers: dict[str, Writer],
     old = db.wait_leader(60)
     db.wait_healthy(120)
     for w in writers.values():  # each writes steadily before the kill
-        wait_until(lambda w=w: w.first_after(time.monotonic() - 1) is not None, 30)  # type: ignore[misc]
+        wait_until(lambda w=w: w.first_after(time.monotonic() - 1) is not None, 30)
     centre.machine(old).kill()
     t_kill = time.monotonic()  # link cut, every process dead: a write after this is new
     new = db.wait_leader(120, other_than=old)
     figures: dict[str, float | None] = {"patroni": time.monotonic() - t_kill}
     for name, w in writers.items():
-        wait_until(lambda w=w: w.first_after(t_kill) is not None,  # type: ignore[misc]
+        wait_until(lambda w=w: w.first_after(t_kill) is not None,
                    max(0.0, t_kill + cap_s - time.monotonic()))
         figures[name] = w.first_after(t_kill)
     print(f"killed {old} at {t_kill:.3f}: new leader {new} after {figures['patroni']:.1f} s; "
@@ -197,7 +197,7 @@ def run(runs: int, cap_s: float, timings: tuple[int, int, int]) -> None:
         print(f"cluster up in {time.monotonic() - started:.1f} s (leader {db.leader()})")
 
         def create() -> None:
-            with psycopg.connect(db.url()) as conn:  # type: ignore[union-attr]
+            with psycopg.connect(db.url()) as conn:
                 conn.execute(TABLE)
 
         client.call(create)
@@ -224,8 +224,8 @@ def run(runs: int, cap_s: float, timings: tuple[int, int, int]) -> None:
 def report(results: list[dict[str, float | None]], lost: int, cap_s: float,
            stall: float) -> None:
     def median(key: str) -> str:
-        values = [r[key] if r[key] is not None else cap_s for r in results]
-        m = statistics.median(values)  # type: ignore[type-var]
+        values = [v if (v := r[key]) is not None else cap_s for r in results]
+        m = statistics.median(values)
         return f">{cap_s:.0f}" if m >= cap_s else f"{m:.1f}"
 
     print("\nrun  patroni_s  multihost_s  haproxy_s  naive_s")
