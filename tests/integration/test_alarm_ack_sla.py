@@ -7,8 +7,6 @@ for the shelf; each step is an alarm event, an outbox event and an audit row."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from facility.procedures import load_procedures, upsert_procedures
 from facility.site import load_site
 from rules.dispatch.config import Dispatch, DispatchConfig
 from rules.dispatch.service import Dispatcher
+from tests.integration.dispatch_support import running
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCEDURES = load_procedures(ROOT / "procedures")
@@ -48,20 +47,6 @@ def dispatch() -> Dispatch:
             "renotify_every": "1h"}},
     })
     return Dispatch(cfg, {}, ROOT / "sites" / "x.yaml")
-
-
-@contextlib.asynccontextmanager
-async def running(dispatcher: Dispatcher) -> AsyncIterator[None]:
-    ready = asyncio.Event()
-    task = asyncio.create_task(dispatcher.run(ready))
-    try:
-        async with asyncio.timeout(15):
-            await ready.wait()
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def until(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any) -> Any:

@@ -31,7 +31,7 @@ from rules.dispatch.config import Dispatch, DispatchConfig
 from rules.dispatch.orders import Context
 from rules.dispatch.service import Dispatcher
 from rules.service import run_rules
-from rules.work_orders import open_for_alarm
+from tests.integration.dispatch_support import eventually, open_entrapment, running
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCEDURES = load_procedures(ROOT / "procedures")
@@ -77,54 +77,13 @@ async def conn(database_url: str, site: Site) -> AsyncIterator[psycopg.AsyncConn
         yield c
 
 
-@contextlib.asynccontextmanager
-async def running(dispatcher: Dispatcher) -> AsyncIterator[None]:
-    ready = asyncio.Event()
-    task = asyncio.create_task(dispatcher.run(ready))
-    try:
-        async with asyncio.timeout(15):
-            waiter = asyncio.create_task(ready.wait())
-            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if task.done():
-                task.result()
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def eventually(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any,
-                     timeout_s: float = 10) -> list[tuple[Any, ...]]:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            rows = list(await (await conn.execute(sql, args)).fetchall())
-            if rows:
-                return rows
-            await asyncio.sleep(0.05)
-
-
-async def open_entrapment(conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
-    cur = await conn.execute(
-        "INSERT INTO alarms (site_id, source, alarm_type, rule_id, priority, state, active,"
-        " raised_at) VALUES ('demo', 'a-elevator-2', 'entrapment', 'entrapment', 'critical',"
-        " 'unack', true, %s) RETURNING id", (now,))
-    alarm_id = (await cur.fetchone())[0]  # type: ignore[index]
-    events = await open_for_alarm(
-        conn, site_id="demo", device_id=None, source="a-elevator-2", fault="entrapment",
-        alarm_id=alarm_id, procedure=PROCEDURES["elevator_entrapment"], description="trapped",
-        now=now)
-    assert events[0].event == "work_order.created"
-    return int(events[0].work_order_id)  # type: ignore[arg-type]
-
-
 async def test_assigned_on_call_then_escalated_and_timers_survive_a_restart(
     database_url: str, site: Site, conn: psycopg.AsyncConnection[Any],
 ) -> None:
     t0 = datetime.now(UTC).replace(microsecond=0)
     dispatch = Dispatch(dispatch_config("demo"), {}, ROOT / "sites" / "x.yaml")
     published: list[str] = []
-    wo = await open_entrapment(conn, t0)
+    wo = await open_entrapment(conn, t0, PROCEDURES)
     clock = Clock(t0 + timedelta(seconds=1))
 
     first = Dispatcher(site, dispatch, PROCEDURES, database_url, clock=clock,
@@ -181,7 +140,7 @@ async def test_nobody_on_call_leaves_the_order_open_and_tells_the_duty_room(
             update={"shifts": (), "backup": ()})}})
     dispatch = Dispatch(cfg, {}, ROOT / "sites" / "x.yaml")
     t0 = datetime.now(UTC)
-    wo = await open_entrapment(conn, t0)
+    wo = await open_entrapment(conn, t0, PROCEDURES)
     async with running(Dispatcher(site, dispatch, PROCEDURES, database_url,
                                   clock=Clock(t0))):
         await eventually(conn, "SELECT 1 FROM work_order_events WHERE work_order_id = %s"

@@ -25,6 +25,7 @@ from facility.mqtt import MqttClient
 from facility.site import load_site
 from facility.topics import TopicKind
 from rules.service import run_rules
+from tests.integration.dispatch_support import eventually
 from tests.integration.gateway_support import Inbox
 from tests.integration.provider_support import KEYS_ENV, phone_channels, provider_server
 
@@ -90,16 +91,6 @@ async def rules_running(tmp: Path, procs: Path, database_url: str, mqtt_url: str
             await task
 
 
-async def rows(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any,
-               timeout_s: float = 20) -> list[tuple[Any, ...]]:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            found = list(await (await conn.execute(sql, args)).fetchall())
-            if found:
-                return found
-            await asyncio.sleep(0.05)
-
-
 async def test_an_unacknowledged_entrapment_texts_then_calls_at_its_acknowledge_time(
     tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str,
     inbox: Inbox, monkeypatch: pytest.MonkeyPatch,
@@ -124,17 +115,17 @@ async def test_an_unacknowledged_entrapment_texts_then_calls_at_its_acknowledge_
             sms = await srv.wait("SendSms")
             call = await srv.wait("SingleCallByTts")
             texts = await srv.wait("TencentSendSms")
-            (alarm_id, raised, ack_due, policy), = await rows(
+            (alarm_id, raised, ack_due, policy), = await eventually(
                 conn, "SELECT a.id, a.raised_at, t.ack_due_at, t.policy FROM alarms a"
                       " JOIN alarm_timers t ON t.alarm_id = a.id")
             escalated = await inbox.wait_for(AlarmEvent, TopicKind.ALARMS, None,
                                              lambda m: m.event == "alarm.escalated")
-            delivered = await rows(
+            delivered = await eventually(
                 conn, "SELECT count(*) FROM notification_deliveries WHERE"
                       " alarm_id = %s AND event = 'alarm_escalated' AND channel LIKE 'ali-%%'"
                       " AND state = 'sent' HAVING count(*) = 2", alarm_id)
             assert delivered
-            audit = await rows(conn, "SELECT detail FROM audit_log WHERE action ="
+            audit = await eventually(conn, "SELECT detail FROM audit_log WHERE action ="
                                      " 'alarm.escalated' AND target = %s", f"alarm:{alarm_id}")
     assert policy == "with_order"
     assert (ack_due - raised).total_seconds() == 2.0  # the procedure's acknowledge time
@@ -187,7 +178,7 @@ async def test_a_gateway_offline_alarm_follows_its_own_policy_and_an_ack_drops_t
             # due; make them due now and see them cancelled, not placed
             await conn.execute("UPDATE notification_deliveries SET next_attempt_at = now()"
                                " WHERE alarm_id = %s AND channel = 'ali-call'", (alarm_id,))
-            cancelled = await rows(
+            cancelled = await eventually(
                 conn, "SELECT count(*) FROM notification_deliveries WHERE alarm_id = %s AND"
                       " channel = 'ali-call' AND state = 'cancelled' HAVING count(*) = 2",
                 alarm_id)

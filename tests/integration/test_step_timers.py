@@ -6,12 +6,8 @@ call still due for a step ticked meanwhile is dropped while the other is placed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -23,7 +19,7 @@ from facility.workorders import complete_step, transition
 from rules.dispatch.alerting import resolve_keys
 from rules.dispatch.config import Dispatch, DispatchConfig
 from rules.dispatch.service import Dispatcher
-from rules.work_orders import open_for_alarm
+from tests.integration.dispatch_support import eventually, open_entrapment, running
 from tests.integration.provider_support import KEYS_ENV, phone_channels, provider_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,43 +58,6 @@ def site() -> Site:
     return load_site(ROOT / "sites" / "demo.yaml")
 
 
-@contextlib.asynccontextmanager
-async def running(dispatcher: Dispatcher) -> AsyncIterator[None]:
-    ready = asyncio.Event()
-    task = asyncio.create_task(dispatcher.run(ready))
-    try:
-        async with asyncio.timeout(15):
-            await ready.wait()
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def eventually(conn: psycopg.AsyncConnection[Any], sql: str, *args: Any
-                     ) -> list[tuple[Any, ...]]:
-    async with asyncio.timeout(15):
-        while True:
-            rows = list(await (await conn.execute(sql, args)).fetchall())
-            if rows:
-                return rows
-            await asyncio.sleep(0.05)
-
-
-async def open_order(conn: psycopg.AsyncConnection[Any], now: datetime) -> int:
-    cur = await conn.execute(
-        "INSERT INTO alarms (site_id, source, alarm_type, rule_id, priority, state, active,"
-        " raised_at) VALUES ('demo', 'a-elevator-2', 'entrapment', 'entrapment', 'critical',"
-        " 'unack', true, %s) RETURNING id", (now,))
-    alarm_id = (await cur.fetchone())[0]  # type: ignore[index]
-    events = await open_for_alarm(
-        conn, site_id="demo", device_id=None, source="a-elevator-2", fault="entrapment",
-        alarm_id=alarm_id, procedure=PROCEDURES["elevator_entrapment"], description="trapped",
-        now=now)
-    return int(events[0].work_order_id)  # type: ignore[arg-type]
-
-
 async def test_a_timed_step_that_runs_out_escalates_once_and_a_ticked_one_does_not(
     database_url: str, site: Site,
 ) -> None:
@@ -108,7 +67,7 @@ async def test_a_timed_step_that_runs_out_escalates_once_and_a_ticked_one_does_n
     async with provider_server(("LTAI-test", "ali-secret"), ("AKID-test", "tc-secret")) as srv, \
             await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await upsert_procedures(conn, PROCEDURES)
-        wo = await open_order(conn, t0)
+        wo = await open_entrapment(conn, t0, PROCEDURES)
         steps = await eventually(conn, "SELECT seq, clock, due_at FROM work_order_steps WHERE"
                                        " work_order_id = %s ORDER BY seq", wo)
         clock = Clock(t0 + timedelta(seconds=1))
