@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,13 +52,17 @@ def serve(machine: Machine) -> subprocess.Popen[bytes]:
     return machine.start("hello", [sys.executable, "-c", code])
 
 
-def wait_reaches(source: Machine, target: Machine, timeout_s: float = 20.0) -> bool:
+def wait_for(probe: Callable[[], object], timeout_s: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if reaches(source, target, timeout_s=0.2):
+        if probe():
             return True
         time.sleep(0.05)
     return False
+
+
+def wait_reaches(source: Machine, target: Machine, timeout_s: float = 20.0) -> bool:
+    return wait_for(lambda: reaches(source, target, timeout_s=0.2), timeout_s)
 
 
 def test_machines_reach_each_other_and_a_kill_leaves_nothing(centre: Centre) -> None:
@@ -95,7 +99,8 @@ def test_close_removes_everything_and_subnets_never_collide(tmp_path: Path) -> N
     try:
         assert first.subnet != second.subnet
         serve(first.machines[0])
-        assert first.machines[0].pids()
+        # `ip netns exec` enters the namespace after Popen returns: wait for it to be there
+        assert wait_for(first.machines[0].pids)
     finally:
         names = [m.namespace for c in (first, second) for m in c.machines]
         names += [first.switch, second.switch]
