@@ -8,10 +8,12 @@ stored)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 
 from facility.db import migrate, registry
+from facility.db.active_lock import ActiveLock, LockTiming
 from facility.db.connect import connect_sync
 from facility.mqtt_endpoint import MqttEndpoint
 from facility.mqtt_session import Delivery, MqttSession
@@ -53,6 +55,7 @@ class IngestOptions:
     metrics_port: int | None = None  # None: no endpoint; 0: an ephemeral port
     metrics_host: str = "127.0.0.1"
     storage: StorageSettings = field(default_factory=StorageSettings)
+    standby: LockTiming | None = None  # high availability: active only with the lock
 
     def __post_init__(self) -> None:
         if self.share_group and self.mqtt_protocol != "5":
@@ -74,11 +77,33 @@ async def run_ingest(
     """Run ingest for ``site`` until ``stopping`` is set or cancelled; flushes the batches
     in hand (within ``SHUTDOWN_FLUSH_S``), acknowledges what was committed and closes on
     the way out. ``counters`` may be passed in to be read from outside (tests, benches).
-    ``options`` overrides the keyword settings it also holds."""
+    ``options`` overrides the keyword settings it also holds. With ``options.standby``
+    the process consumes only while it holds the lock of its session
+    (``facility.db.active_lock``) and stands by otherwise."""
     opts = options or IngestOptions(mqtt_protocol=mqtt_protocol, share_group=share_group,
                                     batch_rows=batch_rows, batch_ms=batch_ms)
     catalog, layout = await asyncio.to_thread(_prepare_database, database_url, site,
                                               opts.storage)
+    serve = functools.partial(_serve, site, mqtt_url, catalog, layout, opts, ready=ready,
+                              client_id=client_id, counters=counters,
+                              metrics_started=metrics_started)
+    stopping = stopping if stopping is not None else Stopping()
+    if opts.standby is None:
+        await serve(stopping, database_url)
+        return
+    # the registry and the layout are prepared once; each term (each time this process
+    # becomes active) resumes the session
+    name = client_id or client_id_for(site.id, opts.share_group, opts.instance)
+    await ActiveLock(database_url, name, opts.standby).run(serve, stopping)
+
+
+async def _serve(
+    site: Site, mqtt_url: str | MqttEndpoint, catalog: Catalog, layout: Layout,
+    opts: IngestOptions, stopping: Stopping, database_url: str, *,
+    ready: asyncio.Event | None,
+    client_id: str | None, counters: Counters | None,
+    metrics_started: asyncio.Event | None,
+) -> None:
     log.info("ingest for site %s: %d devices, %d points registered", site.id,
              len(catalog.device_ids), len(catalog.point_ids))
     counters = counters if counters is not None else Counters()
@@ -100,7 +125,6 @@ async def run_ingest(
     consumer = Consumer(session, writer, assembler, counters, batch_rows=opts.batch_rows,
                         batch_ms=opts.batch_ms)
     labels = {"site": site.id, "client_id": session.client_id}
-    stopping = stopping if stopping is not None else Stopping()
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(stopping.watch_cancel(), name="ingest-stop")

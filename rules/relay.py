@@ -24,6 +24,7 @@ import psycopg
 import pydantic
 
 from facility import topics
+from facility.db.active_lock import LockTiming
 from facility.db.connect import connect
 from facility.events import relay_watermark, set_relay_watermark, to_relay
 from facility.messages import AlarmEvent, encode
@@ -32,7 +33,7 @@ from facility.mqtt import MqttClient
 log = logging.getLogger(__name__)
 BATCH = 500
 POLL_S = 0.25  # how often the table is read when nobody in this process woke the relay
-LEADER_RETRY_S = 2.0
+LEADER_RETRY_S = 0.5  # a dead relay's lock goes with its connection (keepalives: seconds)
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 2.0
 
 
@@ -62,7 +63,9 @@ class OutboxRelay:
         down = False
         while True:
             try:
-                async with await connect(self._url, application_name="rules-relay") as conn:
+                # keepalives both ways: a vanished relay's lock is released within seconds
+                async with await connect(self._url, application_name="rules-relay",
+                                         **LockTiming().connect_kwargs()) as conn:
                     await self._lead(conn)
                     if down:
                         log.info("event relay of site %s: database back", self._site)

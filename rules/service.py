@@ -18,13 +18,16 @@ acknowledged); alarm events are published with ``facility.mqtt`` (paho) by the r
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 from facility.db import migrate
+from facility.db.active_lock import ActiveLock, LockTiming
 from facility.db.connect import connect, connect_sync
 from facility.db.registry import load_ids, sync_site
 from facility.messages import AlarmEvent
@@ -32,16 +35,17 @@ from facility.metrics_http import MetricsServer
 from facility.mqtt import MqttClient
 from facility.mqtt_endpoint import MqttEndpoint
 from facility.mqtt_session import Delivery, MqttSession
-from facility.procedures import load_procedures, upsert_procedures
+from facility.procedures import Procedure, load_procedures, upsert_procedures
 from facility.site import Site
 from facility.stopping import Stopping, wind_down
 from rules.definitions import site_rules
+from rules.dispatch.config import Dispatch
 from rules.dispatch.service import Dispatcher, load_for_site
 from rules.engine import Engine
 from rules.handling import RulesService
 from rules.liveness import Heartbeat, Liveness
 from rules.metrics import RulesCounters, collect
-from rules.partition import partition_of
+from rules.partition import Partition, partition_of
 from rules.relay import OutboxRelay
 from rules.state_store import load_state
 
@@ -68,6 +72,7 @@ async def run_rules(
     on_service: Callable[[RulesService], None] | None = None, client_id: str | None = None,
     metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
     metrics_started: Callable[[int], None] | None = None, stopping: Stopping | None = None,
+    standby: LockTiming | None = None, on_lock: Callable[[ActiveLock], None] | None = None,
 ) -> None:
     """Run the rules service for one site (or the part of it behind ``gateways``) until
     cancelled. ``dispatch=False`` leaves rosters, SLA timers, notifications and maintenance
@@ -76,14 +81,59 @@ async def run_rules(
     overrides the receiving session's name. With ``metrics_port`` (0: any free port, handed
     to ``metrics_started``) Prometheus text is served on http://metrics_host:port/metrics.
     At ``stopping`` (or cancellation) the message in hand is finished and acknowledged
-    (within ``CONSUME_STOP_S``), then the session, tick and dispatch end."""
+    (within ``CONSUME_STOP_S``), then the session, tick and dispatch end. With ``standby``
+    (high availability) the process runs only while it holds the lock of its session
+    (``facility.db.active_lock``; handed to ``on_lock``) and stands by otherwise."""
     stopping = stopping if stopping is not None else Stopping()
     part = partition_of(site, gateways)  # ConfigError at start-up
     await asyncio.to_thread(migrate.check, database_url)
     procedures = load_procedures(procedures_dir)
     plan = load_for_site(site, procedures, dispatch_path) if dispatch else None
-    engine = Engine.for_site(site_rules(site, procedures), site)
-    device_ids = await asyncio.to_thread(_sync_registry, database_url, site)
+    prepared = _Prepared(
+        site, mqtt_url, part, procedures, plan,
+        Engine.for_site(site_rules(site, procedures), site),
+        await asyncio.to_thread(_sync_registry, database_url, site), mqtt_protocol,
+        client_id or part.client_id(), ready, tick_s, on_service, metrics_port, metrics_host,
+        metrics_started)
+    if standby is None:
+        await _serve(prepared, stopping, database_url)
+        return
+    # the work above is done once; a term (each time this process becomes active) loads
+    # the rule state and resumes the session
+    lock = ActiveLock(database_url, prepared.client_id, standby)
+    if on_lock is not None:
+        on_lock(lock)
+    await lock.run(functools.partial(_serve, prepared), stopping)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What a rules process loads once, before it serves (or stands by)."""
+
+    site: Site
+    mqtt_url: str | MqttEndpoint
+    part: Partition
+    procedures: dict[str, Procedure]
+    plan: Dispatch | None
+    engine: Engine
+    device_ids: dict[str, int]
+    mqtt_protocol: str
+    client_id: str
+    ready: asyncio.Event | None
+    tick_s: float
+    on_service: Callable[[RulesService], None] | None
+    metrics_port: int | None
+    metrics_host: str
+    metrics_started: Callable[[int], None] | None
+
+
+async def _serve(p: _Prepared, stopping: Stopping, database_url: str) -> None:
+    """Load the rule state, subscribe and serve until ``stopping``."""
+    site, mqtt_url, part = p.site, p.mqtt_url, p.part
+    procedures, plan, engine, device_ids = p.procedures, p.plan, p.engine, p.device_ids
+    mqtt_protocol, client_id, ready, tick_s = p.mqtt_protocol, p.client_id, p.ready, p.tick_s
+    on_service, metrics_port, metrics_host = p.on_service, p.metrics_port, p.metrics_host
+    metrics_started = p.metrics_started
     async with await connect(database_url, application_name="rules") as conn:
         await upsert_procedures(conn, procedures)
         state = await load_state(conn, part.sources, [r.id for r in engine.rules])
@@ -91,7 +141,7 @@ async def run_rules(
                  "dispatch %s", site.id, part.describe(), len(engine.rules), len(procedures),
                  len(state.rules), "on" if plan is not None else "off")
         session = MqttSession(
-            mqtt_url, client_id or part.client_id(), part.subscriptions(),
+            mqtt_url, client_id, part.subscriptions(),
             protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20,
             backoff_max_s=RECONNECT_MAX_S)
         publisher_id = f"rules-{site.id}-pub-{uuid.uuid4().hex[:8]}"

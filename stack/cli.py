@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from facility.config_errors import ConfigError
+from facility.db.active_lock import LockTiming
 from facility.runner import StoppedBeforeStart, run_service, setup_logging, stop_before_start
 from facility.settings import CommonSettings, check_mqtt_endpoint
 from facility.stopping import Stopping
@@ -31,6 +32,23 @@ def _common(p: argparse.ArgumentParser, *, database: bool = True, mqtt: bool = T
         p.add_argument("--mqtt-protocol", choices=["5", "3.1.1"],
                        help="MQTT protocol version (FACILITY_MQTT_PROTOCOL; default 5)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _standby(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--standby", action="store_true",
+                   help="high availability: consume only while holding this session's lock "
+                        "in the database, stand by otherwise; run two or more instances with "
+                        "the same options on different machines (default: off, one instance)")
+    p.add_argument("--lock-poll-s", type=float, default=0.5, metavar="S",
+                   help="with --standby: how often a standby tries the lock and the active "
+                        "checks it (0.5)")
+
+
+def lock_timing(args: argparse.Namespace) -> LockTiming | None:
+    """The --standby options; None without --standby (ValueError for bad intervals)."""
+    if not args.standby:
+        return None
+    return LockTiming(poll_s=args.lock_poll_s, check_s=args.lock_poll_s)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not count sequence gaps (use when several processes share a group)")
     p.add_argument("--no-timescale", dest="timescale", action="store_false",
                    help="stay on plain PostgreSQL partitions even if TimescaleDB is available")
+    _standby(p)
 
     p = sub.add_parser("rules", help="evaluate rules, raise alarms, open work orders")
     _common(p)
@@ -134,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dispatch", action="store_true",
                    help="leave rosters, SLA timers, notifications and maintenance to another "
                         "rules process of the site (exactly one should run them)")
+    _standby(p)
 
     p = sub.add_parser("api", help="serve the API and the web pages")
     _common(p, mqtt=False)
@@ -285,7 +305,8 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
                 receive_maximum=args.receive_maximum, seq_check=args.seq_check,
                 metrics_port=args.metrics_port, storage=StorageSettings(
                     retention_days=args.retention_days, timescale=args.timescale,
-                    rollup_1m_retention_days=max(400, args.retention_days)))
+                    rollup_1m_retention_days=max(400, args.retention_days)),
+                standby=lock_timing(args))
         except ValueError as exc:
             log.error("bad ingest options: %s", exc)
             return 2
@@ -296,13 +317,18 @@ def _dispatch(args: argparse.Namespace, settings: CommonSettings) -> int:
     if args.command == "rules":
         from rules.service import run_rules
 
+        try:
+            standby = lock_timing(args)
+        except ValueError as exc:
+            log.error("bad rules options: %s", exc)
+            return 2
         stopping = Stopping()
         return run_service(run_rules(
             site, settings.require_database(), mqtt,
             procedures_dir=args.procedures, mqtt_protocol=settings.mqtt_protocol,
             gateways=args.gateways, dispatch_path=args.dispatch,
             dispatch=not args.no_dispatch, metrics_port=args.metrics_port,
-            stopping=stopping), stopping=stopping)
+            stopping=stopping, standby=standby), stopping=stopping)
     if args.command == "api":
         from api.service import run_api
 
