@@ -181,6 +181,7 @@ class CentreSetUp:
                 "ingest": self.broker.env(ingest_user(site.id)),
                 "rules": self.broker.env(rules_user(site.id))}), base_env=os.environ)
         self.services.start()
+        self.services.wait_subscribed()  # the field starts after: nothing published before
 
     def _start_broker(self, site: Site) -> Broker:
         if self.broker_kind == "field-mosquitto":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,20 @@ class CentreServices:
             log.info("%s: %s started (pid %d)", machine_name, service, proc.pid)
         self.running += started
         return started
+
+    def wait_subscribed(self, timeout_s: float = 180.0) -> None:
+        """Until an instance of ingest and of rules (those placed anywhere) has subscribed,
+        as their logs say: before it, the broker keeps nothing for their sessions."""
+        deadline = time.monotonic() + timeout_s
+        for service in ("ingest", "rules"):
+            logs = [self.log_path(service, m) for m in getattr(self.placement, service)]
+            while logs and not any(
+                    p.exists() and f"{service} subscribed" in p.read_text(errors="replace")
+                    for p in logs):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no {service} instance subscribed within "
+                                       f"{timeout_s:.0f} s; see {logs[0].parent}")
+                time.sleep(0.2)
 
     def forget(self, machine_name: str) -> None:
         """The machine was killed: its processes are gone with it."""
