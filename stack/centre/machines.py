@@ -67,6 +67,32 @@ def skip_reason() -> str | None:
     return None
 
 
+def call_in_namespace(namespace: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a thread that has entered the network namespace ``namespace`` (sockets
+    it makes live there); the calling thread stays where it is. ``fn``'s exception, or the
+    failure to enter, is raised in the caller."""
+    out: list[T] = []
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        with open(f"/run/netns/{namespace}") as f:
+            if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                errors.append(OSError(ctypes.get_errno(), "setns failed"))
+                return
+        try:
+            out.append(fn())
+        except BaseException as exc:  # handed back to the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=body, name=f"netns-{namespace}")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
 def namespace_pids(namespace: str) -> list[int]:
     r = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True,
                        timeout=20, check=False)
@@ -136,26 +162,7 @@ class Machine:
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in a thread that has entered this machine's network namespace (the
         sockets it opens live there and may be used from any thread afterwards)."""
-        out: list[T] = []
-        errors: list[BaseException] = []
-
-        def body() -> None:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/run/netns/{self.namespace}") as f:
-                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
-                    errors.append(OSError(ctypes.get_errno(), "setns failed"))
-                    return
-            try:
-                out.append(fn())
-            except BaseException as exc:  # handed back to the caller
-                errors.append(exc)
-
-        thread = threading.Thread(target=body, name=f"netns-{self.name}")
-        thread.start()
-        thread.join()
-        if errors:
-            raise errors[0]
-        return out[0]
+        return call_in_namespace(self.namespace, fn)
 
     def pids(self) -> list[int]:
         return namespace_pids(self.namespace)

@@ -1,6 +1,7 @@
-"""What the dispatcher's integration tests share: a dispatcher running for the length of a
-block (its start failure raised, its task cancelled at the end), a query polled until it
-returns rows, and an entrapment alarm with its work order opened as rules would."""
+"""What the dispatcher's integration tests share: the procedures, an all-day shift, a clock
+the test moves by hand, a dispatcher running for the length of a block (its start failure
+raised, its task cancelled at the end), a query polled until it returns rows, and an
+entrapment alarm with its work order opened as rules would."""
 
 from __future__ import annotations
 
@@ -8,13 +9,27 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from facility.procedures import Procedure
+from facility.procedures import Procedure, load_procedures
 from rules.dispatch.service import Dispatcher
 from rules.work_orders import open_for_alarm
+
+PROCEDURES = load_procedures(Path(__file__).resolve().parents[2] / "procedures")
+ALL_DAY = {"name": "all day", "days": "all", "start": "00:00", "end": "00:00"}
+
+
+class Clock:
+    """The dispatcher's clock, set by the test."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 @contextlib.asynccontextmanager

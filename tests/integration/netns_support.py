@@ -12,13 +12,11 @@ Every packet stays inside these namespaces: nothing is bridged to the host's net
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import TypeVar
 
 import pytest
 
+from stack.centre.machines import call_in_namespace
 from stack.embedded.lifetime import stop_process
 
 T = TypeVar("T")
@@ -65,26 +64,7 @@ class Netns:
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in a thread that has entered this namespace (sockets it makes live
         there); the calling thread stays where it is."""
-        out: list[T] = []
-        errors: list[BaseException] = []
-
-        def body() -> None:
-            libc = ctypes.CDLL(None, use_errno=True)
-            with open(f"/run/netns/{self.name}") as f:
-                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
-                    errors.append(OSError(ctypes.get_errno(), "setns failed"))
-                    return
-            try:
-                out.append(fn())
-            except BaseException as exc:  # handed back to the caller
-                errors.append(exc)
-
-        thread = threading.Thread(target=body)
-        thread.start()
-        thread.join()
-        if errors:
-            raise errors[0]
-        return out[0]
+        return call_in_namespace(self.name, fn)
 
     def wait_tcp(self, host: str, port: int, timeout_s: float = 20.0) -> bool:
         def probe() -> bool:

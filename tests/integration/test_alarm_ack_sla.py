@@ -14,23 +14,14 @@ from typing import Any
 import psycopg
 
 from facility.db.registry import sync_site
-from facility.procedures import load_procedures, upsert_procedures
+from facility.procedures import upsert_procedures
 from facility.site import load_site
 from rules.dispatch.config import Dispatch, DispatchConfig
 from rules.dispatch.service import Dispatcher
-from tests.integration.dispatch_support import running
+from tests.integration.dispatch_support import ALL_DAY, PROCEDURES, Clock, running
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCEDURES = load_procedures(ROOT / "procedures")
-ALL_DAY = {"name": "all day", "days": "all", "start": "00:00", "end": "00:00"}
 
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def dispatch() -> Dispatch:

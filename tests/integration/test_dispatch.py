@@ -21,7 +21,7 @@ from facility import topics
 from facility.db.registry import load_ids, sync_site
 from facility.messages import Telemetry, encode
 from facility.mqtt import MqttClient
-from facility.procedures import load_procedures, upsert_procedures
+from facility.procedures import upsert_procedures
 from facility.site import Site, load_site
 from facility.topics import TopicKind
 from facility.workorders import complete_step, transition
@@ -31,11 +31,16 @@ from rules.dispatch.config import Dispatch, DispatchConfig
 from rules.dispatch.orders import Context
 from rules.dispatch.service import Dispatcher
 from rules.service import run_rules
-from tests.integration.dispatch_support import eventually, open_entrapment, running
+from tests.integration.dispatch_support import (
+    ALL_DAY,
+    PROCEDURES,
+    Clock,
+    eventually,
+    open_entrapment,
+    running,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCEDURES = load_procedures(ROOT / "procedures")
-ALL_DAY = {"name": "all day", "days": "all", "start": "00:00", "end": "00:00"}
 
 
 def dispatch_config(site_id: str, **extra: Any) -> DispatchConfig:
@@ -54,13 +59,6 @@ def dispatch_config(site_id: str, **extra: Any) -> DispatchConfig:
         **extra,
     })
 
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -25,12 +25,11 @@ from facility.mqtt import MqttClient
 from facility.site import load_site
 from facility.topics import TopicKind
 from rules.service import run_rules
-from tests.integration.dispatch_support import eventually
+from tests.integration.dispatch_support import ALL_DAY, eventually
 from tests.integration.gateway_support import Inbox
 from tests.integration.provider_support import KEYS_ENV, phone_channels, provider_server
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL_DAY = {"name": "all day", "days": "all", "start": "00:00", "end": "00:00"}
 TRAPPED: dict[str, bool | int | float | str] = {
     "moving": False, "door_zone": False, "door_closed": True, "passengers": 2,
     "alarm_button": False, "car_floor": 7}

@@ -15,15 +15,14 @@ import psycopg
 import pytest
 
 from facility.db.registry import load_ids, sync_site
-from facility.procedures import load_procedures, upsert_procedures
+from facility.procedures import upsert_procedures
 from facility.site import Site, load_site
 from rules.dispatch import inspections
 from rules.dispatch.config import Dispatch, DispatchConfig
 from rules.dispatch.orders import Context
+from tests.integration.dispatch_support import ALL_DAY, PROCEDURES
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCEDURES = load_procedures(ROOT / "procedures")
-ALL_DAY = {"name": "all day", "days": "all", "start": "00:00", "end": "00:00"}
 NOW = datetime(2026, 3, 1, 2, tzinfo=UTC)  # 10:00 in Shanghai
 
 

@@ -13,26 +13,24 @@ import psycopg
 import pytest
 
 from facility.db.registry import sync_site
-from facility.procedures import load_procedures, upsert_procedures
+from facility.procedures import upsert_procedures
 from facility.site import Site, load_site
 from facility.workorders import complete_step, transition
 from rules.dispatch.alerting import resolve_keys
 from rules.dispatch.config import Dispatch, DispatchConfig
 from rules.dispatch.service import Dispatcher
-from tests.integration.dispatch_support import eventually, open_entrapment, running
+from tests.integration.dispatch_support import (
+    ALL_DAY,
+    PROCEDURES,
+    Clock,
+    eventually,
+    open_entrapment,
+    running,
+)
 from tests.integration.provider_support import KEYS_ENV, phone_channels, provider_server
 
 ROOT = Path(__file__).resolve().parents[2]
-PROCEDURES = load_procedures(ROOT / "procedures")
-ALL_DAY = {"name": "all day", "days": "all", "start": "00:00", "end": "00:00"}
 
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def dispatch(url: str) -> Dispatch:
