@@ -20,9 +20,12 @@ async function move(id, to, note = "", label = to) {
 }
 
 async function tick(id, seq, noteInput) {
+  // The draft is what was typed last: the input on screen may be a newer copy from a live
+  // re-render that came while the text was going into the one it replaced.
+  const note = Tech.drafts.get(`${id}:${seq}`) ?? noteInput.value;
   try {
     await outboxAdd({ method: "POST", path: `/work-orders/${id}/steps/${seq}`,
-                      json: { note: noteInput.value }, label: t("Step %(n)s", { n: seq }), order: id, step: seq });
+                      json: { note }, label: t("Step %(n)s", { n: seq }), order: id, step: seq });
     Tech.drafts.delete(`${id}:${seq}`);
     showError(null); await load();
   } catch (e) { showError(e); }
@@ -50,7 +53,7 @@ function steps(w, detail) {
     const key = `${w.id}:${s.seq}`;
     const note = el("input", { className: "note", placeholder: t("Note"),
                                value: Tech.drafts.get(key) ?? (s.note || ""),
-                               disabled: !!s.done_at || !editable, maxLength: 2000,
+                               disabled: !!s.done_at || !editable, maxLength: 2000, dataset: { draft: key },
                                oninput: () => Tech.drafts.set(key, note.value) });
     const box = el("input", { type: "checkbox", checked: !!s.done_at, disabled: !!s.done_at || !editable,
                               onchange: () => tick(w.id, s.seq, note) });
@@ -118,12 +121,18 @@ async function toggle(id) {
 }
 
 function render() {
+  // A live re-render replaces the cards: the note being typed keeps its focus and caret.
+  const typing = document.activeElement && document.activeElement.dataset
+    ? document.activeElement.dataset.draft : undefined;
+  const caret = typing ? [document.activeElement.selectionStart, document.activeElement.selectionEnd] : null;
   const late = (w) => (w.overdue || w.steps_overdue ? 0 : 1);
   const mine = [...Tech.orders].sort((a, b) => late(a) - late(b) || a.id - b.id);
   $("mine-count").textContent = `(${mine.length}, ${t("%(n)s overdue", { n: mine.filter((w) => w.overdue).length })})`;
   $("mine").replaceChildren(...(mine.length ? mine.map((w) => card(w, true)) : [el("p", { className: "meta" }, t("Nothing assigned to you"))]));
   $("pool-count").textContent = `(${Tech.pool.length})`;
   $("pool").replaceChildren(...Tech.pool.map((w) => card(w, false)));
+  const again = typing ? document.querySelector(`input[data-draft="${typing}"]`) : null;
+  if (again && !again.disabled) { again.focus(); again.setSelectionRange(...caret); }
 }
 
 async function load() {

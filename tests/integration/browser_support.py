@@ -3,7 +3,8 @@ playwright's async API with the flags a container needs, the wall-screen and pho
 viewports, signing in on a page's login form, the operator's acknowledgement on the board
 and the technician's arrive - tick steps - resolve on a phone, screenshots saved to
 test-artifacts/, a watch on the console for Content-Security-Policy violations (the pages
-must run under the API's strict policy: no inline script, no style attribute), the API served
+must run under the API's strict policy: no inline script, no style attribute), a wait for a
+condition in the page that the policy does not refuse (``wait_in_page``), the API served
 on a free loopback port for the length of a block, and a wall-screen page that fails its
 test on any CSP violation (tests/integration/conftest.py makes it the ``page`` fixture)."""
 
@@ -127,6 +128,21 @@ async def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     # The unacknowledged critical badge blinks: stop it so every shot shows it.
     await page.screenshot(path=ARTIFACTS / name, animations="disabled", full_page=True)
+
+
+async def wait_in_page(page: Page, expression: str, timeout_ms: int = UI_TIMEOUT_MS) -> None:
+    """Waits until a JavaScript expression is truthy in the page, asking from here every 50 ms.
+
+    Not ``page.wait_for_function``: after a first false answer it asks again from the page's
+    own timers through ``globalThis.eval``, which the pages' policy (no 'unsafe-eval') refuses
+    with an EvalError, so it passed only when the condition already held at the first look.
+    ``page.evaluate`` goes through the DevTools protocol, which the policy does not govern."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_ms / 1000
+    while not await page.evaluate(expression):
+        if loop.time() >= deadline:
+            raise AssertionError(f"still false after {timeout_ms} ms in {page.url}: {expression}")
+        await asyncio.sleep(0.05)
 
 
 def watch_csp(page: Page) -> list[str]:

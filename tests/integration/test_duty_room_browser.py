@@ -38,6 +38,7 @@ from tests.integration.browser_support import (
     screenshot,
     serving_api,
     sign_in,
+    wait_in_page,
     watch_csp,
 )
 
@@ -150,6 +151,33 @@ async def test_technician_works_the_order_on_a_phone(served: Served, phone: Page
     assert events[:3] == ["created", "accepted", "arrived"] and events[-1] == "resolved"
 
 
+async def test_a_live_update_while_a_note_is_typed_keeps_the_text_and_the_focus(
+    served: Served, phone: Page
+) -> None:
+    """Any work-order event re-renders the technician's cards; the note being typed stays, keeps
+    its focus (typing goes on into it) and is the note the step is ticked with."""
+    _alarm, wo_id = await seed_entrapment(served.database_url)
+    run_sql(served.database_url, "UPDATE work_orders SET state = 'on_site',"
+            " assignee = 'technician' WHERE id = %s", (wo_id,))
+    await sign_in(phone, f"{served.url}/tech", "technician", PASSWORD)
+    seq = next(s for s, needed in await run_steps(served.database_url, wo_id) if needed)
+    step = phone.locator(f'#mine article[data-work-order-id="{wo_id}"] li[data-seq="{seq}"]')
+    note = step.locator("input.note")
+    await note.click(timeout=UI_TIMEOUT_MS)
+    await phone.keyboard.type("两人已")
+
+    _other_alarm, other = await seed_entrapment(served.database_url, "b-elevator-1")
+    await expect(phone.locator(f'#pool article[data-work-order-id="{other}"]')).to_be_visible(
+        timeout=UI_TIMEOUT_MS)  # the event re-rendered the lists
+    await expect(note).to_be_focused()
+    await phone.keyboard.type("救出")
+    await expect(note).to_have_value("两人已救出")
+    await step.get_by_role("checkbox").check()
+    await expect(step).to_have_class(re.compile(r"\bdone\b"), timeout=UI_TIMEOUT_MS)
+    assert run_sql(served.database_url, "SELECT note FROM work_order_steps"
+                   " WHERE work_order_id = %s AND seq = %s", (wo_id, seq)) == [("两人已救出",)]
+
+
 async def run_steps(database_url: str, wo_id: int) -> list[tuple[int, bool]]:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         cur = await conn.execute("SELECT seq, required FROM work_order_steps"
@@ -194,9 +222,9 @@ async def test_every_page_runs_under_the_csp_and_sign_out_revokes_the_token(
     await page.get_by_role("button", name="查看").click()
     bars = page.locator("#report .bar")
     await expect(bars.first).to_be_visible(timeout=UI_TIMEOUT_MS)
-    await page.wait_for_function(  # the widths set through the CSSOM took effect
-        "() => [...document.querySelectorAll('#report .bar')]"
-        ".some((b) => b.getBoundingClientRect().width > 0)", timeout=UI_TIMEOUT_MS)
+    await wait_in_page(page,  # the widths set through the CSSOM took effect
+                       "[...document.querySelectorAll('#report .bar')]"
+                       ".some((b) => b.getBoundingClientRect().width > 0)")
     await expect(page.locator("#board-error")).to_have_text("")
 
     token = await page.evaluate("sessionStorage.getItem('token')")

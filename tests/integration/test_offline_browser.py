@@ -24,6 +24,7 @@ from tests.integration.browser_support import (
     screenshot,
     serving_api,
     sign_in,
+    wait_in_page,
     watch_csp,
 )
 
@@ -58,8 +59,7 @@ async def test_work_done_offline_lands_once_when_the_network_returns(
             await sign_in(phone, f"{url}/tech", "technician", PASSWORD)
             card = phone.locator(f'#mine article[data-work-order-id="{first}"]')
             await expect(card.locator("li[data-seq]").first).to_be_visible(timeout=UI_TIMEOUT_MS)
-            await phone.wait_for_function("navigator.serviceWorker.controller !== null",
-                                          timeout=UI_TIMEOUT_MS)
+            await wait_in_page(phone, "navigator.serviceWorker.controller !== null")
             await phone.reload()  # now through the service worker, which keeps the answers
             # installable: no manifest or service-worker error (a test context is incognito)
             cdp = await context.new_cdp_session(phone)
