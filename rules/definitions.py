@@ -64,6 +64,9 @@ class RuleDef(BaseModel):
     message: str = Field(min_length=1, description="Chinese alarm text")
     message_en: str = ""
     detail_tag: str | None = Field(default=None, description="name the true points of this tag")
+    detail_bad_tag: str | None = Field(
+        default=None,
+        description="name the bad points of this tag, with what their device said (flags)")
     suppressed_by: tuple[Suppression, ...] = ()
     immediate_condition: str | None = Field(
         default=None,
@@ -106,8 +109,11 @@ class RuleDef(BaseModel):
         if self.input != "telemetry":
             if cond.tags or not cond.names <= STATUS_NAMES:
                 raise ValueError(f"a {self.input} rule may only use the names offline, online")
-            if self.detail_tag:
+            if self.detail_tag or self.detail_bad_tag:
                 raise ValueError(f"a {self.input} rule has no points for detail_tag")
+        if self.detail_tag and self.detail_bad_tag:
+            raise ValueError("a rule names its points by detail_tag or detail_bad_tag, "
+                             "not both")
         if self.input == "gateway_status" and self.device_types:
             raise ValueError("a gateway_status rule applies to gateways, not device types")
         return self
@@ -181,7 +187,7 @@ def check_rules(
                 more = Condition.compile(extra)
                 cond = Condition(cond.text, cond.tree, cond.names | more.names,
                                  cond.tags | more.tags)
-        tags = cond.tags | ({rule.detail_tag} if rule.detail_tag else set())
+        tags = cond.tags | {t for t in (rule.detail_tag, rule.detail_bad_tag) if t}
         for dev in site.devices.values():
             if rule.device_types and dev.type not in rule.device_types:
                 continue

@@ -76,8 +76,8 @@ class _Rule:
     def reads(self, tags: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
         """The point names the rule reads on a device with these point tags."""
         conds = self._conditions
-        wanted = {t for c in conds for t in c.tags} | (
-            {self.defn.detail_tag} if self.defn.detail_tag else set())
+        wanted = {t for c in conds for t in c.tags} | {
+            t for t in (self.defn.detail_tag, self.defn.detail_bad_tag) if t}
         names = {n for c in conds for n in c.names}
         return frozenset(names | {p for p, t in tags.items() if wanted & set(t)})
 
@@ -144,8 +144,8 @@ class Engine:
         if inp.changed is not None:
             changed = inp.changed
             rules = tuple(rr for rr in rules if not rr[1].isdisjoint(changed))
-        return self._apply(state, dev.id, [r for r, _ in rules], Context(inp.values, dev.tags),
-                           now)
+        return self._apply(state, dev.id, [r for r, _ in rules],
+                           Context(inp.values, dev.tags, inp.bad), now)
 
     def _of_input(self, kind: str, device_type: str | None) -> list[_Rule]:
         return [r for r in self._rules.values() if r.defn.input == kind
@@ -194,7 +194,7 @@ class Engine:
                 st = replace(st, condition=cond, since=now, detail=detail)
                 if cond and rule.defn.chatter is not None:
                     st, named = _rise(key, rule.defn, st, now)
-            elif cond and rule.defn.detail_tag:
+            elif cond and (rule.defn.detail_tag or rule.defn.detail_bad_tag):
                 st, named = self._named_points(key, rule, st, ctx, now)
             at_once = bool(cond) and _holds(rule.immediate, ctx)
             st, acts = self._fire(key, rule, st, now, _Lookup(state, updates), at_once=at_once)
@@ -215,7 +215,8 @@ class Engine:
         """While the condition holds, follow the points its ``detail_tag`` names: an alarm
         already raised is updated; one still in its on-delay will be raised with them."""
         detail = _detail(rule, ctx)
-        if detail.get("points") == st.detail.get("points"):
+        if (detail.get("points") == st.detail.get("points")
+                and detail.get("flags") == st.detail.get("flags")):
             return st, []
         st = replace(st, detail=detail)
         acts: list[Action] = [SaveRuleState(key[0], rule.defn.id, st, now)]
@@ -326,7 +327,8 @@ def _holds(cond: Condition | None, ctx: Context) -> bool:
 
 
 def _message(d: RuleDef, detail: Mapping[str, Any]) -> str:
-    points = detail.get("points", [])
+    flags = detail.get("flags") or {}
+    points = [f"{p}: {flags[p]}" if flags.get(p) else p for p in detail.get("points", [])]
     text = d.message + (f" ({', '.join(points)})" if points else "")
     if detail.get("chattering"):
         text += f" [间歇报警: {detail.get('occurrences', 0)} 次]"
@@ -342,6 +344,11 @@ def _detail(rule: _Rule, ctx: Context) -> dict[str, Any]:
     if tag:
         detail["points"] = [p for p, tags in ctx.tags.items()
                             if tag in tags and _is_true(ctx.values.get(p))]
+    tag = rule.defn.detail_bad_tag
+    if tag:
+        bad = [p for p, tags in ctx.tags.items() if tag in tags and p in ctx.bad]
+        detail["points"] = bad
+        detail["flags"] = {p: ctx.bad[p] for p in bad}
     return detail
 
 

@@ -76,6 +76,7 @@ class TelemetryInput:
     values: Mapping[str, Value]  # the device's current good values; absent = unknown
     historical: bool = False
     changed: frozenset[str] | None = None  # the points that changed; None: all
+    bad: Mapping[str, str] = field(default_factory=dict)  # points reported bad -> flags
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,18 @@ values, built on simpleeval (never Python ``eval``); no I/O.
 
 Only point names, literals, ``and``/``or``/``not``, comparisons, arithmetic, ``x if c else y``
 and a few functions are allowed: ``any_tag(tag)``, ``all_tag(tag)``, ``count_tag(tag)``,
-``abs``, ``min``, ``max``. Logic is three-valued (Kleene): a point that is missing or bad is
-*unknown*, and so is anything that depends on it, but ``unknown or True`` is ``True`` and
-``unknown and False`` is ``False``. ``Condition.evaluate`` returns ``True``, ``False`` or
-``None`` (unknown).
+``any_bad_tag(tag)``, ``count_bad_tag(tag)``, ``abs``, ``min``, ``max``. Logic is three-valued
+(Kleene): a point that is missing or bad is *unknown*, and so is anything that depends on it,
+but ``unknown or True`` is ``True`` and ``unknown and False`` is ``False``.
+``Condition.evaluate`` returns ``True``, ``False`` or ``None`` (unknown).
+
+The ``*_bad_tag`` functions look at a point's quality, not its value: a point of the tag is
+*bad* when its device reported it bad (``Context.bad``: it could not be read, or the device
+itself calls it faulty or out of service), *good* when it has a value, and unknown when it
+was never reported or was forgotten (its device went offline, it was reported stale). So
+``any_bad_tag(tag)`` is true as soon as one point of the tag is reported bad, false when
+every one is good, unknown otherwise; ``count_bad_tag(tag)`` is the number of bad points,
+unknown while any point of the tag is unknown.
 
 Nothing a condition says can exhaust memory or time: the text is at most
 ``MAX_CONDITION_LENGTH`` characters and ``MAX_DEPTH`` levels deep (checked at compile), ``**``,
@@ -22,7 +30,7 @@ import ast
 import operator as op
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from simpleeval import InvalidExpression, SimpleEval, safe_add, safe_mult
@@ -50,7 +58,8 @@ class _Unknown:
 UNKNOWN: Final = _Unknown()
 MAX_CONDITION_LENGTH: Final = 2000
 MAX_DEPTH: Final = 100
-FUNCTIONS: Final = frozenset({"any_tag", "all_tag", "count_tag", "abs", "min", "max"})
+FUNCTIONS: Final = frozenset({"any_tag", "all_tag", "count_tag", "any_bad_tag",
+                              "count_bad_tag", "abs", "min", "max"})
 
 
 class ConditionError(ValueError):
@@ -162,10 +171,12 @@ def _evaluator() -> _Evaluator:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a condition sees: good point values and each point's tags."""
+    """What a condition sees: good point values, each point's tags, and the points reported
+    bad with what their device said of them (``flags``, "" when it said nothing)."""
 
     values: Mapping[str, Value]
     tags: Mapping[str, tuple[str, ...]]
+    bad: Mapping[str, str] = field(default_factory=dict)
 
 
 def _tag_functions(ctx: Context) -> dict[str, Callable[..., Any]]:
@@ -184,9 +195,22 @@ def _tag_functions(ctx: Context) -> dict[str, Callable[..., Any]]:
         vals = [_truth(v) for v in tagged(tag)]
         return UNKNOWN if UNKNOWN in vals else sum(1 for v in vals if v)
 
+    def badness(tag: str) -> list[Any]:
+        """Per point of the tag: True bad, False good, UNKNOWN neither."""
+        return [True if p in ctx.bad else (False if p in ctx.values else UNKNOWN)
+                for p, t in ctx.tags.items() if tag in t]
+
+    def any_bad_tag(tag: str) -> Any:
+        vals = badness(tag)
+        return True if True in vals else (UNKNOWN if UNKNOWN in vals else False)
+
+    def count_bad_tag(tag: str) -> Any:
+        vals = badness(tag)
+        return UNKNOWN if UNKNOWN in vals else sum(1 for v in vals if v)
+
     return {
         "any_tag": any_tag, "all_tag": all_tag, "count_tag": count_tag,
-        **_PLAIN_FUNCTIONS,
+        "any_bad_tag": any_bad_tag, "count_bad_tag": count_bad_tag, **_PLAIN_FUNCTIONS,
     }
 
 

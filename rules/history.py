@@ -63,7 +63,7 @@ class History:
         actions = self._expire(msg.ts)
         values = self.values.update(device, msg)
         self.state, acts = self.engine.evaluate(
-            self.state, TelemetryInput(device, values), msg.ts)
+            self.state, TelemetryInput(device, values, bad=self.values.bad(device)), msg.ts)
         actions += acts
         out: list[HistoricalAlarm] = []
         for act in actions:

@@ -96,10 +96,11 @@ class MessageReader:
                      "(duplicate or out of order)", device, tm.seq, tm.session, last)
             return None
         values, changed = self.values.merge(device, tm)
+        bad = self.values.bad(device)
         if device in self.dirty:
             self.dirty.discard(device)
-            return TelemetryInput(device, values)
-        return TelemetryInput(device, values, changed=changed)
+            return TelemetryInput(device, values, bad=bad)
+        return TelemetryInput(device, values, changed=changed, bad=bad)
 
 
 def telemetry(payload: bytes) -> Telemetry:
