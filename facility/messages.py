@@ -11,7 +11,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+)
 
 Value = bool | int | float | str
 Quality = Literal["good", "bad", "stale"]
@@ -49,8 +57,23 @@ class Telemetry(_Message):
     quality: dict[str, Quality] = {}
     historical: bool = False
     # optional, after v1's first fields: what a device reported of a point's own state
-    # (BACnet status flags and reliability, "fault,open-loop"); consumers may ignore it
+    # (BACnet status flags and reliability, "fault,open-loop"); consumers may ignore it.
+    # Malformed flags never cost the message: the entries that break the contract are
+    # dropped and ``flags_error`` says why.
     flags: dict[str, str] | None = None
+
+    @field_validator("flags", mode="wrap")
+    @classmethod
+    def _lenient_flags(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # a wrap validator on the field alone: the rest of the message keeps pydantic's
+        # JSON fast path (a model "before" validator makes every message 2.5x slower)
+        kept, problem = check_flags(v)
+        return handler(kept) if problem is None else RefusedFlags(kept or {}, problem)
+
+    @property
+    def flags_error(self) -> str | None:
+        """Why some of the message's flags were dropped (None: none were)."""
+        return self.flags.problem if isinstance(self.flags, RefusedFlags) else None
 
     @field_validator("points")
     @classmethod
@@ -62,13 +85,41 @@ class Telemetry(_Message):
                 raise ValueError(f"point {name} is a string over {MAX_STRING_VALUE} chars")
         return v
 
-    @field_validator("flags")
-    @classmethod
-    def _short_flags(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        for name, flags in (v or {}).items():
-            if len(flags) > MAX_STRING_VALUE:
-                raise ValueError(f"flags of point {name} over {MAX_STRING_VALUE} chars")
-        return v
+
+
+class RefusedFlags(dict[str, str]):
+    """The flags of a message that kept only its valid entries, and why the others went."""
+
+    def __init__(self, kept: dict[str, str], problem: str) -> None:
+        super().__init__(kept)
+        self.problem = problem
+
+
+def check_flags(flags: object) -> tuple[dict[str, str] | None, str | None]:
+    """Telemetry's ``flags`` as the contract has them (an object of short strings without
+    NUL, by point name), and why the entries left out were refused (None: nothing was)."""
+    if flags is None:
+        return None, None
+    if not isinstance(flags, dict):
+        return None, f"flags is a JSON {_json_type(flags)}, not an object"
+    kept: dict[str, str] = {}
+    refused: list[str] = []
+    for name, words in flags.items():
+        if not isinstance(words, str):
+            refused.append(f"flags of point {name} is a JSON {_json_type(words)}, not a string")
+        elif len(words) > MAX_STRING_VALUE:
+            refused.append(f"flags of point {name} over {MAX_STRING_VALUE} chars")
+        elif "\x00" in words:
+            refused.append(f"flags of point {name} contain a NUL character")
+        else:
+            kept[name] = words
+    return kept or None, "; ".join(refused) if refused else None
+
+
+def _json_type(v: object) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+             dict: "object", type(None): "null"}
+    return names.get(type(v), type(v).__name__)
 
 
 class PointMeta(BaseModel):

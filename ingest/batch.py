@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from facility.mqtt_session import Delivery
-from ingest.fast_path import COPY_HEADER, COPY_TRAILER, FastDecoder, encode_row, micros
+from ingest.fast_path import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    NULL_FIELD,
+    FastDecoder,
+    encode_row,
+    flags_field,
+    latest_row,
+    micros,
+)
 from ingest.rows import (
     BirthNote,
     Catalog,
@@ -39,7 +48,7 @@ class Batch:
     deliveries: list[Delivery] = field(default_factory=list)
     copy: bytearray = field(default_factory=bytearray)
     rows: int = 0
-    latest: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    latest: dict[int, tuple[int, bytes, bytes]] = field(default_factory=dict)  # time, row, flags
     minutes: set[int] = field(default_factory=set)
     days: set[int] = field(default_factory=set)
     device_status: list[DeviceStatusRow] = field(default_factory=list)
@@ -61,15 +70,19 @@ class Batch:
         return COPY_HEADER + bytes(self.copy) + COPY_TRAILER
 
     def latest_data(self) -> bytes:
-        return COPY_HEADER + b"".join(r for _, r in self.latest.values()) + COPY_TRAILER
+        """Each point's newest row with its flags, for latest_values (binary COPY)."""
+        return (COPY_HEADER + b"".join(latest_row(r, f) for _, r, f in self.latest.values())
+                + COPY_TRAILER)
 
-    def add_rows(self, time_us: int, rows: list[tuple[int, bytes]]) -> None:
+    def add_rows(self, time_us: int, rows: list[tuple[int, bytes]],
+                 flags: dict[int, str] | None = None) -> None:
         latest = self.latest
         for pid, row in rows:
             self.copy += row
             seen = latest.get(pid)
             if seen is None or seen[0] < time_us:
-                latest[pid] = (time_us, row)
+                f = flags.get(pid) if flags else None
+                latest[pid] = (time_us, row, NULL_FIELD if f is None else flags_field(f))
         self.rows += len(rows)
         if time_us > self.newest_us:
             self.newest_us = time_us
@@ -79,7 +92,8 @@ class Batch:
     def add_decoded(self, decoded: Decoded, retain: bool) -> None:
         if decoded.telemetry:
             t = micros(decoded.telemetry[0].time)
-            self.add_rows(t, [(r.point_id, encode_row(r)) for r in decoded.telemetry])
+            self.add_rows(t, [(r.point_id, encode_row(r)) for r in decoded.telemetry],
+                          {r.point_id: r.flags for r in decoded.telemetry if r.flags is not None})
         if decoded.device_status is not None:
             self.device_status.append(decoded.device_status)
         if decoded.gateway_status is not None:
@@ -116,7 +130,7 @@ class Assembler:
             tel = self.fast.telemetry(entry, delivery.payload)
             if tel is not None:
                 self.fast_messages += 1
-                batch.add_rows(tel.time_us, tel.rows)
+                batch.add_rows(tel.time_us, tel.rows, tel.flags)
                 if self.sequences is not None:
                     self.sequences.observe(entry.gateway, tel.session, tel.seq, now_s)
                 return

@@ -7,11 +7,11 @@ transaction is rolled back and the batch goes through a temporary staging table 
 ``INSERT ... ON CONFLICT (point_id, time) DO NOTHING``, so every row is stored once; the
 staging path is also used for the next few batches and for batches holding a delivery the
 broker flagged as a possible duplicate. In the same transaction: latest_values upserted
-newer-only from each point's newest row, the touched minutes marked for the rollup job
-(partitions layout), device status upserted newer-only with a history row and a
-``device.status`` event in the outbox when a device's online state changes, gateway status
-by the session rule (see ``UPSERT_GATEWAY``), dead letters. Day partitions a batch needs
-are created first (``telemetry_ensure_partition``).
+newer-only from each point's newest row with the flags its message gave it (NULL: none),
+the touched minutes marked for the rollup job (partitions layout), device status upserted
+newer-only with a history row and a ``device.status`` event in the outbox when a device's
+online state changes, gateway status by the session rule (see ``UPSERT_GATEWAY``), dead
+letters. Day partitions a batch needs are created first (``telemetry_ensure_partition``).
 
 While the database is unreachable (``facility.db.outage``: no connection, a standby or a
 demoted primary answering "read-only" during a failover) the batch is kept and retried on a
@@ -52,21 +52,23 @@ CREATE_STAGES = (
     "CREATE TEMP TABLE IF NOT EXISTS telemetry_stage (time timestamptz NOT NULL,"
     " point_id integer NOT NULL, value double precision, value_text text,"
     " quality smallint NOT NULL) ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS latest_stage (LIKE telemetry_stage) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS latest_stage (LIKE telemetry_stage, flags text)"
+    " ON COMMIT DELETE ROWS"
 )
 COLUMNS = "(time, point_id, value, value_text, quality)"
 COPY_TELEMETRY = f"COPY telemetry {COLUMNS} FROM STDIN (FORMAT BINARY)"
 COPY_STAGE = f"COPY telemetry_stage {COLUMNS} FROM STDIN (FORMAT BINARY)"
-COPY_LATEST = f"COPY latest_stage {COLUMNS} FROM STDIN (FORMAT BINARY)"
+COPY_LATEST = ("COPY latest_stage (time, point_id, value, value_text, quality, flags)"
+               " FROM STDIN (FORMAT BINARY)")
 INSERT_FROM_STAGE = (
     f"INSERT INTO telemetry {COLUMNS} SELECT time, point_id, value, value_text, quality"
     " FROM telemetry_stage ON CONFLICT (point_id, time) DO NOTHING"
 )
 UPSERT_LATEST = (
-    "INSERT INTO latest_values (point_id, time, value, value_text, quality)"
-    " SELECT point_id, time, value, value_text, quality FROM latest_stage"
+    "INSERT INTO latest_values (point_id, time, value, value_text, quality, flags)"
+    " SELECT point_id, time, value, value_text, quality, flags FROM latest_stage"
     " ON CONFLICT (point_id) DO UPDATE SET time = EXCLUDED.time, value = EXCLUDED.value,"
-    " value_text = EXCLUDED.value_text, quality = EXCLUDED.quality"
+    " value_text = EXCLUDED.value_text, quality = EXCLUDED.quality, flags = EXCLUDED.flags"
     " WHERE latest_values.time < EXCLUDED.time"
 )
 MARK_DIRTY = (

@@ -5,8 +5,9 @@ no pydantic model and no per-point objects. Pure, no I/O.
 accepts, and yields the same rows: the JSON must parse with orjson, every field must have
 its exact JSON type (``seq`` a non-negative integer, ``session`` 1-64 characters,
 ``historical`` a boolean, values numbers, booleans or strings of at most 256 characters
-without NUL, qualities good/bad/stale), ``ts`` must be RFC 3339 with an offset, within the
-accepted window, and every point must be known. Anything else returns None and the caller
+without NUL, qualities good/bad/stale, ``flags`` absent, null or an object of such strings),
+``ts`` must be RFC 3339 with an offset, within the accepted window, and every point must be
+known. Anything else returns None and the caller
 falls back to ``rows.decode``, which either stores it the same way or says precisely why it
 refuses it (the dead letter). So the fast path can be strict without ever deciding
 differently from the contract; tests/unit/ingest check the equivalence on generated
@@ -38,6 +39,9 @@ NUMBER_ROW = struct.Struct(">hiqiiidiih")
 NULL_ROW = struct.Struct(">hiqiiiiih")
 TEXT_HEAD = struct.Struct(">hiqiiii")
 TEXT_TAIL = struct.Struct(">ih")
+# latest_values' staging row: the same fields and a sixth, flags text (NULL: none)
+LATEST_FIELDS = struct.pack(">h", 6)
+NULL_FIELD = struct.pack(">i", -1)
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2
 COPY_TRAILER = b"\xff\xff"
 _BAD = QUALITY_CODE["bad"]
@@ -65,6 +69,19 @@ def encode_row(row: TelemetryRow) -> bytes:
     return NUMBER_ROW.pack(5, 8, t, 4, row.point_id, 8, row.value, -1, 2, row.quality)
 
 
+def flags_field(flags: str | None) -> bytes:
+    """The flags column of a latest_values staging row."""
+    if flags is None:
+        return NULL_FIELD
+    text = flags.encode()
+    return struct.pack(">i", len(text)) + text
+
+
+def latest_row(row: bytes, flags: bytes) -> bytes:
+    """A telemetry row (five fields) as a latest_values staging row (six: flags added)."""
+    return LATEST_FIELDS + row[2:] + flags
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceEntry:
     """What the fast path needs of one device, found by its telemetry topic."""
@@ -84,6 +101,7 @@ class Telemetry:
     seq: int
     session: str
     rows: list[tuple[int, bytes]]  # (point id, encoded row)
+    flags: dict[int, str] | None = None  # point id -> flags, for the points with a row
 
 
 def device_entries(catalog: Catalog) -> dict[bytes, DeviceEntry]:
@@ -156,6 +174,9 @@ class FastDecoder:
         for q in quality.values():
             if type(q) is not str or q not in QUALITY_CODE:
                 return None
+        flags = msg.get("flags")
+        if flags is not None and not _good_flags(flags):
+            return None
         pids = entry.points
         rows: list[tuple[int, bytes]] = []
         for name, value in points.items():
@@ -189,7 +210,25 @@ class FastDecoder:
                 return None
             row = NULL_ROW.pack(5, 8, t, 4, pid, -1, -1, 2, _BAD)
             rows.append((pid, row))
-        return Telemetry(entry, t, seq, session, rows)
+        return Telemetry(entry, t, seq, session, rows,
+                         _flags_by_id(flags, pids, points, quality) if flags else None)
+
+
+def _good_flags(flags: object) -> bool:
+    """An object of strings of at most MAX_STRING_VALUE characters without NUL."""
+    if type(flags) is not dict:
+        return False
+    for words in flags.values():
+        if type(words) is not str or len(words) > MAX_STRING_VALUE or "\x00" in words:
+            return False
+    return True
+
+
+def _flags_by_id(flags: dict[str, str], pids: Mapping[str, int], points: dict[str, object],
+                 quality: dict[str, str]) -> dict[int, str]:
+    """Flags by point id, for the points that have a row (a value, or bad without one)."""
+    return {pids[n]: w for n, w in flags.items()
+            if n in pids and (n in points or quality.get(n) == "bad")}
 
 
 _EMPTY: dict[str, str] = {}

@@ -6,6 +6,10 @@ as 0/1 in ``value``, strings in ``value_text``; quality 0 good, 1 bad, 2 stale. 
 gateway could not read (absent from ``points``, ``bad`` in ``quality``) is stored as a row
 with a NULL value and quality 1, so history shows the gap and latest_values shows the point as
 bad; a ``good``/``stale`` quality entry without a value has nothing to store and is skipped.
+A point's ``flags`` (what its device said of it: BACnet's ``fault,open-loop``) ride on its
+row to latest_values (history keeps no flags); flags naming a point the message has no row
+for are ignored. Malformed flags (not an object, a value that is not a short string without
+NUL) are dropped, the message's rows are stored and a dead letter (kind ``flags``) says why.
 Points missing from the registry are refused (dead letter naming them) while the message's
 known points are still stored, so one profile mismatch does not lose a device's data; any
 other problem (topic, JSON, schema, NaN, size, unknown device, a timestamp more than a day
@@ -47,6 +51,7 @@ class DeadLetterKind(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_GATEWAY = "unknown_gateway"
     UNKNOWN_POINT = "unknown_point"
+    FLAGS = "flags"
     VALUE = "value"
     DATABASE = "database"
     INTERNAL = "internal"
@@ -67,6 +72,7 @@ class TelemetryRow:
     value: float | None
     value_text: str | None
     quality: int
+    flags: str | None = None  # latest_values only (the telemetry table keeps no flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +232,7 @@ def _telemetry(t: Topic, payload: bytes, catalog: Catalog, now: datetime) -> Dec
     msg = _parse(messages.Telemetry, payload, now, catalog.max_age)
     _device_id(t, catalog)
     assert t.device is not None
+    flags = msg.flags or {}
     rows: list[TelemetryRow] = []
     unknown: list[str] = []
     for name, value in msg.points.items():
@@ -235,7 +242,7 @@ def _telemetry(t: Topic, payload: bytes, catalog: Catalog, now: datetime) -> Dec
             continue
         quality = QUALITY_CODE[msg.quality.get(name, "good")]
         number, text = _value(name, value)
-        rows.append(TelemetryRow(msg.ts, point_id, number, text, quality))
+        rows.append(TelemetryRow(msg.ts, point_id, number, text, quality, flags.get(name)))
     for name, q in msg.quality.items():
         if name in msg.points or q != "bad":
             continue
@@ -243,15 +250,25 @@ def _telemetry(t: Topic, payload: bytes, catalog: Catalog, now: datetime) -> Dec
         if point_id is None:
             unknown.append(name)
             continue
-        rows.append(TelemetryRow(msg.ts, point_id, None, None, BAD))
-    dead = None
-    if unknown:
-        dead = _dead(str(t), payload, DeadLetterKind.UNKNOWN_POINT,
-                     f"unknown point(s) of device {t.device!r}: {', '.join(sorted(unknown))}"
-                     f" ({len(rows)} known point(s) stored)")
+        rows.append(TelemetryRow(msg.ts, point_id, None, None, BAD, flags.get(name)))
     assert t.gateway is not None
-    return Decoded(telemetry=tuple(rows), dead_letter=dead,
+    return Decoded(telemetry=tuple(rows), dead_letter=_partly_refused(t, payload, msg, unknown,
+                                                                      len(rows)),
                    sequence=(t.gateway, msg.session, msg.seq))
+
+
+def _partly_refused(t: Topic, payload: bytes, msg: messages.Telemetry, unknown: list[str],
+                    stored: int) -> DeadLetter | None:
+    """The dead letter of a message stored in part: its unknown points, its malformed flags."""
+    reasons: list[str] = []
+    if unknown:
+        reasons.append(f"unknown point(s) of device {t.device!r}: {', '.join(sorted(unknown))}")
+    if msg.flags_error is not None:
+        reasons.append(f"flags dropped: {msg.flags_error}")
+    if not reasons:
+        return None
+    kind = DeadLetterKind.UNKNOWN_POINT if unknown else DeadLetterKind.FLAGS
+    return _dead(str(t), payload, kind, f"{'; '.join(reasons)} ({stored} known point(s) stored)")
 
 
 def _value(name: str, value: messages.Value) -> tuple[float | None, str | None]:

@@ -20,7 +20,9 @@ from ingest.fast_path import (
     COPY_TRAILER,
     FastDecoder,
     encode_row,
+    flags_field,
     from_micros,
+    latest_row,
     micros,
 )
 from ingest.rows import Catalog, decode
@@ -34,17 +36,21 @@ OLD = CATALOG.__class__(**{**{f: getattr(CATALOG, f) for f in (
 
 
 def fast(payload: bytes, catalog: Catalog = CATALOG) -> list[bytes] | None:
+    """The rows as latest_values gets them (with their flags), or None: declined."""
     d = FastDecoder(catalog)
     d.window(NOW)
     out = d.telemetry(d.entries[ENTRY_TOPIC], payload)
-    return None if out is None else sorted(r for _, r in out.rows)
+    if out is None:
+        return None
+    flags = out.flags or {}
+    return sorted(latest_row(r, flags_field(flags.get(pid))) for pid, r in out.rows)
 
 
 def slow(payload: bytes, catalog: Catalog = CATALOG) -> list[bytes] | None:
     out = decode(TELEMETRY, payload, catalog, NOW)
     if out.dead_letter is not None:
         return None
-    return sorted(encode_row(r) for r in out.telemetry)
+    return sorted(latest_row(encode_row(r), flags_field(r.flags)) for r in out.telemetry)
 
 
 def body(**fields: Any) -> bytes:
@@ -59,6 +65,11 @@ def body(**fields: Any) -> bytes:
                                            "moving": "good"}),
     body(ts="2025-03-01T19:59:59.5+08:00", historical=True, extra={"ignored": 1}),
     body(points={"mode": "中文 ok"}),
+    body(points={"car_floor": 1}, quality={"load_kg": "bad"}, flags=None),
+    # flags ride on the points with a row; a name without one (unknown, absent) is ignored
+    body(points={"car_floor": 1, "mode": "auto"}, quality={"load_kg": "bad"},
+         flags={"load_kg": "fault,open-loop", "car_floor": "in-alarm", "warp": "fault",
+                "moving": "out-of-service"}),
 ])
 def test_accepted_payloads_give_the_rows_of_the_contract(payload: bytes) -> None:
     rows = fast(payload)
@@ -76,6 +87,8 @@ def test_accepted_payloads_give_the_rows_of_the_contract(payload: bytes) -> None
     body(quality={"car_floor": "meh"}), body(quality={"zz": "bad"}), body(historical="yes"),
     b'{"ts": "%s", "seq": 1, "session": "s", "points": {"load_kg": NaN}}' % TS.encode(),
     body(points={"car_floor": 1}, pad="x" * 300_000),
+    body(flags=["fault"]), body(flags="fault"), body(flags={"car_floor": 1}),
+    body(flags={"car_floor": "a\u0000b"}), body(flags={"car_floor": "x" * 257}),
 ])
 def test_the_fast_path_declines_what_it_cannot_prove_good(payload: bytes) -> None:
     assert fast(payload) is None
@@ -87,6 +100,33 @@ def test_timestamps_older_than_the_retention_are_declined_and_refused() -> None:
     assert fast(payload, OLD) is None
     out = decode(TELEMETRY, payload, OLD, NOW)
     assert out.dead_letter is not None and "retention" in out.dead_letter.reason
+
+
+def test_malformed_flags_are_declined_and_the_contract_stores_the_rest() -> None:
+    payload = body(points={"car_floor": 3}, quality={"load_kg": "bad"},
+                   flags={"car_floor": 5, "load_kg": "fault"})
+    assert fast(payload) is None
+    out = decode(TELEMETRY, payload, CATALOG, NOW)
+    assert {(r.value, r.quality, r.flags) for r in out.telemetry} == {
+        (3.0, 0, None), (None, 1, "fault")}
+    assert out.dead_letter is not None and out.dead_letter.kind == "flags"
+    assert "car_floor is a JSON number" in out.dead_letter.reason
+
+
+def test_the_batch_gives_latest_values_the_flags_of_each_points_newest_row() -> None:
+    assembler = Assembler(CATALOG)
+    assembler.clock(NOW)
+    batch = Batch()
+    older = body(ts="2025-03-01T11:00:00Z", quality={"load_kg": "bad"},
+                 flags={"load_kg": "fault,open-loop"})
+    newer = body(points={"car_floor": 4}, quality={"load_kg": "bad"},
+                 flags={"load_kg": "out-of-service"})
+    for seq, payload in enumerate((newer, older)):
+        assembler.add(batch, Delivery(ENTRY_TOPIC, payload, 1, False, False, seq))
+    assert assembler.fast_messages == 2
+    data = batch.latest_data()
+    assert b"out-of-service" in data and b"open-loop" not in data
+    assert data.count(b"\x00\x06") >= len(batch.latest)  # six fields per row
 
 
 def test_time_encoding_round_trips() -> None:
@@ -108,7 +148,10 @@ messages = st.fixed_dictionaries(
      },
     optional={"quality": st.dictionaries(names, st.sampled_from(
         ["good", "bad", "stale", "other", 1])), "historical": st.one_of(
-        st.booleans(), st.integers(0, 1), st.text(max_size=4))},
+        st.booleans(), st.integers(0, 1), st.text(max_size=4)),
+        "flags": st.one_of(st.none(), st.text(max_size=3), st.lists(st.text(max_size=3)),
+                           st.dictionaries(names, st.one_of(
+                               st.text(max_size=300), st.integers(), st.none())))},
 )
 
 

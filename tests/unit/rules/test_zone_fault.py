@@ -25,6 +25,7 @@ from rules.engine_types import (
     UpdateAlarm,
 )
 from rules.expression import Condition, ConditionError, Context
+from rules.message_reader import telemetry
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 TAGS = {"zone_1_alarm": ("fire", "fire_alarm"), "zone_2_alarm": ("fire", "fire_alarm"),
@@ -216,3 +217,18 @@ def test_under_its_gateway_offline_the_zone_alarm_is_suppressed(engine: Engine) 
 def test_a_good_value_in_alarm_is_no_fault(engine: Engine) -> None:
     _, acts = run(engine, [(0, panel({**GOOD, "zone_1_alarm": True})), (600, None)])
     assert acts == []
+
+
+def test_malformed_flags_cost_the_rules_nothing_but_the_bad_entries() -> None:
+    payload = (b'{"ts": "2026-01-01T08:00:00Z", "seq": 3, "session": "s", "points": {},'
+               b' "quality": {"zone_1_alarm": "bad", "zone_2_alarm": "bad"},'
+               b' "flags": {"zone_1_alarm": ["fault"], "zone_2_alarm": "out-of-service"}}')
+    msg = telemetry(payload)
+    assert msg.flags == {"zone_2_alarm": "out-of-service"}
+    assert msg.flags_error is not None and "zone_1_alarm is a JSON array" in msg.flags_error
+    cv = CurrentValues()
+    cv.merge(PANEL, msg)
+    assert cv.bad(PANEL) == {"zone_1_alarm": "", "zone_2_alarm": "out-of-service"}
+    assert telemetry(payload.replace(b'{"zone_1_alarm": ["fault"], "zone_2_alarm": '
+                                     b'"out-of-service"}', b'"fault"')).flags_error == (
+        "flags is a JSON string, not an object")
