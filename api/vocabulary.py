@@ -39,6 +39,12 @@ WORDS = (
     N_("deadline:accept"), N_("deadline:arrive"), N_("deadline:resolve"),
     N_("type:elevator"), N_("type:pump_set"), N_("type:switchgear"), N_("type:fire_panel"),
     N_("quality:good"), N_("quality:bad"), N_("quality:stale"),
+    # what a device says of a point beside its quality (BACnet status flags and reliability)
+    N_("flag:in-alarm"), N_("flag:fault"), N_("flag:overridden"), N_("flag:out-of-service"),
+    N_("flag:no-sensor"), N_("flag:over-range"), N_("flag:under-range"), N_("flag:open-loop"),
+    N_("flag:shorted-loop"), N_("flag:no-output"), N_("flag:unreliable-other"),
+    N_("flag:process-error"), N_("flag:configuration-error"),
+    N_("flag:communication-failure"), N_("flag:member-fault"),
     N_("category:leak"), N_("category:no_water"), N_("category:no_power"),
     N_("category:elevator_fault"), N_("category:lighting"), N_("category:door_access"),
     N_("category:fire_equipment"), N_("category:other"),

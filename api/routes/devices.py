@@ -30,6 +30,9 @@ class PointValue(BaseModel):
     time: datetime
     unit: str
     age_s: float
+    flags: str | None = Field(
+        default=None, description="what the device said of the point with its latest value, "
+        "in its protocol's words (BACnet status flags and reliability: fault,open-loop)")
 
 
 class OpenAlarm(BaseModel):
@@ -101,7 +104,8 @@ LIMIT %(limit)s
 """
 
 _VALUES_SQL = """
-SELECT p.device_id, p.name, p.type, p.unit, v.value, v.value_text, v.quality, v.time
+SELECT p.device_id, p.name, p.type, p.unit, v.value, v.value_text, v.quality, v.time,
+       v.flags
 FROM points p JOIN latest_values v ON v.point_id = p.id
 WHERE p.device_id = ANY(%s)
 ORDER BY p.device_id, p.name
@@ -124,10 +128,12 @@ async def _load(conn: psycopg.AsyncConnection[Any], user: User, *, with_values: 
     now = datetime.now(UTC)
     if values and with_values:
         cur = await conn.execute(_VALUES_SQL, (list(values),))
-        for dev_id, point, ptype, unit, value, text, quality, time in await cur.fetchall():
+        for dev_id, point, ptype, unit, value, text, quality, time, flags in (
+                await cur.fetchall()):
             values[dev_id][point] = PointValue(
                 value=typed_value(ptype, value, text), quality=quality_name(quality),
                 time=time, unit=unit, age_s=max(0.0, (now - time).total_seconds()),
+                flags=flags,
             )
     if values:
         cur = await conn.execute(_ALARMS_SQL, (list(values),))

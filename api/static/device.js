@@ -3,7 +3,9 @@
 // and recent alarms, the device's work orders, online/offline history, and one chart (uPlot,
 // vendored) of several points together over the last hour, day or month; the API picks the
 // bucket size per series and the series are joined on time. Events about this device reload
-// it; values refresh every few seconds.
+// it; values refresh every few seconds. Beside a point's quality, what its device last said of it
+// (BACnet status flags and reliability: "fault,open-loop"), each word translated when the
+// catalogue knows it, the device's own words on hover.
 "use strict";
 const NAME = $("device").dataset.device;
 const Dev = { range: "hour", points: [], chosen: new Set(), plot: null };
@@ -14,6 +16,15 @@ const COLOURS = ["#1a73e8", "#d93025", "#188038", "#f29900", "#9334e6", "#12b5cb
 function age(s) { return s < 60 ? `${Math.round(s)} s` : s < 3600 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`; }
 function pointInfo(name) { return Dev.points.find((p) => p.name === name) || { name, label: "", label_en: "", unit: "", enum_labels: {} }; }
 function pointName(p) { return pick(p.label, p.label_en) || p.name; }
+
+function qualityCell(v) {
+  const cell = el("td", { className: `quality-${v.quality}` }, word("quality", v.quality));
+  if (v.flags) {
+    cell.title = v.flags;
+    cell.append(el("div", { className: "meta flags" }, v.flags.split(",").map((w) => word("flag", w)).join(", ")));
+  }
+  return cell;
+}
 
 function valueText(p, v) {
   // An enumerated value reads as its label; a boolean as yes/no; else the number and its unit.
@@ -36,7 +47,7 @@ async function loadDevice() {
     return el("tr", { dataset: { point: name } },
       el("td", {}, pointName(p), el("div", { className: "meta" }, name)),
       el("td", { className: "value" }, valueText(p, v)),
-      el("td", { className: `quality-${v.quality}` }, word("quality", v.quality)), el("td", {}, age(v.age_s)));
+      qualityCell(v), el("td", {}, age(v.age_s)));
   }));
   $("device-alarms").replaceChildren(...(d.open_alarms.length ? d.open_alarms.map((a) =>
     el("li", {}, el("span", { className: `prio prio-${a.priority}` }, word("priority", a.priority)), ` ${word("alarm", a.type)} · ${word("state", a.state)} · ${clock(a.raised_at)}`))
