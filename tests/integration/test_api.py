@@ -23,13 +23,13 @@ async def client(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.Async
 
 
 def set_value(url: str, device: str, point: str, value: float | None, text: str | None = None,
-              quality: int = 0) -> None:
+              quality: int = 0, flags: str | None = None) -> None:
     run_sql(
         url,
-        "INSERT INTO latest_values (point_id, time, value, value_text, quality)"
-        " SELECT p.id, '2025-01-02T03:04:05Z', %s, %s, %s FROM points p"
+        "INSERT INTO latest_values (point_id, time, value, value_text, quality, flags)"
+        " SELECT p.id, '2025-01-02T03:04:05Z', %s, %s, %s, %s FROM points p"
         " JOIN devices d ON d.id = p.device_id WHERE d.name = %s AND p.name = %s",
-        (value, text, quality, device, point),
+        (value, text, quality, flags, device, point),
     )
 
 
@@ -137,6 +137,8 @@ async def test_devices_carry_status_and_typed_latest_values(
     set_value(database_url, "a-elevator-1", "service_mode", None, "inspection")
     set_value(database_url, "a-elevator-1", "passengers", 3.0, quality=2)
     set_value(database_url, "a-firepanel", "zone_3_alarm", 1.0)
+    set_value(database_url, "a-firepanel", "zone_1_alarm", None, quality=1,
+              flags="fault,open-loop")
     run_sql(database_url, "INSERT INTO device_status (device_id, state, reason, time)"
             " SELECT id, 'offline', 'timeout', now() FROM devices WHERE name = 'a-firepanel'")
     run_sql(database_url,
@@ -160,7 +162,8 @@ async def test_devices_carry_status_and_typed_latest_values(
     speed = dict(values["speed_mps"])
     assert speed.pop("age_s") > 300 * 86400  # stored in January 2025
     assert speed == {
-        "value": 1.25, "quality": "good", "time": "2025-01-02T03:04:05Z", "unit": "m/s"}
+        "value": 1.25, "quality": "good", "time": "2025-01-02T03:04:05Z", "unit": "m/s",
+        "flags": None}
     assert elevator["open_alarms"] == []
     assert values["service_mode"]["value"] == "inspection"
     assert values["passengers"]["quality"] == "stale"
@@ -168,6 +171,10 @@ async def test_devices_carry_status_and_typed_latest_values(
     panel = devices["a-firepanel"]
     assert (panel["status"], panel["status_reason"]) == ("offline", "timeout")
     assert panel["values"]["zone_3_alarm"]["value"] is True
+    # what the panel said of a zone it reports bad, beside the quality
+    zone_1 = panel["values"]["zone_1_alarm"]
+    assert (zone_1["value"], zone_1["quality"], zone_1["flags"]) == (
+        None, "bad", "fault,open-loop")
     assert devices["b-elevator-1"]["gateway_status"] == "unknown"
 
     only_b = await client.get("/api/v1/devices", params={"building": "b"}, headers=headers)

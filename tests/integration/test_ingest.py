@@ -228,3 +228,43 @@ async def test_retained_status_published_before_start_is_stored_with_a_share_gro
         finally:
             await pub.publish(gw, b"", retain=True)  # clear the retained message
     assert got == [("online", "s1")]
+
+
+FLAGS = ("SELECT p.name, l.quality, l.flags FROM latest_values l"
+         " JOIN points p ON p.id = l.point_id JOIN devices d ON d.id = p.device_id"
+         " WHERE d.name = %s ORDER BY p.name")
+
+
+async def test_flags_ride_on_latest_values_and_malformed_ones_are_dead_lettered(
+    tmp_path: Path, database_url: str, mqtt_url: str, mqtt_protocol: str, site_id: str
+) -> None:
+    site = write_site(tmp_path, site_id)
+    async with (running_ingest(site, database_url, mqtt_url, mqtt_protocol) as counters,
+                publisher(mqtt_url, mqtt_protocol, f"pub-{site_id}") as pub):
+        await pub.publish(topic(site_id, "telemetry"), telemetry(
+            1, {"car_floor": 7}, quality={"door_zone": "bad"},
+            flags={"door_zone": "fault,open-loop", "car_floor": "overridden"}))
+        await eventually(database_url, rows(FLAGS, "a-elevator-1"), lambda r: r == [
+            ("car_floor", 0, "overridden"), ("door_zone", 1, "fault,open-loop")])
+        # flags are the latest message's: none now for car_floor; door_zone's other words.
+        # The malformed entry is dropped, the rest of the message stored, a dead letter says
+        await pub.publish(topic(site_id, "telemetry"), telemetry(
+            2, {"car_floor": 8, "moving": False}, quality={"door_zone": "bad"},
+            flags={"door_zone": "out-of-service", "moving": 1}))
+        await eventually(database_url, rows(FLAGS, "a-elevator-1"), lambda r: r == [
+            ("car_floor", 0, None), ("door_zone", 1, "out-of-service"), ("moving", 0, None)])
+        dead = await eventually(database_url, rows("SELECT reason FROM dead_letters"),
+                                lambda r: len(r) == 1)
+        await pub.publish(topic(site_id, "telemetry"), telemetry(
+            3, {"car_floor": 9}, flags=["fault"]))
+        await eventually(database_url, rows(LATEST, "a-elevator-1"),
+                         lambda r: r[0][:2] == ("car_floor", 9.0))
+        await eventually(database_url, rows("SELECT reason FROM dead_letters"),
+                         lambda r: len(r) == 2)
+    assert "flags dropped: flags of point moving is a JSON number" in dead[0][0]
+    assert "(3 known point(s) stored)" in dead[0][0]
+    assert counters.dead_letters_by_kind == {"flags": 2}
+    # the history keeps values and qualities; the flags are the latest value's only
+    history = await query(database_url, rows(POINTS, "a-elevator-1"))
+    assert [r[:4] for r in history if r[0] == "door_zone"] == [
+        ("door_zone", None, None, 1), ("door_zone", None, None, 1)]

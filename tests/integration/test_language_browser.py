@@ -75,6 +75,9 @@ async def _seed(database_url: str) -> int:
             await events.record(conn, "tsite", [*raised, *created])
     run_sql(database_url, "INSERT INTO device_assets (device, contractor, inspection_due)"
             " VALUES ('a-elevator-1', 'KONE service', current_date + 10)")
+    run_sql(database_url, "INSERT INTO latest_values (point_id, time, quality, flags)"
+            " SELECT p.id, now(), 1, 'fault,open-loop' FROM points p JOIN devices d"
+            " ON d.id = p.device_id WHERE d.name = 'a-elevator-1' AND p.name = 'door_zone'")
     run_sql(database_url, "INSERT INTO work_orders (site_id, source, fault, origin, title,"
             " trade, priority, state, created_at, updated_at) VALUES ('tsite', 'desk', 'leak',"
             " 'request', 'Leak at 3-1201', 'plumbing', 'medium', 'open', now(), now())")
@@ -108,6 +111,7 @@ async def test_the_pages_speak_one_language_chosen_and_remembered_per_user(
         await expect(page.locator("#board")).to_be_visible(timeout=UI_TIMEOUT_MS)
         await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
         texts = await _texts(page, url, wo)
+        await _flags_read(page, url, "故障, 回路开路")
         await page.goto(url + "/")
         await expect(page.locator("#alarms tr")).to_have_count(1, timeout=UI_TIMEOUT_MS)
         await screenshot(page, "language_zh.png")
@@ -127,6 +131,7 @@ async def test_the_pages_speak_one_language_chosen_and_remembered_per_user(
         assert run_sql(database_url, "SELECT language FROM users WHERE username = 'admin'") == [
             ("en",)]
         texts = await _texts(page, url, wo)
+        await _flags_read(page, url, "fault, open loop")
         await page.goto(url + "/")
         await expect(page.locator("#alarms")).to_contain_text("Passengers trapped",
                                                               timeout=UI_TIMEOUT_MS)
@@ -147,6 +152,15 @@ async def test_the_pages_speak_one_language_chosen_and_remembered_per_user(
             await row.get_by_role("button", name="Save").click()
             await expect(other.locator("#board-error")).to_have_text(
                 "an admin cannot deactivate or demote themself", timeout=UI_TIMEOUT_MS)
+
+
+async def _flags_read(page: Page, url: str, words: str) -> None:
+    """The device page shows what the device said of a bad point, in the page's language,
+    and the device's own words on hover."""
+    await page.goto(url + "/devices/a-elevator-1")
+    cell = page.locator('#values tr[data-point="door_zone"] td[class^="quality-"]')
+    await expect(cell.locator(".flags")).to_have_text(words, timeout=UI_TIMEOUT_MS)
+    await expect(cell).to_have_attribute("title", "fault,open-loop")
 
 
 def _without(text: str, data: set[str]) -> str:
