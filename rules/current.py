@@ -51,6 +51,8 @@ class CurrentValues:
         """Points reported bad (with their flags) join the device's bad points; a point
         reported with another quality, or with a value, leaves them."""
         bad = self._bad.get(device)
+        if not bad and "bad" not in msg.quality.values():
+            return  # the common case: nothing bad before or now
         flags = msg.flags or {}
         for name, quality in msg.quality.items():
             if quality == "bad":
