@@ -75,7 +75,7 @@ BUILDINGS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "water": ("gw-main", [modbus(f"w-{n}", "pump_set") for n in ("inlet", "tank", "trip", "low",
                                                                   "high", "vfd")]),
     "fire": ("gw-main", [panel("f-alarm", 3101), panel("f-fire", 3102),
-                         panel("f-trouble", 3103)]),
+                         panel("f-trouble", 3103), panel("f-zone", 3104)]),
     "comms": ("gw-main", [modbus("c-pumps", "pump_set")]),
     "leaks": ("gw-main", [modbus("k-leak", "leak_detector"), modbus("k-flood", "leak_detector"),
                           modbus("k-gas", "gas_detector"), modbus("k-gasout", "gas_detector")]),
@@ -101,6 +101,8 @@ STEPS: list[dict[str, Any]] = [
     {"at": "18s", "device": "f-fire", "fault": "fire_alarm", "zone": 3},
     {"at": "15s", "device": "f-trouble", "fault": "fire_trouble", "zone": 2},
     {"at": "15s", "device": "f-trouble", "fault": "fire_supervisory", "zone": 4},
+    {"at": "15s", "device": "f-zone", "fault": "point_fault", "point": "zone_3_alarm",
+     "reliability": "open-loop"},
     {"at": "15s", "device": "c-pumps", "fault": "comms_loss"},
     {"at": "15s", "device": "k-leak", "fault": "water_leak", "zone": 3},
     {"at": "15s", "device": "k-flood", "fault": "flooding"},
@@ -136,6 +138,7 @@ EXPECTED: list[Expect] = [
     Expect("f-fire", "fire", "critical", "fire"),  # two zones of one panel
     Expect("f-trouble", "fire_trouble", "high", "fire_system_fault"),
     Expect("f-trouble", "fire_supervisory", "high", "fire_system_fault"),
+    Expect("f-zone", "fire_zone_fault", "high", "fire_system_fault"),
     Expect("k-leak", "water_leak", "high", "water_leak"),
     Expect("k-flood", "flooding", "critical", "water_leak"),
     Expect("k-gas", "gas_leak", "critical", "gas_leak"),
@@ -291,6 +294,8 @@ def test_every_fault_ends_as_its_alarm_and_work_order_grouped_where_a_consequenc
                                                                      "zone_3_alarm"}
     assert by_key[("f-alarm", "fire_alarm")]["detail"]["points"] == ["zone_2_alarm"]
     assert by_key[("f-trouble", "fire_trouble")]["detail"]["points"] == ["zone_2_trouble"]
+    zone = by_key[("f-zone", "fire_zone_fault")]["detail"]
+    assert zone["points"] == ["zone_3_alarm"] and zone["flags"]["zone_3_alarm"].startswith("fault")
     assert by_key[("f-trouble", "fire_supervisory")]["detail"]["points"] == [
         "zone_4_supervisory"]
     assert by_key[("l-ctrl", "elevator_fault")]["detail"]["values"] == {"fault_code": 5}
