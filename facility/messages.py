@@ -86,7 +86,6 @@ class Telemetry(_Message):
         return v
 
 
-
 class RefusedFlags(dict[str, str]):
     """The flags of a message that kept only its valid entries, and why the others went."""
 

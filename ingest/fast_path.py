@@ -7,11 +7,11 @@ its exact JSON type (``seq`` a non-negative integer, ``session`` 1-64 characters
 ``historical`` a boolean, values numbers, booleans or strings of at most 256 characters
 without NUL, qualities good/bad/stale, ``flags`` absent, null or an object of such strings),
 ``ts`` must be RFC 3339 with an offset, within the accepted window, and every point must be
-known. Anything else returns None and the caller
-falls back to ``rows.decode``, which either stores it the same way or says precisely why it
-refuses it (the dead letter). So the fast path can be strict without ever deciding
-differently from the contract; tests/unit/ingest check the equivalence on generated
-payloads."""
+known. Anything else returns None and the caller falls back to ``rows.decode``, which either
+stores it the same way or says precisely why it refuses it (the dead letter). So the fast
+path can be strict without ever deciding differently from the contract; tests/unit/ingest
+check the equivalence on generated payloads. A point's flags ride along (``Telemetry.flags``)
+for latest_values, whose staging rows are these rows with a sixth field (``latest_row``)."""
 
 from __future__ import annotations
 

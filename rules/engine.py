@@ -212,8 +212,9 @@ class Engine:
     def _named_points(
         self, key: RuleKey, rule: _Rule, st: RuleState, ctx: Context, now: datetime,
     ) -> tuple[RuleState, list[Action]]:
-        """While the condition holds, follow the points its ``detail_tag`` names: an alarm
-        already raised is updated; one still in its on-delay will be raised with them."""
+        """While the condition holds, follow the points its ``detail_tag`` (or
+        ``detail_bad_tag``, with their flags) names: an alarm already raised is updated; one
+        still in its on-delay will be raised with them."""
         detail = _detail(rule, ctx)
         if (detail.get("points") == st.detail.get("points")
                 and detail.get("flags") == st.detail.get("flags")):
