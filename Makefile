@@ -44,8 +44,8 @@ check: $(STAMP)
 # templates (_()), the pages' scripts (t()) and api/vocabulary.py (N_()), keep the translations;
 # then fill in the new msgstr lines (zh_CN: every string; en: the code words, state:..., etc.).
 messages: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k t -k N_ --no-location --sort-output -o api/locale/messages.pot .
-	$(BIN)/pybabel update -i api/locale/messages.pot -d api/locale --no-location --no-fuzzy-matching
+	$(BIN)/pybabel extract -F babel.cfg -k t -k N_ --no-location --sort-output -w 100 -o api/locale/messages.pot .
+	$(BIN)/pybabel update -i api/locale/messages.pot -d api/locale -w 100 --no-fuzzy-matching --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) .facility .pytest_cache test-artifacts

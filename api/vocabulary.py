@@ -21,6 +21,8 @@ WORDS = (
     # device states, notices
     N_("state:online"), N_("state:offline"), N_("state:unknown"), N_("state:draft"),
     N_("state:published"),
+    # a device on the duty room's building tiles with an open alarm
+    N_("state:alarm"),
     N_("priority:critical"), N_("priority:high"), N_("priority:medium"), N_("priority:low"),
     N_("role:operator"), N_("role:technician"), N_("role:manager"), N_("role:admin"),
     N_("trade:elevator"), N_("trade:plumbing"), N_("trade:electrical"), N_("trade:fire"),

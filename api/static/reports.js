@@ -12,14 +12,14 @@ function query() {
 
 function kpis(r) {
   const w = r.work_orders;
-  const cells = [["MTTA", "MTTA of alarms", dur(r.alarms.mtta_s)], ["MTTA", "MTTA of orders", dur(w.mtta_s)],
-    ["MTTR", "MTTR", dur(w.mttr_s)], ["SLA", "SLA accept", pct(w.sla_accept)], ["SLA", "SLA arrive", pct(w.sla_arrive)],
-    ["SLA", "SLA resolve", pct(w.sla_resolve)], ["PM", "PM compliance", pct(r.pm.compliance)],
-    ["Work", "Work orders", w.count], ["Alarms", "Alarms", r.alarms.alarms],
-    ["Ack-overdue", "Alarms not acknowledged in time", r.alarms.ack_overdue],
-    ["Late", "Late steps", `${r.steps.late} / ${r.steps.timed}`]];
+  const cells = [["MTTA", t("MTTA of alarms"), dur(r.alarms.mtta_s)], ["MTTA", t("MTTA of orders"), dur(w.mtta_s)],
+    ["MTTR", t("MTTR"), dur(w.mttr_s)], ["SLA", t("SLA accept"), pct(w.sla_accept)], ["SLA", t("SLA arrive"), pct(w.sla_arrive)],
+    ["SLA", t("SLA resolve"), pct(w.sla_resolve)], ["PM", t("PM compliance"), pct(r.pm.compliance)],
+    ["Work", t("Work orders"), w.count], ["Alarms", t("Alarms"), r.alarms.alarms],
+    ["Ack-overdue", t("Alarms not acknowledged in time"), r.alarms.ack_overdue],
+    ["Late", t("Late steps"), `${r.steps.late} / ${r.steps.timed}`]];
   return el("table", { id: "kpis", className: "kv" }, el("tbody", {}, cells.map(([kpi, k, v]) =>
-    el("tr", {}, el("th", {}, t(k)), el("td", { dataset: { kpi } }, String(v))))));
+    el("tr", {}, el("th", {}, k), el("td", { dataset: { kpi } }, String(v))))));
 }
 
 function bar(rem) {

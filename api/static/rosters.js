@@ -55,7 +55,7 @@ async function loadAll() {
   }));
   const changes = await api("/roster-changes");
   $("changes").replaceChildren(...changes.map((c) => el("tr", {}, el("td", {}, stamp(c.at)), el("td", {}, c.actor),
-    el("td", {}, t(`action:${c.action}`)), el("td", {}, c.target))));
+    el("td", {}, word("action", c.action)), el("td", {}, c.target))));
 }
 
 $("roster-select").addEventListener("change", showRoster);

@@ -74,7 +74,9 @@ function stepTimer(s) {
   if (s.done_at) return s.due_at && new Date(s.done_at) > new Date(s.due_at)
     ? el("span", { className: "late-note" }, ` ${t("done late")}`) : null;
   if (!s.due_at) return s.time_limit_s
-    ? el("span", { className: "meta" }, ` ${t(s.clock === "raised" ? "limit %(n)s min from the alarm" : "limit %(n)s min from accepting", { n: Math.round(s.time_limit_s / 60) })}`) : null;
+    ? el("span", { className: "meta" }, ` ${s.clock === "raised"
+      ? t("limit %(n)s min from the alarm", { n: Math.round(s.time_limit_s / 60) })
+      : t("limit %(n)s min from accepting", { n: Math.round(s.time_limit_s / 60) })}`) : null;
   const c = countdown(s.due_at);
   return el("span", { className: `step-timer${c.late ? " late" : ""}`, dataset: { deadline: s.due_at } },
             ` ${t("limit")} ${c.text}`);

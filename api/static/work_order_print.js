@@ -24,7 +24,7 @@ async function loadOrder() {
     el("td", {}, s.seq), el("td", {}, s.role), el("td", {}, pick(s.action, s.action_en)),
     el("td", { className: "done-by" }, s.done_by || ""), el("td", {}, stamp(s.done_at)), el("td", {}, s.note || ""))));
   $("wo-events").replaceChildren(...w.events.map((e) => el("tr", {}, el("td", {}, stamp(e.time)),
-    el("td", {}, t(`event:${e.event}`)), el("td", {}, e.actor), el("td", {}, (e.detail && e.detail.note) || ""))));
+    el("td", {}, word("event", e.event)), el("td", {}, e.actor), el("td", {}, (e.detail && e.detail.note) || ""))));
   $("wo-parts").replaceChildren(...parts.map((p) => el("tr", {}, el("td", {}, p.part), el("td", {}, p.quantity),
     el("td", {}, p.unit_cost), el("td", {}, p.added_by))));
   $("wo-photos").replaceChildren(photoSection(ORDER, false));

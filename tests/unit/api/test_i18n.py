@@ -36,6 +36,16 @@ def test_every_marked_string_has_its_chinese_with_the_same_placeholders() -> Non
             != set(PLACEHOLDER.findall(chinese[m]))] == []
 
 
+def test_every_catalogue_entry_is_marked_so_make_messages_keeps_it() -> None:
+    """``make messages`` drops what no source marks: a string a page builds at run time
+    (``t(cond ? "a" : "b")``, a label kept in an array and translated later) must be marked
+    where it is written (``t("a")``) or in api.vocabulary (``N_``)."""
+    marked = _marked()
+    catalogues = i18n.load().messages
+    assert {lang: sorted(m for m in catalogues[lang] if m and m not in marked)
+            for lang in ("zh-CN", "en")} == {"zh-CN": [], "en": []}
+
+
 def test_every_code_word_has_its_english() -> None:
     english = i18n.load().messages["en"]
     codes = {m for m in _marked() if re.fullmatch(r"[a-z]+:[a-z_.]+", m)}
