@@ -161,7 +161,8 @@ class DatabaseCluster:
         deadline = time.monotonic() + timeout_s
         while not self.healthy():
             if time.monotonic() > deadline:
-                raise DatabaseError(f"the cluster is not whole within {timeout_s:.0f} s")
+                raise DatabaseError(f"the cluster is not whole within {timeout_s:.0f} s"
+                                    f"{self.diagnosis()}")
             time.sleep(0.3)
 
     def wait_leader(self, timeout_s: float, *, other_than: str | None = None) -> str:
@@ -173,7 +174,28 @@ class DatabaseCluster:
                 return name
             time.sleep(0.2)
         raise DatabaseError(f"no leader{f' other than {other_than}' if other_than else ''} "
-                            f"within {timeout_s:.0f} s; see {self.centre.work_dir}/*-patroni.log")
+                            f"within {timeout_s:.0f} s{self.diagnosis()}")
+
+    def diagnosis(self, log_lines: int = 12) -> str:
+        """What each live node says of the members, and the end of each node's etcd and
+        Patroni logs: the text a timeout carries, so that a failed run explains itself."""
+        parts = []
+        for name, view in self.member_views().items():
+            members = view.get("members", [])
+            said = ", ".join(f"{m.get('name')} {m.get('role')} {m.get('state')}"
+                             f" lag={m.get('lag', '-')} tl={m.get('timeline', '-')}"
+                             for m in (members if isinstance(members, list) else []))
+            parts.append(f"{name} sees: {said or view}")
+        for name in self.nodes:
+            machine = self.centre.machine(name)
+            for engine in ("etcd", "patroni"):
+                path = machine.log_path(engine)
+                try:
+                    tail = path.read_text(errors="replace").splitlines()[-log_lines:]
+                except OSError:
+                    continue
+                parts.append(f"--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
+        return "; " + "\n".join(parts) if parts else ""
 
     def _writable(self, name: str) -> bool:
         def probe() -> bool:
