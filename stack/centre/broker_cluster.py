@@ -114,24 +114,58 @@ class BrokerCluster:
                                  f"\n{tail}")
 
     def restart(self, machine: str, timeout_s: float = 120.0) -> None:
-        """Start the node of a revived machine again and wait until it serves."""
+        """Start the node of a revived machine again and wait until it serves and the cluster
+        is whole again (``wait_whole``)."""
         m = self.centre.machine(machine)
         name = "rabbitmq" if self.engine == "rabbitmq" else "nats"
         path = m.log_path(name)
         since = path.stat().st_size if path.exists() else 0
         self.start_node(machine)
         self.wait_ready(machine, timeout_s, since=since)
+        self.wait_whole(timeout_s)
+
+    def wait_whole(self, timeout_s: float = 120.0) -> None:
+        """RabbitMQ: every node online and none quorum-critical (every quorum queue, so
+        every MQTT session, has its members on the other nodes online): losing any one node
+        now keeps every session's majority. What the rolling upgrade waits for before the
+        next node (docs/operations.md); a node just back serves MQTT before its queue
+        members have rejoined, and losing another node then would stall those sessions."""
+        if self.engine != "rabbitmq":
+            return
+        machines = list(self.spec.machines)
+        deadline = time.monotonic() + timeout_s
+        self.rabbitmqctl(machines[0], "await_online_nodes", str(len(machines)),
+                         timeout_s=timeout_s)
+        pending = machines
+        while True:
+            said = {m: self._rabbit(m, "rabbitmq-queues", "check_if_node_is_quorum_critical",
+                                    timeout_s=30) for m in pending}
+            pending = [m for m, r in said.items() if r.returncode != 0]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                why = "; ".join(f"{m}: {(said[m].stdout + said[m].stderr).strip()[-300:]}"
+                                for m in pending)
+                raise BrokerClusterError(f"quorum-critical after {timeout_s:.0f} s: {why}")
+            time.sleep(1.0)
 
     def rabbitmqctl(self, machine: str, *args: str, timeout_s: float = 60) -> str:
         """Run ``rabbitmqctl -n rabbit@<machine> ...`` inside the machine (RabbitMQ only)."""
-        m = self.centre.machine(machine)
-        r = subprocess.run(m.argv(rabbitmqctl_argv(machine, *args), uts=True),
-                           env=rabbitmq_env(machine, self.folders[machine]),
-                           capture_output=True, text=True, timeout=timeout_s, check=False)
+        r = self._rabbit(machine, "rabbitmqctl", *args, timeout_s=timeout_s)
         if r.returncode != 0:
             raise BrokerClusterError(f"rabbitmqctl {' '.join(args)} on {machine}: "
                                      f"{r.stderr.strip() or r.stdout.strip()}")
         return r.stdout
+
+
+    def _rabbit(self, machine: str, tool: str, *args: str,
+                timeout_s: float) -> subprocess.CompletedProcess[str]:
+        """One of RabbitMQ's command-line tools against the machine's node, run inside it."""
+        m = self.centre.machine(machine)
+        argv = rabbitmqctl_argv(machine, *args, tool=tool)
+        return subprocess.run(m.argv(argv, uts=True),
+                              env=rabbitmq_env(machine, self.folders[machine]),
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
 def _exited(m: Machine, name: str) -> bool:

@@ -186,8 +186,9 @@ def rabbitmq_argv() -> list[str]:
     return [str(RABBITMQ_BIN / "rabbitmq-server")]
 
 
-def rabbitmqctl_argv(machine: str, *args: str) -> list[str]:
-    return [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", node_name(machine), *args]
+def rabbitmqctl_argv(machine: str, *args: str, tool: str = "rabbitmqctl") -> list[str]:
+    """``rabbitmqctl`` (or another of the CLI tools: rabbitmq-queues, ...) against a node."""
+    return [str(RABBITMQ_BIN / tool), "-n", node_name(machine), *args]
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> Path:
