@@ -12,6 +12,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
+from facility.broker_link import BrokerLink
 from facility.db import migrate, registry
 from facility.db.active_lock import ActiveLock, LockTiming
 from facility.db.connect import connect_sync
@@ -84,9 +85,10 @@ async def run_ingest(
                                     batch_rows=batch_rows, batch_ms=batch_ms)
     catalog, layout = await asyncio.to_thread(_prepare_database, database_url, site,
                                               opts.storage)
+    broker = None if opts.standby is None else BrokerLink(mqtt_url, opts.standby.broker_grace_s)
     serve = functools.partial(_serve, site, mqtt_url, catalog, layout, opts, ready=ready,
                               client_id=client_id, counters=counters,
-                              metrics_started=metrics_started)
+                              metrics_started=metrics_started, broker=broker)
     stopping = stopping if stopping is not None else Stopping()
     if opts.standby is None:
         await serve(stopping, database_url)
@@ -94,7 +96,7 @@ async def run_ingest(
     # the registry and the layout are prepared once; each term (each time this process
     # becomes active) resumes the session
     name = client_id or client_id_for(site.id, opts.share_group, opts.instance)
-    await ActiveLock(database_url, name, opts.standby).run(serve, stopping)
+    await ActiveLock(database_url, name, opts.standby, broker).run(serve, stopping)
 
 
 async def _serve(
@@ -102,7 +104,7 @@ async def _serve(
     opts: IngestOptions, stopping: Stopping, database_url: str, *,
     ready: asyncio.Event | None,
     client_id: str | None, counters: Counters | None,
-    metrics_started: asyncio.Event | None,
+    metrics_started: asyncio.Event | None, broker: BrokerLink | None,
 ) -> None:
     log.info("ingest for site %s: %d devices, %d points registered", site.id,
              len(catalog.device_ids), len(catalog.point_ids))
@@ -122,6 +124,8 @@ async def _serve(
         mqtt_url, client_id or client_id_for(site.id, opts.share_group, opts.instance),
         subscriptions(site.id, opts.share_group), protocol=opts.mqtt_protocol,
         receive_maximum=opts.receive_maximum)
+    if broker is not None:  # the active lock hands over if this stays down too long
+        broker.follow(session.subscribed.is_set)
     consumer = Consumer(session, writer, assembler, counters, batch_rows=opts.batch_rows,
                         batch_ms=opts.batch_ms)
     labels = {"site": site.id, "client_id": session.client_id}

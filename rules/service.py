@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from facility.broker_link import BrokerLink
 from facility.db import migrate
 from facility.db.active_lock import ActiveLock, LockTiming
 from facility.db.connect import connect, connect_sync
@@ -100,10 +101,11 @@ async def run_rules(
         return
     # the work above is done once; a term (each time this process becomes active) loads
     # the rule state and resumes the session
-    lock = ActiveLock(database_url, prepared.client_id, standby)
+    broker = BrokerLink(mqtt_url, standby.broker_grace_s)
+    lock = ActiveLock(database_url, prepared.client_id, standby, broker)
     if on_lock is not None:
         on_lock(lock)
-    await lock.run(functools.partial(_serve, prepared), stopping)
+    await lock.run(functools.partial(_serve, prepared, broker=broker), stopping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +129,10 @@ class _Prepared:
     metrics_started: Callable[[int], None] | None
 
 
-async def _serve(p: _Prepared, stopping: Stopping, database_url: str) -> None:
-    """Load the rule state, subscribe and serve until ``stopping``."""
+async def _serve(p: _Prepared, stopping: Stopping, database_url: str, *,
+                 broker: BrokerLink | None = None) -> None:
+    """Load the rule state, subscribe and serve until ``stopping``; ``broker`` (active /
+    standby) follows the receiving session."""
     site, mqtt_url, part = p.site, p.mqtt_url, p.part
     procedures, plan, engine, device_ids = p.procedures, p.plan, p.engine, p.device_ids
     mqtt_protocol, client_id, ready, tick_s = p.mqtt_protocol, p.client_id, p.ready, p.tick_s
@@ -144,6 +148,8 @@ async def _serve(p: _Prepared, stopping: Stopping, database_url: str) -> None:
             mqtt_url, client_id, part.subscriptions(),
             protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20,
             backoff_max_s=RECONNECT_MAX_S)
+        if broker is not None:  # the active lock hands over if this stays down too long
+            broker.follow(session.subscribed.is_set)
         publisher_id = f"rules-{site.id}-pub-{uuid.uuid4().hex[:8]}"
         async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol,
                               reconnect_max_s=int(RECONNECT_MAX_S)) as client:
@@ -167,8 +173,10 @@ async def _serve(p: _Prepared, stopping: Stopping, database_url: str) -> None:
                                     asyncio.get_running_loop().time())
             if on_service is not None:
                 on_service(svc)
-            # however long it takes: the client logs why it is refused and retries
-            await client.connected.wait()
+            # however long it takes: the client logs why it is refused and retries (until
+            # the stop signal: a term handing over for want of a broker ends here)
+            if await stopping.until(client.connected):
+                return
             metrics = None
             if metrics_port is not None:
                 labels = {"site": site.id, "client_id": session.client_id}

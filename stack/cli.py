@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from facility.config_errors import ConfigError
-from facility.db.active_lock import LockTiming
+from facility.db.active_lock import DEFAULT_BROKER_GRACE_S, LockTiming
 from facility.runner import StoppedBeforeStart, run_service, setup_logging, stop_before_start
 from facility.settings import CommonSettings, check_mqtt_endpoint
 from facility.stopping import Stopping
@@ -42,13 +42,20 @@ def _standby(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lock-poll-s", type=float, default=0.5, metavar="S",
                    help="with --standby: how often a standby tries the lock and the active "
                         "checks it (0.5)")
+    p.add_argument("--broker-grace-s", type=float, default=DEFAULT_BROKER_GRACE_S,
+                   metavar="S",
+                   help="with --standby: an active instance with no MQTT broker connection "
+                        "this long hands over to a standby, then stands aside at least as "
+                        "long and until a broker node answers; keep it above a broker node "
+                        "failover (15)")
 
 
 def lock_timing(args: argparse.Namespace) -> LockTiming | None:
     """The --standby options; None without --standby (ValueError for bad intervals)."""
     if not args.standby:
         return None
-    return LockTiming(poll_s=args.lock_poll_s, check_s=args.lock_poll_s)
+    return LockTiming(poll_s=args.lock_poll_s, check_s=args.lock_poll_s,
+                      broker_grace_s=args.broker_grace_s)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,14 @@ moment the lock is in doubt. So the broker's session is consumed by one instance
   ``check_timeout_s``) before the server releases its lock, so it has stopped before
   another starts.
 
+An active instance that reaches the database but no broker node hands over too (given a
+``BrokerLink``, ``facility.broker_link``): once its receiving session has had no connection
+for ``broker_grace_s`` (longer than a broker node's failover, so that one does not move the
+active role), its term ends the same way, the lock is released, and the instance stands
+aside for ``broker_grace_s`` and then until a broker node accepts a TCP connection again,
+before it tries the lock (taking it back at once would win the race against the standby
+that can reach the broker).
+
 The broker's client-id takeover is the second fence: should two ever connect, the broker
 hands the session to the newer connection and drops the older one. A term's state (rule
 timers, sequence tracking) is loaded from the database when the term starts."""
@@ -35,16 +43,20 @@ import os
 import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from facility.broker_link import BrokerLink
 from facility.db.connect import connect, hosts
 from facility.stopping import Stopping, within
 
 log = logging.getLogger(__name__)
 Term = Callable[[Stopping, str], Coroutine[Any, Any, None]]  # (stop signal, database URL)
+DEFAULT_BROKER_GRACE_S = 15.0  # above a broker node's failover (about 6 s with RabbitMQ)
+PROBE_S = 2.0  # standing aside after a hand-over: how often the broker's nodes are probed
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +71,17 @@ class LockTiming:
     keepalive_interval_s: int = 1
     keepalive_count: int = 2
     wind_down_s: float = 10.0  # for a term to end by itself once its lock is in doubt
+    # no broker connection this long: hand the active role over (a node failover, ~6 s with
+    # the centre's RabbitMQ, must not move it)
+    broker_grace_s: float = DEFAULT_BROKER_GRACE_S
 
     def __post_init__(self) -> None:
         if min(self.poll_s, self.check_s, self.check_timeout_s) <= 0:
             raise ValueError("lock intervals must be positive")
+        if not self.check_s <= self.broker_grace_s <= 3600:
+            raise ValueError(f"the broker grace ({self.broker_grace_s:g} s) must be within "
+                             f"{self.check_s:g}..3600 s (it is checked every "
+                             f"{self.check_s:g} s)")
         if self.notice_s >= self.server_release_s:
             raise ValueError(f"the active must notice a lost database ({self.notice_s:g} s) "
                              f"before the server releases its lock ({self.server_release_s:g} s)")
@@ -101,78 +120,155 @@ class NotPrimary(OSError):
         super().__init__(f"{host} is a standby, not the primary")
 
 
-class ActiveLock:
-    """The lock ``name`` on ``database_url``; ``run`` runs terms while it is held."""
+class _End(Enum):
+    """How a term ended, hence what the instance does next."""
 
-    def __init__(self, database_url: str, name: str, timing: LockTiming | None = None) -> None:
+    DONE = "done"  # by itself, or at the process's stop: ``run`` returns
+    LOCK = "lock"  # the lock in doubt or the database unreachable: stand by again
+    BROKER = "broker"  # no broker for the grace: stand aside, then stand by again
+
+
+class ActiveLock:
+    """The lock ``name`` on ``database_url``; ``run`` runs terms while it is held. With
+    ``broker`` (followed by the term) a term without a broker connection for
+    ``timing.broker_grace_s`` ends too, and the instance stands aside before standing by."""
+
+    def __init__(self, database_url: str, name: str, timing: LockTiming | None = None,
+                 broker: BrokerLink | None = None) -> None:
         self._url = database_url
         self.name = name
         self.timing = timing or LockTiming()
+        self.broker = broker
         self.terms = 0  # how many times this instance became active
+        self.handovers = 0  # terms ended for want of a broker
         self.active = False
         # the lock connection's application_name: who is active, seen in pg_stat_activity
         self.holder = f"lock {name} pid {os.getpid()} {socket.gethostname()}"
 
     async def run(self, term: Term, stopping: Stopping) -> None:
         """Until ``stopping``: wait for the lock, run ``term(term_stopping, database_url)``
-        while it is held (``term_stopping`` is set when the lock is in doubt or at
-        ``stopping``; ``database_url`` names the server holding the lock first, see
-        ``primary_first``), stand by again. Returns when ``stopping`` is set or a term ends
-        by itself."""
+        while it is held (``term_stopping`` is set when the lock is in doubt, the broker
+        absent or at ``stopping``; ``database_url`` names the server holding the lock first,
+        see ``primary_first``), stand by again. Returns when ``stopping`` is set or a term
+        ends by itself."""
         while not stopping.is_set():
             conn = await self._acquire(stopping)
             if conn is None:
                 return
             try:
-                ended = await self._term(conn, term, stopping)
+                end = await self._term(conn, term, stopping)
             finally:
                 self.active = False
-                await _close(conn)
-            if ended:
+                await _close(conn)  # the lock is released with its connection
+            if end is _End.DONE:
                 return
-            await stopping.sleep(self.timing.poll_s)
+            if end is _End.BROKER:
+                await self._stand_aside(stopping)
+            else:
+                await stopping.sleep(self.timing.poll_s)
 
     async def _term(self, conn: psycopg.AsyncConnection[Any], term: Term,
-                    stopping: Stopping) -> bool:
-        """One active term; whether the instance is done (the term ended by itself or at
-        ``stopping``) rather than back to standing by (the lock was lost, or the term could
-        not reach the database)."""
+                    stopping: Stopping) -> _End:
+        """One active term, and how it ended."""
         self.terms += 1
         self.active = True
         log.info("active for %s (term %d, database %s:%s)", self.name, self.terms,
                  conn.info.host, conn.info.port)
         term_stopping = Stopping()
         url = primary_first(self._url, conn.info.host, conn.info.port)
+        if self.broker is not None:
+            self.broker.forget()  # until the term follows its new session
         body = asyncio.create_task(term(term_stopping, url), name=f"active[{self.name}]")
         watch = asyncio.create_task(self._watch(conn), name=f"lock-watch[{self.name}]")
+        absent = asyncio.create_task(self._watch_broker(), name=f"broker-watch[{self.name}]")
         stop = asyncio.create_task(stopping.wait(), name=f"lock-stop[{self.name}]")
+        tasks = (watch, absent, stop, body)
         try:
-            await asyncio.wait({body, watch, stop}, return_when=asyncio.FIRST_COMPLETED)
-            lost = watch.done() and not body.done()
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            end = self._verdict(body, watch, absent, stopping, term_stopping)
+            # the service winds down by itself; one stuck on a dead database is cancelled
             if not body.done():
-                term_stopping.set(f"lock lost: {watch.result()}" if lost else stopping.reason)
-                if lost:
-                    log.warning("%s: lock connection lost (%s): stopping consumption, "
-                                "standing by", self.name, watch.result())
-                # the service winds down by itself; one stuck on a dead database is cancelled
                 await asyncio.wait({body}, timeout=self.timing.wind_down_s)
             if not body.done():
                 body.cancel()
                 await asyncio.wait({body})
-            if body.cancelled():
-                return not lost
-            exc = body.exception()
-            if isinstance(exc, (psycopg.OperationalError, OSError)):
-                log.warning("%s: the active term ended, database unreachable (%s); standing "
-                            "by", self.name, str(exc).strip() or type(exc).__name__)
-                return stopping.is_set()
-            if exc is not None:
-                raise exc
-            return not lost
+            return self._ended(body, end, stopping)
         finally:
-            for task in (watch, stop, body):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(watch, stop, body, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.broker is not None:
+                self.broker.forget()
+
+    def _verdict(self, body: asyncio.Task[None], watch: asyncio.Task[str],
+                 absent: asyncio.Task[str], stopping: Stopping,
+                 term_stopping: Stopping) -> _End:
+        """Why the term ends (the first of its watchers to fire); the term is told."""
+        if body.done():
+            return _End.DONE
+        if watch.done():
+            log.warning("%s: lock connection lost (%s): stopping consumption, standing by",
+                        self.name, watch.result())
+            term_stopping.set(f"lock lost: {watch.result()}")
+            return _End.LOCK
+        if absent.done():
+            self.handovers += 1
+            log.warning("%s: %s: handing the active role to a standby", self.name,
+                        absent.result())
+            term_stopping.set(absent.result())
+            return _End.BROKER
+        term_stopping.set(stopping.reason)
+        return _End.DONE
+
+    def _ended(self, body: asyncio.Task[None], end: _End, stopping: Stopping) -> _End:
+        """What the finished term means for the instance; a term that failed on anything
+        but the database raises here."""
+        if body.cancelled():
+            return end
+        exc = body.exception()
+        if isinstance(exc, (psycopg.OperationalError, OSError)):
+            log.warning("%s: the active term ended, database unreachable (%s); standing "
+                        "by", self.name, str(exc).strip() or type(exc).__name__)
+            if stopping.is_set():
+                return _End.DONE
+            return _End.BROKER if end is _End.BROKER else _End.LOCK
+        if exc is not None:
+            raise exc
+        return end
+
+    async def _watch_broker(self) -> str:
+        """Returns (the reason) once the term has had no broker connection for the grace;
+        never without a ``BrokerLink``."""
+        if self.broker is None:
+            await asyncio.Event().wait()
+        assert self.broker is not None
+        while True:
+            await asyncio.sleep(self.timing.check_s)
+            if self.broker.lost():
+                break
+        return (f"no MQTT broker reachable for {self.timing.broker_grace_s:g} s "
+                f"({self.broker.describe()})")
+
+    async def _stand_aside(self, stopping: Stopping) -> None:
+        """After a hand-over for want of a broker: wait ``broker_grace_s`` (the standby
+        takes the lock meanwhile), then until a broker node accepts a TCP connection."""
+        assert self.broker is not None
+        if await stopping.sleep(self.timing.broker_grace_s):
+            return
+        said = False
+        while not stopping.is_set():
+            node = await self.broker.reachable()
+            if node is not None:
+                if said:
+                    log.info("%s: MQTT broker %s answers again: standing by for the lock",
+                             self.name, node)
+                return
+            if not said:
+                log.info("%s: still no MQTT broker reachable (%s): not taking the lock until "
+                         "one answers (tried every %g s)", self.name, self.broker.describe(),
+                         PROBE_S)
+                said = True
+            await stopping.sleep(PROBE_S)
 
     async def _acquire(self, stopping: Stopping) -> psycopg.AsyncConnection[Any] | None:
         """A connection holding the lock, or None at ``stopping``."""
