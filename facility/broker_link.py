@@ -20,9 +20,22 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from facility.mqtt_endpoint import MqttEndpoint, MqttUrl
 from facility.stopping import within
+
+
+class Followed(Protocol):
+    """What the link reads of a receiving session (``facility.mqtt_session.MqttSession``)."""
+
+    @property
+    def subscribed(self) -> asyncio.Event:
+        """Set while connected and subscribed."""
+
+    @property
+    def connections(self) -> int:
+        """Connections made so far."""
 
 
 class BrokerAbsence:
@@ -33,18 +46,23 @@ class BrokerAbsence:
             raise ValueError("the broker grace must be positive")
         self.grace_s = grace_s
         self._since: float | None = None  # down since (None: up, or not following)
+        self._connections = 0
 
-    def started(self, now: float) -> None:
-        """The term began connecting: not connected yet, so absent from ``now``."""
+    def started(self, now: float, connections: int = 0) -> None:
+        """The term began connecting: not connected yet, so absent from ``now``;
+        ``connections`` is its session's count of connections so far."""
         self._since = now
+        self._connections = connections
 
-    def observe(self, connected: bool, now: float) -> bool:
-        """The connection's state at ``now``; whether it has been down ``grace_s`` or more
-        without a break (any connection seen up starts the count again)."""
+    def observe(self, connected: bool, connections: int, now: float) -> bool:
+        """The session's state at ``now`` (up or not, and how many connections it has made
+        so far: one made since the last look was up in between, however briefly); whether
+        it has been down ``grace_s`` or more without a break."""
+        was_up, self._connections = connections != self._connections, connections
         if connected:
             self._since = None
             return False
-        if self._since is None:
+        if self._since is None or was_up:
             self._since = now
         return now - self._since >= self.grace_s
 
@@ -58,24 +76,25 @@ class BrokerLink:
         self.grace_s = grace_s
         self._clock = clock
         self._absence = BrokerAbsence(grace_s)
-        self._connected: Callable[[], bool] | None = None
+        self._session: Followed | None = None
 
-    def follow(self, connected: Callable[[], bool]) -> None:
-        """Called by a term as it starts connecting: ``connected()`` says whether its
-        session is up now."""
-        self._connected = connected
-        self._absence.started(self._clock())
+    def follow(self, session: Followed) -> None:
+        """Called by a term as it starts connecting its receiving session."""
+        self._session = session
+        self._absence.started(self._clock(), session.connections)
 
     def forget(self) -> None:
         """The term ended: nothing to follow until the next one."""
-        self._connected = None
+        self._session = None
 
     def lost(self) -> bool:
         """Whether the followed session has been down ``grace_s`` (False while nothing is
         followed: a term still loading its state from the database)."""
-        if self._connected is None:
+        session = self._session
+        if session is None:
             return False
-        return self._absence.observe(self._connected(), self._clock())
+        return self._absence.observe(session.subscribed.is_set(), session.connections,
+                                     self._clock())
 
     def describe(self) -> str:
         urls = self.endpoint.urls

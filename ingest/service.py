@@ -125,7 +125,7 @@ async def _serve(
         subscriptions(site.id, opts.share_group), protocol=opts.mqtt_protocol,
         receive_maximum=opts.receive_maximum)
     if broker is not None:  # the active lock hands over if this stays down too long
-        broker.follow(session.subscribed.is_set)
+        broker.follow(session)
     consumer = Consumer(session, writer, assembler, counters, batch_rows=opts.batch_rows,
                         batch_ms=opts.batch_ms)
     labels = {"site": site.id, "client_id": session.client_id}

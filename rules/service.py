@@ -149,7 +149,7 @@ async def _serve(p: _Prepared, stopping: Stopping, database_url: str, *,
             protocol=mqtt_protocol, receive_maximum=TAKE * 5, max_pending=TAKE * 20,
             backoff_max_s=RECONNECT_MAX_S)
         if broker is not None:  # the active lock hands over if this stays down too long
-            broker.follow(session.subscribed.is_set)
+            broker.follow(session)
         publisher_id = f"rules-{site.id}-pub-{uuid.uuid4().hex[:8]}"
         async with MqttClient(mqtt_url, publisher_id, protocol=mqtt_protocol,
                               reconnect_max_s=int(RECONNECT_MAX_S)) as client:

@@ -265,7 +265,7 @@ class ActiveLock:
                 return
             if not said:
                 log.info("%s: still no MQTT broker reachable (%s): not taking the lock until "
-                         "one answers (tried every %g s)", self.name, self.broker.describe(),
+                         "one answers (probing every %g s)", self.name, self.broker.describe(),
                          PROBE_S)
                 said = True
             await stopping.sleep(PROBE_S)
