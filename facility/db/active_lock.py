@@ -51,6 +51,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from facility.broker_link import BrokerLink
 from facility.db.connect import connect, hosts
+from facility.mqtt_endpoint import MqttUrl
 from facility.stopping import Stopping, within
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,9 @@ class ActiveLock:
             return
         said = False
         while not stopping.is_set():
-            node = await self.broker.reachable()
+            node = await self._probe(stopping)
+            if stopping.is_set():
+                return
             if node is not None:
                 if said:
                     log.info("%s: MQTT broker %s answers again: standing by for the lock",
@@ -269,6 +272,20 @@ class ActiveLock:
                          PROBE_S)
                 said = True
             await stopping.sleep(PROBE_S)
+
+    async def _probe(self, stopping: Stopping) -> MqttUrl | None:
+        """The broker's first node that accepts TCP, or None; given up at ``stopping`` (a
+        probe of silent nodes takes their connect timeouts, longer than a stop may)."""
+        assert self.broker is not None
+        probe = asyncio.ensure_future(self.broker.reachable())
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({probe, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (probe, stop):
+                task.cancel()
+            await asyncio.gather(probe, stop, return_exceptions=True)
+        return None if probe.cancelled() else probe.result()
 
     async def _acquire(self, stopping: Stopping) -> psycopg.AsyncConnection[Any] | None:
         """A connection holding the lock, or None at ``stopping``."""

@@ -7,12 +7,14 @@ the locks after the grace and not before (a blip shorter than the grace keeps th
 raise the entrapment that starts after the cut once, with one work order; the cut-off
 instances say so once, open no MQTT session and do not take the lock, even a free one,
 while cut off; when their links are back they take over again; every message the broker
-acknowledged is stored once."""
+acknowledged is stored once. And a rules instance whose broker never answers hands over
+and stands aside by itself."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -20,7 +22,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from facility.db.active_lock import PROBE_S, LockTiming
+import pytest
+
+from facility.db.active_lock import PROBE_S, ActiveLock, LockTiming
+from facility.ports import free_port
+from facility.stopping import Stopping
+from rules.service import run_rules
 from stack.embedded.broker import Broker
 from tests.integration.link_support import Link
 from tests.integration.stop_support import start, wait_log
@@ -177,3 +184,34 @@ async def test_actives_cut_off_from_the_broker_hand_over_and_stand_aside_until_i
                 after = said[said.index(HANDOVER):]
                 assert after.index("answers again") < after.index("active for") \
                     < after.index("MQTT connected"), after[-3000:]
+
+
+async def test_an_active_that_never_reaches_a_broker_hands_over_and_stands_aside(
+    tmp_path: Path, database_url: str, site_id: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Rules alone, its broker list a port nothing listens on: its term (stuck waiting for
+    its publisher's first connection) ends after the grace, the lock is released, and the
+    instance does not take it back, free as it is, while no node answers; it stops at
+    SIGTERM's signal while standing aside."""
+    caplog.set_level(logging.INFO, logger="facility.db.active_lock")
+    site = make_site(tmp_path, site_id)
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"
+    locks: list[ActiveLock] = []
+    stopping = Stopping()
+    task = asyncio.create_task(run_rules(
+        site, database_url, nowhere, procedures_dir=PROCEDURES, stopping=stopping,
+        standby=LockTiming(poll_s=POLL_S, check_s=POLL_S, broker_grace_s=1.0),
+        on_lock=locks.append))
+    try:
+        async with asyncio.timeout(60):
+            while "still no MQTT broker reachable" not in caplog.text:
+                assert not task.done(), task
+                await asyncio.sleep(0.05)
+        [lock] = locks
+        assert (lock.terms, lock.handovers, lock.active) == (1, 1, False)
+        assert await holder(database_url, f"rules-{site_id}") is None
+        assert caplog.text.count("no MQTT broker reachable for 1 s") == 1
+    finally:
+        stopping.set("the test is over")
+        async with asyncio.timeout(30):
+            await task
