@@ -163,9 +163,7 @@ async def test_actives_cut_off_from_the_broker_hand_over_and_stand_aside_until_i
                 await eventually(database_url, "SELECT 1 FROM alarms WHERE NOT active",
                                  timeout_s=60)
             finally:
-                sending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sending
+                await pub.stop(sending)
             acked = pub.acked
             stored = await eventually(
                 database_url, "SELECT count(DISTINCT t.time) FROM telemetry t JOIN points p "
