@@ -3,8 +3,9 @@
 ``python -m tests.integration.link_support PORT TARGET_PORT`` listens on 127.0.0.1:PORT and
 relays every connection to 127.0.0.1:TARGET_PORT. ``Link.cut`` SIGKILLs it (every relayed
 connection ends, new ones are refused: the broker is out of that client's reach, as when
-its machine is cut off from the brokers, and no other client notices); ``Link.restore``
-starts a new relay on the same port."""
+its machine is cut off from the brokers, and no other client notices); ``Link.freeze``
+SIGSTOPs it (silence: the client notices by its keepalive); ``Link.restore`` starts a new
+relay on the same port."""
 
 from __future__ import annotations
 
@@ -49,6 +50,12 @@ class Link:
         poll(lambda: READY in self.log.read_text(errors="replace") or proc.poll() is not None,
              30, f"the relay on {self.port}", interval_s=0.05)
         assert proc.poll() is None, self.log.read_text(errors="replace")
+
+    def freeze(self) -> None:
+        """SIGSTOP the relay: its connections go silent and a new one is accepted by the
+        kernel but never answered (a link that drops everything, no reset)."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(signal.SIGSTOP)
 
     def cut(self) -> None:
         """SIGKILL the relay: the hard way, nothing said to either side."""

@@ -29,6 +29,7 @@ from facility.ports import free_port
 from facility.stopping import Stopping
 from rules.service import run_rules
 from stack.embedded.broker import Broker
+from tests.integration.chain_support import poll
 from tests.integration.link_support import Link
 from tests.integration.stop_support import start, wait_log
 from tests.integration.test_active_standby import (
@@ -57,10 +58,11 @@ SERVICES = ("ingest", "rules")
 
 
 @contextlib.contextmanager
-def links(tmp_path: Path, broker: Broker) -> Iterator[dict[str, Link]]:
+def links(tmp_path: Path, broker: Broker, services: tuple[str, ...] = SERVICES
+          ) -> Iterator[dict[str, Link]]:
     made: dict[str, Link] = {}
     try:
-        for service in SERVICES:
+        for service in services:
             for n in (1, 2):
                 link = Link(broker.port, tmp_path / f"link-{service}-{n}.log")
                 made[f"{service}-{n}"] = link
@@ -73,14 +75,16 @@ def links(tmp_path: Path, broker: Broker) -> Iterator[dict[str, Link]]:
 
 @contextlib.asynccontextmanager
 async def instances(tmp_path: Path, site_path: Path, env: dict[str, str],
-                    through: dict[str, Link]) -> AsyncIterator[dict[str, list[Instance]]]:
+                    through: dict[str, Link], services: tuple[str, ...] = SERVICES
+                    ) -> AsyncIterator[dict[str, list[Instance]]]:
     standby = ["--standby", "--lock-poll-s", str(POLL_S), "--broker-grace-s", str(GRACE_S)]
     argv = {"rules": ["rules", "--site", str(site_path), "--procedures", str(PROCEDURES),
                       *standby],
             "ingest": ["ingest", "--site", str(site_path), "--batch-ms", "50", *standby]}
-    running: dict[str, list[Instance]] = {service: [] for service in SERVICES}
+    running: dict[str, list[Instance]] = {service: [] for service in services}
     try:
-        for service, args in argv.items():
+        for service in services:
+            args = argv[service]
             for n in (1, 2):
                 name = f"{service}-{n}"
                 log = tmp_path / f"{name}.log"
@@ -213,3 +217,55 @@ async def test_an_active_that_never_reaches_a_broker_hands_over_and_stands_aside
         stopping.set("the test is over")
         async with asyncio.timeout(30):
             await task
+
+
+async def test_an_active_ingest_behind_a_silent_link_hands_over_after_its_keepalive(
+    tmp_path: Path, database_url: str, broker: Broker, mqtt_url: str, site_id: str,
+) -> None:
+    """The active's link goes silent (SIGSTOP of its relay: no reset; a new connection is
+    accepted by the kernel and never answered). Its session notices by keepalive (1 s: after
+    1.5-2 s), the grace runs from there; the standby takes over. The silent link answers the
+    TCP probe, so once it has stood aside the old active waits for the lock as a standby, and
+    does not get it while the other holds it. Every acknowledged message is stored once."""
+    site = make_site(tmp_path, site_id)
+    lift = f"{site_id}-lift"
+    lock = f"ingest-{site_id}"
+    keepalive_s = 1
+    env = os.environ | {"FACILITY_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT),
+                        "FACILITY_MQTT_KEEPALIVE_S": str(keepalive_s),
+                        "FACILITY_MQTT_CONNECT_TIMEOUT_S": "1"}
+    with links(tmp_path, broker, ("ingest",)) as through:
+        async with instances(tmp_path, site.path, env, through, ("ingest",)) as running, \
+                publisher(mqtt_url, "5") as client:
+            old = by_pid(running["ingest"], await until_held(database_url, lock))
+            wait_log(old.proc, old.log, "ingest subscribed", 60)
+            pub = Publisher(client, site_id, lift)
+            sending = asyncio.create_task(pub.run())
+            try:
+                await eventually(database_url, "SELECT 1 FROM latest_values", timeout_s=30)
+                frozen_at = time.monotonic()
+                through[old.name].freeze()
+                new = by_pid(running["ingest"],
+                             await until_held(database_url, lock, not_by=old.proc.pid))
+                took_over_s = time.monotonic() - frozen_at
+                print(f"ingest: standby active {took_over_s:.1f} s after the link froze")
+                assert GRACE_S + 1.5 * keepalive_s <= took_over_s <= (
+                    2 * keepalive_s + GRACE_S + TIMING.check_s + TIMING.wind_down_s
+                    + 2 * POLL_S)
+                wait_log(new.proc, new.log, "ingest subscribed", 60)
+
+                def waiting_again() -> bool:
+                    said = text(old)
+                    return "another instance is active" in said[said.index(HANDOVER):]
+
+                poll(waiting_again, 30, "the old active standing by", interval_s=0.1)
+                assert await holder(database_url, lock) == new.proc.pid
+            finally:
+                await pub.stop(sending)
+            acked = pub.acked
+            stored = await eventually(
+                database_url, "SELECT count(DISTINCT t.time) FROM telemetry t JOIN points p "
+                "ON p.id = t.point_id JOIN devices d ON d.id = p.device_id WHERE d.name = %s",
+                lift, check=lambda rows: rows[0][0] >= len(acked), timeout_s=60)
+            assert stored[0][0] == len(acked)
+            assert text(old).count(HANDOVER) == 1
