@@ -7,8 +7,9 @@ the locks after the grace and not before (a blip shorter than the grace keeps th
 raise the entrapment that starts after the cut once, with one work order; the cut-off
 instances say so once, open no MQTT session and do not take the lock, even a free one,
 while cut off; when their links are back they take over again; every message the broker
-acknowledged is stored once. And a rules instance whose broker never answers hands over
-and stands aside by itself."""
+acknowledged is stored once. Also: a link gone silent (noticed by keepalive), a blip
+shorter than the grace (the active stays), and a rules instance whose broker never answers
+(it hands over and stands aside by itself)."""
 
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ def links(tmp_path: Path, broker: Broker, services: tuple[str, ...] = SERVICES
 
 @contextlib.asynccontextmanager
 async def instances(tmp_path: Path, site_path: Path, env: dict[str, str],
-                    through: dict[str, Link], services: tuple[str, ...] = SERVICES
-                    ) -> AsyncIterator[dict[str, list[Instance]]]:
-    standby = ["--standby", "--lock-poll-s", str(POLL_S), "--broker-grace-s", str(GRACE_S)]
+                    through: dict[str, Link], services: tuple[str, ...] = SERVICES,
+                    grace_s: float = GRACE_S) -> AsyncIterator[dict[str, list[Instance]]]:
+    standby = ["--standby", "--lock-poll-s", str(POLL_S), "--broker-grace-s", str(grace_s)]
     argv = {"rules": ["rules", "--site", str(site_path), "--procedures", str(PROCEDURES),
                       *standby],
             "ingest": ["ingest", "--site", str(site_path), "--batch-ms", "50", *standby]}
@@ -184,7 +185,7 @@ async def test_actives_cut_off_from_the_broker_hand_over_and_stand_aside_until_i
                 # no MQTT session opened while standing aside: the next connection is
                 # after the broker answered again and the lock was taken
                 after = said[said.index(HANDOVER):]
-                assert after.index("answers again") < after.index("active for") \
+                assert after.index("answers again") < after.index(": active for") \
                     < after.index("MQTT connected"), after[-3000:]
 
 
@@ -269,3 +270,27 @@ async def test_an_active_ingest_behind_a_silent_link_hands_over_after_its_keepal
                 lift, check=lambda rows: rows[0][0] >= len(acked), timeout_s=60)
             assert stored[0][0] == len(acked)
             assert text(old).count(HANDOVER) == 1
+
+
+async def test_a_broker_blip_shorter_than_the_grace_keeps_the_active(
+    tmp_path: Path, database_url: str, broker: Broker, site_id: str,
+) -> None:
+    """As a broker node's failover: the active's link is cut and back at once (a new relay);
+    its session reconnects within the grace (10 s here), so it stays active, says nothing of
+    handing over, and the standby keeps standing by."""
+    site = make_site(tmp_path, site_id)
+    lock = f"ingest-{site_id}"
+    env = os.environ | {"FACILITY_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    with links(tmp_path, broker, ("ingest",)) as through:
+        async with instances(tmp_path, site.path, env, through, ("ingest",),
+                             grace_s=10.0) as running:
+            active = by_pid(running["ingest"], await until_held(database_url, lock))
+            wait_log(active.proc, active.log, "ingest subscribed", 60)
+            through[active.name].cut()
+            wait_log(active.proc, active.log, "connection refused", 30)
+            through[active.name].restore()
+            wait_log(active.proc, active.log, " back after ", 30)
+            assert await holder(database_url, lock) == active.proc.pid
+            assert "no MQTT broker reachable" not in text(active)
+            [standby] = [i for i in running["ingest"] if i is not active]
+            assert ": active for" not in text(standby)
