@@ -145,6 +145,10 @@ async def test_standbys_take_over_from_killed_actives_losing_and_doubling_nothin
             pid = await until_held(database_url, lock)
             active[service] = by_pid(running[service], pid)
             wait_log(active[service].proc, active[service].log, f"{service} subscribed", 60)
+            # the other instance has tried the lock and stands by (on a loaded machine its
+            # first try could otherwise come after the kill, and it would never have stood by)
+            [standby] = [i for i in running[service] if i is not active[service]]
+            wait_log(standby.proc, standby.log, "standing by", 60)
         pub = Publisher(client, site_id, lift)
         sending = asyncio.create_task(pub.run())
         try:
