@@ -225,7 +225,7 @@ class Engine:
             d = rule.defn
             device = None if d.input == "gateway_status" else key[0]
             acts.insert(0, UpdateAlarm(key[0], device, d.id, d.alarm_type, _message(d, detail),
-                                       {**detail, "message_en": d.message_en}, now))
+                                       _english(d, detail), now))
         return st, acts
 
     def _fire(
@@ -248,7 +248,7 @@ class Engine:
             gateway = source if device is None else self._devices[source].gateway
             acts: list[Action] = [
                 RaiseAlarm(source, device, gateway, d.id, d.alarm_type, d.priority, d.procedure,
-                           _message(d, st.detail), {**st.detail, "message_en": d.message_en}, now,
+                           _message(d, st.detail), _english(d, st.detail), now,
                            self._groups.parent_of(source, d.id, lookup)),
                 SaveRuleState(source, d.id, st, now),
             ]
@@ -308,7 +308,7 @@ def _rise(key: RuleKey, d: RuleDef, st: RuleState, now: datetime
     st = replace(st, detail={**st.detail, **_chatter_detail(d, st, now)})
     device = None if d.input == "gateway_status" else key[0]
     return st, [UpdateAlarm(key[0], device, d.id, d.alarm_type, _message(d, st.detail),
-                            {**st.detail, "message_en": d.message_en}, now),
+                            _english(d, st.detail), now),
                 SaveRuleState(key[0], d.id, st, now)]
 
 
@@ -327,13 +327,22 @@ def _holds(cond: Condition | None, ctx: Context) -> bool:
         return False
 
 
-def _message(d: RuleDef, detail: Mapping[str, Any]) -> str:
+def _message(d: RuleDef, detail: Mapping[str, Any], *, english: bool = False) -> str:
+    """The alarm's text: the rule's message, the points it names (with their flags) and,
+    while it chatters, how often it came."""
     flags = detail.get("flags") or {}
     points = [f"{p}: {flags[p]}" if flags.get(p) else p for p in detail.get("points", [])]
-    text = d.message + (f" ({', '.join(points)})" if points else "")
+    text = (d.message_en if english else d.message) + (f" ({', '.join(points)})" if points else "")
     if detail.get("chattering"):
-        text += f" [间歇报警: {detail.get('occurrences', 0)} 次]"
+        n = detail.get("occurrences", 0)
+        text += f" [intermittent: {n} times]" if english else f" [间歇报警: {n} 次]"
     return text
+
+
+def _english(d: RuleDef, detail: Mapping[str, Any]) -> dict[str, Any]:
+    """The detail with the English text beside it ("" for a rule without an English
+    message: the pages show the Chinese one)."""
+    return {**detail, "message_en": _message(d, detail, english=True) if d.message_en else ""}
 
 
 def _detail(rule: _Rule, ctx: Context) -> dict[str, Any]:

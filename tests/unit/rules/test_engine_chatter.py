@@ -80,6 +80,7 @@ def test_the_third_occurrence_within_the_window_raises_one_chattering_alarm(
     assert alarm.at == at(20)  # at the third rise, not after an on-delay that never passed
     assert alarm.detail["chattering"] is True and alarm.detail["occurrences"] == 3
     assert "间歇" in alarm.message and alarm.procedure == "fire_system_fault"
+    assert "[intermittent: " in alarm.detail["message_en"]
     assert of(actions, ClearAlarm) == []  # held while it keeps chattering
     st = state.get(("a-firepanel", "fire_trouble"))
     assert st.active and st.chattering

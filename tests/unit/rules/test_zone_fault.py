@@ -162,6 +162,7 @@ def test_a_zone_reported_bad_raises_after_the_on_delay_naming_the_zone_and_flags
     assert alarm.detail["flags"] == {"zone_1_alarm": "fault,open-loop"}
     assert alarm.message.endswith("(zone_1_alarm: fault,open-loop)")
     assert alarm.detail["message_en"].startswith("Fire system trouble")
+    assert alarm.detail["message_en"].endswith("(zone_1_alarm: fault,open-loop)")  # both tongues
     assert alarm.suppressed_by is None
 
 
