@@ -126,6 +126,16 @@ class Publisher:
             await running
 
 
+async def every_acknowledged_stored(database_url: str, device: str, acked: list[datetime]) -> None:
+    """Every message the broker acknowledged is stored: as many distinct timestamps as
+    acknowledgements (the table's key keeps a point's time once)."""
+    stored = await eventually(
+        database_url, "SELECT count(DISTINCT t.time) FROM telemetry t JOIN points p "
+        "ON p.id = t.point_id JOIN devices d ON d.id = p.device_id WHERE d.name = %s",
+        device, check=lambda rows: rows[0][0] >= len(acked), timeout_s=60)
+    assert stored[0][0] == len(acked)
+
+
 def by_pid(instances: list[Instance], pid: int) -> Instance:
     [inst] = [i for i in instances if i.proc.pid == pid]
     return inst
@@ -185,11 +195,7 @@ async def test_standbys_take_over_from_killed_actives_losing_and_doubling_nothin
         finally:
             await pub.stop(sending)
         acked = pub.acked
-        stored = await eventually(
-            database_url, "SELECT count(DISTINCT t.time) FROM telemetry t JOIN points p "
-            "ON p.id = t.point_id JOIN devices d ON d.id = p.device_id WHERE d.name = %s",
-            lift, check=lambda rows: rows[0][0] >= len(acked), timeout_s=60)
-        assert stored[0][0] == len(acked)
+        await every_acknowledged_stored(database_url, lift, acked)
         kinds = await query(database_url, "SELECT kind, count(*) FROM events GROUP BY kind")
         counted = dict(kinds)
         assert counted.get("alarm.raised") == 1, counted

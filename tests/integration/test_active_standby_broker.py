@@ -37,6 +37,7 @@ from tests.integration.test_active_standby import (
     Instance,
     Publisher,
     by_pid,
+    every_acknowledged_stored,
     holder,
     until_held,
 )
@@ -170,11 +171,7 @@ async def test_actives_cut_off_from_the_broker_hand_over_and_stand_aside_until_i
             finally:
                 await pub.stop(sending)
             acked = pub.acked
-            stored = await eventually(
-                database_url, "SELECT count(DISTINCT t.time) FROM telemetry t JOIN points p "
-                "ON p.id = t.point_id JOIN devices d ON d.id = p.device_id WHERE d.name = %s",
-                lift, check=lambda rows: rows[0][0] >= len(acked), timeout_s=60)
-            assert stored[0][0] == len(acked)
+            await every_acknowledged_stored(database_url, lift, acked)
             counted = dict(await query(database_url,
                                        "SELECT kind, count(*) FROM events GROUP BY kind"))
             assert counted.get("alarm.raised") == 1, counted
@@ -264,11 +261,7 @@ async def test_an_active_ingest_behind_a_silent_link_hands_over_after_its_keepal
             finally:
                 await pub.stop(sending)
             acked = pub.acked
-            stored = await eventually(
-                database_url, "SELECT count(DISTINCT t.time) FROM telemetry t JOIN points p "
-                "ON p.id = t.point_id JOIN devices d ON d.id = p.device_id WHERE d.name = %s",
-                lift, check=lambda rows: rows[0][0] >= len(acked), timeout_s=60)
-            assert stored[0][0] == len(acked)
+            await every_acknowledged_stored(database_url, lift, acked)
             assert text(old).count(HANDOVER) == 1
 
 
