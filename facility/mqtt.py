@@ -20,12 +20,13 @@ the broker is away."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import sys
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -42,6 +43,7 @@ from facility.mqtt_endpoint import (
     refused_login,
 )
 from facility.mqtt_endpoint import Will as Will  # re-exported: the gateway's last word
+from facility.mqtt_message import Message as Message  # re-exported
 from facility.mqtt_nodes import NodeCycle
 
 log = logging.getLogger(__name__)
@@ -49,21 +51,6 @@ log = logging.getLogger(__name__)
 
 class MqttError(RuntimeError):
     pass
-
-
-@dataclass(slots=True)
-class Message:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    mid: int
-    _client: MqttClient | None = field(default=None, repr=False)
-
-    def ack(self) -> None:
-        """Acknowledge a QoS 1 message (manual-ack clients only; a no-op otherwise)."""
-        if self._client is not None and self.qos > 0:
-            self._client.ack(self.mid, self.qos)
 
 
 class MqttClient:
@@ -252,6 +239,18 @@ class MqttClient:
     @property
     def inflight(self) -> int:
         return len(self._pending)
+
+    def move_on(self, reason: str) -> bool:
+        """Leave a node that holds the connection but has stopped acknowledging (a cluster's
+        node stuck while the queues of a lost node move): the connection is dropped and
+        paho's reconnect goes to the next node. Several nodes only; False if nothing was."""
+        sock = self._client.socket() if self.nodes.several and self.connected.is_set() else None
+        if not isinstance(sock, socket.socket):
+            return False
+        log.warning("MQTT node %s: %s; moving on to the next node", self.nodes.describe(), reason)
+        with contextlib.suppress(OSError):  # the plain socket's: paho's thread owns the TLS
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        return True
 
     async def messages(self) -> AsyncIterator[Message]:
         while True:

@@ -146,6 +146,10 @@ class BufferConfig(_Strict):
         default=2000.0, gt=0, description="queued messages replayed per second at most, "
                                           "beside the live ones")
     puback_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    node_stall_s: float = Field(
+        default=5.0, gt=0, le=600,
+        description="with several broker nodes: a node that acknowledges nothing this long "
+                    "(publishes waiting) is left for the next one")
 
 
 class GatewayConfig(_Strict):

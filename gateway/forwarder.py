@@ -9,9 +9,12 @@ ticks are counted, instead of growing memory); otherwise it spools the message
 (``gateway.spool``). When the connection drops, or a PUBACK does
 not come within ``puback_timeout_s``, the live messages still awaiting theirs are spooled
 too (paho may also resend them: delivery is at-least-once, consumers de-duplicate by device
-and seq, or by (point, time)). ``epoch`` counts the connections: the publisher sends each
-device's first report of a new connection as a full snapshot, so the consumers' live view
-is whole again at once.
+and seq, or by (point, time)). With several broker nodes, a node that holds the connection
+but acknowledges nothing for ``node_stall_s`` while publishes (live or replayed) wait is left
+for the next one (``MqttClient.move_on``): a cluster's node can stay stuck for tens of
+seconds on the queues of a node that died, while another answers. ``epoch`` counts the
+connections: the publisher sends each device's first report of a new connection as a full
+snapshot, so the consumers' live view is whole again at once.
 
 The replayer publishes the queue while connected, beside the live traffic but at a bounded
 share of the link: at most ``replay_window`` messages in flight (and a tenth of a second's
@@ -50,13 +53,18 @@ class Forwarder:
         self, mqtt: MqttClient, store: MessageStore, counters: GatewayCounters, *,
         puback_timeout_s: float = 10.0, max_inflight: int = 500, flush_interval_s: float = 0.05,
         replay_window: int = 100, replay_rate_per_s: float = 2000.0,
-        max_memory: int = 50_000,
+        max_memory: int = 50_000, node_stall_s: float = 5.0,
     ) -> None:
         self._mqtt = mqtt
         self._spool = Spool(store, counters, flush_interval_s=flush_interval_s,
                             max_memory=max_memory)
         self._counters = counters
         self._puback_timeout_s = puback_timeout_s
+        self._node_stall_s = node_stall_s
+        # the last sign of the node's progress (a PUBACK, a connection, a first publish after
+        # none were waiting), and the replayed publishes waiting for their PUBACK
+        self._progress_at = 0.0
+        self._replay_waiting = 0
         self._max_inflight = max_inflight
         # a batch holds a tenth of a second's worth (at least one): the pace stays smooth
         self._replay_window = max(1, min(replay_window, int(replay_rate_per_s / 10)))
@@ -159,10 +167,20 @@ class Forwarder:
                 waiter.set_result(None)
 
     def _publish_live(self, message: Outgoing) -> None:
+        self._note_sending()
         fut = self._mqtt.publish_nowait(message.topic, message.payload, qos=1,
                                         retain=message.retain)
         self._live[fut] = (message, asyncio.get_running_loop().time())
         fut.add_done_callback(self._acked)
+
+    def _note_sending(self) -> None:
+        """A publish goes out: the node's silence counts from now if none were waiting."""
+        if not self._live and not self._replay_waiting:
+            self._progress_at = asyncio.get_running_loop().time()
+
+    def _note_acked(self, fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._progress_at = asyncio.get_running_loop().time()
 
     def _acked(self, fut: asyncio.Future[None]) -> None:
         entry = self._live.pop(fut, None)
@@ -172,6 +190,7 @@ class Forwarder:
             return
         exc = fut.exception()
         if exc is None:
+            self._note_acked(fut)
             if entry is not None:  # else it was spooled meanwhile and counts when replayed
                 self._counters.published += 1
             return
@@ -181,14 +200,21 @@ class Forwarder:
             self._queue(entry[0])
 
     def _check_pubacks(self) -> None:
-        """Spool the live messages when the link is down or the oldest PUBACK is late."""
+        """Leave a node that acknowledges nothing; spool the live messages when the link is
+        down or the oldest PUBACK is late."""
+        now = asyncio.get_running_loop().time()
+        waiting = bool(self._live) or self._replay_waiting > 0
+        silent_s = now - self._progress_at
+        if waiting and silent_s > self._node_stall_s and self._mqtt.connected.is_set() \
+                and self._mqtt.move_on(f"no PUBACK for {silent_s:.1f} s"):
+            self._progress_at = now  # one move per silence
         if not self._live:
             return
         if not self._mqtt.connected.is_set():
             self._divert_live()
             return
         _msg, sent_at = next(iter(self._live.values()))
-        if asyncio.get_running_loop().time() - sent_at > self._puback_timeout_s:
+        if now - sent_at > self._puback_timeout_s:
             log.warning("no PUBACK within %.0f s; queueing on disk", self._puback_timeout_s)
             self._divert_live()
 
@@ -239,10 +265,23 @@ class Forwarder:
                 await asyncio.sleep(pace_s)
 
     async def _publish_replay(self, messages: list[Outgoing]) -> list[bool]:
+        self._note_sending()
         futs = [self._mqtt.publish_nowait(m.topic, replay_payload(m), qos=1, retain=m.retain)
                 for m in messages]
-        await asyncio.wait(futs, timeout=self._puback_timeout_s)
+        self._replay_waiting += len(futs)
+        for fut in futs:
+            fut.add_done_callback(self._replay_acked)
+        try:
+            await asyncio.wait(futs, timeout=self._puback_timeout_s)
+        finally:  # those still waiting are no longer this batch's
+            self._replay_waiting -= sum(1 for f in futs if not f.done())
+            for fut in futs:
+                fut.remove_done_callback(self._replay_acked)
         return [f.done() and not f.cancelled() and f.exception() is None for f in futs]
+
+    def _replay_acked(self, fut: asyncio.Future[None]) -> None:
+        self._replay_waiting -= 1
+        self._note_acked(fut)
 
     async def _replay(self, rows: list[Stored]) -> bool:
         """Publish rows, delete the acknowledged ones; False if any was not."""
@@ -268,6 +307,7 @@ class Forwarder:
             connected = self._mqtt.connected.is_set()
             if connected and not was_connected:
                 self.epoch += 1
+                self._progress_at = asyncio.get_running_loop().time()  # a new node's start
             was_connected = connected
             self._check_pubacks()
             await asyncio.sleep(WATCH_INTERVAL_S)

@@ -99,7 +99,8 @@ async def run_gateway(
         store = await asyncio.to_thread(MessageStore, buffer_path(site, gw, state_dir),
                                         gw.buffer.max_messages, gw.buffer.max_bytes)
         forwarder = Forwarder(mqtt, store, counters, puback_timeout_s=gw.buffer.puback_timeout_s,
-                              replay_rate_per_s=gw.buffer.replay_rate_per_s)
+                              replay_rate_per_s=gw.buffer.replay_rate_per_s,
+                              node_stall_s=gw.buffer.node_stall_s)
         await mqtt.start()
         stack.push_async_callback(mqtt.close)
         stack.push_async_callback(forwarder.close)

@@ -227,3 +227,36 @@ def _session(box: list[Message]) -> str:
         if m.topic.endswith("/telemetry"):
             return str(json.loads(m.payload)["session"])
     return ""
+
+
+async def test_gateway_leaves_a_node_that_stops_acknowledging_before_its_keepalive(
+    tmp_path: Path, brokers: list[Broker], watchers: list[list[Message]], site_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A node that keeps the connection but acknowledges nothing (a cluster's node stuck on
+    the queues of a node that died; here a SIGSTOPped mosquitto, with a keepalive of 60 s so
+    that the keepalive cannot be what moves the gateway): after ``node_stall_s`` (1 s here)
+    without a PUBACK while publishes wait, the gateway moves to the next node and its
+    telemetry carries on there, long before 1.5 keepalives (90 s)."""
+    port = free_port()
+    site = write_site(tmp_path, site_id, (
+        f"      - {{id: lift, type: elevator, profile: elevator, poll_interval_s: 0.1,"
+        f" timeout_s: 0.5, address: {{protocol: modbus, port: {port}}}}}\n"
+    ), report_period_s=0.3, gateway_options=", buffer: {node_stall_s: 1}")
+    slow_keepalive = replace(endpoint(brokers[:2]), keepalive_s=60)
+    counters = GatewayCounters()
+    async with ModbusDeviceServer(site.devices["lift"], ELEVATOR) as server:
+        changer = asyncio.create_task(keep_changing(server))
+        gateway = asyncio.create_task(run_gateway(
+            site, "gw-t", slow_keepalive, counters=counters, state_dir=tmp_path / "state"))
+        try:
+            await until(lambda: len(seqs(watchers[0], _session(watchers[0]))) >= 10)
+            session = _session(watchers[0])
+            pause(brokers[0])
+            await until(lambda: len(seqs(watchers[1], session)) >= 20, 30)
+        finally:
+            gateway.cancel()
+            changer.cancel()
+            await asyncio.gather(gateway, changer, return_exceptions=True)
+    moves = [r.getMessage() for r in caplog.records if "moving on to the next node" in r.message]
+    assert len(moves) == 1 and "no PUBACK for" in moves[0], moves
