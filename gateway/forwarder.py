@@ -61,10 +61,9 @@ class Forwarder:
         self._counters = counters
         self._puback_timeout_s = puback_timeout_s
         self._node_stall_s = node_stall_s
-        # the last sign of the node's progress (a PUBACK, a connection, a first publish after
-        # none were waiting), and the replayed publishes waiting for their PUBACK
+        # the last sign of the node's progress: a PUBACK, a connection, a first publish after
+        # none were waiting (the client's in-flight count, live and replayed alike)
         self._progress_at = 0.0
-        self._replay_waiting = 0
         self._max_inflight = max_inflight
         # a batch holds a tenth of a second's worth (at least one): the pace stays smooth
         self._replay_window = max(1, min(replay_window, int(replay_rate_per_s / 10)))
@@ -175,7 +174,7 @@ class Forwarder:
 
     def _note_sending(self) -> None:
         """A publish goes out: the node's silence counts from now if none were waiting."""
-        if not self._live and not self._replay_waiting:
+        if not self._mqtt.inflight:
             self._progress_at = asyncio.get_running_loop().time()
 
     def _note_acked(self, fut: asyncio.Future[None]) -> None:
@@ -203,9 +202,8 @@ class Forwarder:
         """Leave a node that acknowledges nothing; spool the live messages when the link is
         down or the oldest PUBACK is late."""
         now = asyncio.get_running_loop().time()
-        waiting = bool(self._live) or self._replay_waiting > 0
         silent_s = now - self._progress_at
-        if waiting and silent_s > self._node_stall_s and self._mqtt.connected.is_set() \
+        if self._mqtt.inflight and silent_s > self._node_stall_s \
                 and self._mqtt.move_on(f"no PUBACK for {silent_s:.1f} s"):
             self._progress_at = now  # one move per silence
         if not self._live:
@@ -268,20 +266,10 @@ class Forwarder:
         self._note_sending()
         futs = [self._mqtt.publish_nowait(m.topic, replay_payload(m), qos=1, retain=m.retain)
                 for m in messages]
-        self._replay_waiting += len(futs)
         for fut in futs:
-            fut.add_done_callback(self._replay_acked)
-        try:
-            await asyncio.wait(futs, timeout=self._puback_timeout_s)
-        finally:  # those still waiting are no longer this batch's
-            self._replay_waiting -= sum(1 for f in futs if not f.done())
-            for fut in futs:
-                fut.remove_done_callback(self._replay_acked)
+            fut.add_done_callback(self._note_acked)
+        await asyncio.wait(futs, timeout=self._puback_timeout_s)
         return [f.done() and not f.cancelled() and f.exception() is None for f in futs]
-
-    def _replay_acked(self, fut: asyncio.Future[None]) -> None:
-        self._replay_waiting -= 1
-        self._note_acked(fut)
 
     async def _replay(self, rows: list[Stored]) -> bool:
         """Publish rows, delete the acknowledged ones; False if any was not."""
