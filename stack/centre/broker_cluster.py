@@ -149,6 +149,16 @@ class BrokerCluster:
                 raise BrokerClusterError(f"quorum-critical after {timeout_s:.0f} s: {why}")
             time.sleep(1.0)
 
+    def diagnosis(self, lines: int = 15) -> str:
+        """The last ``lines`` lines of every node's log: what a start that timed out says."""
+        name = "rabbitmq" if self.engine == "rabbitmq" else "nats"
+        out = []
+        for m in self.spec.machines:
+            path = self.centre.machine(m).log_path(name)
+            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            out.append(f"--- {name} on {m}:\n" + "\n".join(text))
+        return "\n".join(out)
+
     def rabbitmqctl(self, machine: str, *args: str, timeout_s: float = 60) -> str:
         """Run ``rabbitmqctl -n rabbit@<machine> ...`` inside the machine (RabbitMQ only)."""
         r = self._rabbit(machine, "rabbitmqctl", *args, timeout_s=timeout_s)
@@ -194,18 +204,21 @@ def start_broker(centre: Centre, work_dir: Path, *, engine: Engine, sites: Seque
     cluster = BrokerCluster(centre, description, secrets_, work_dir, {
         m: description.machine_dir(m) / engine for m in cluster_machines(description)})
     machines = cluster_machines(description)
-    if engine == "rabbitmq":  # the first node forms the cluster, the others join it
-        cluster.start_node(machines[0])
-        cluster.wait_ready(machines[0], timeout_s)
-        rest = machines[1:]
-    else:
-        rest = machines
-    for m in rest:
-        cluster.start_node(m)
-    for m in rest:
-        cluster.wait_ready(m, timeout_s)
-    if engine == "rabbitmq":
-        cluster.rabbitmqctl(machines[0], "await_online_nodes", str(len(machines)))
+    try:
+        if engine == "rabbitmq":
+            # the first node forms the cluster, the others join it one at a time: two
+            # blank nodes joining at once can wait on each other's Mnesia tables (10 x 30 s)
+            for m in machines:
+                cluster.start_node(m)
+                cluster.wait_ready(m, timeout_s)
+            cluster.rabbitmqctl(machines[0], "await_online_nodes", str(len(machines)))
+        else:
+            for m in machines:
+                cluster.start_node(m)
+            for m in machines:
+                cluster.wait_ready(m, timeout_s)
+    except BrokerClusterError as e:
+        raise BrokerClusterError(f"{e}\n{cluster.diagnosis()}") from None
     log.info("%s cluster serving MQTT on %s", engine, cluster.url())
     return cluster
 

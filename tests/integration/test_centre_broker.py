@@ -135,12 +135,15 @@ async def check_permissions(broker: BrokerCluster, site: Site) -> list[bytes]:
         await sub.close()
 
 
+# start (three nodes one after the other), a kill, a restart, a partition: ~60 s, twice that
+# loaded; a node that does not start says why (every node's log) before this ends the test
+@pytest.mark.timeout(300)
 def test_nothing_acknowledged_is_lost_when_the_subscribers_node_dies_or_is_cut_off(
     centre: Centre, tmp_path: Path,
 ) -> None:
     site = load_site(ROOT / "sites" / "demo.yaml")
     broker = start_broker(centre, tmp_path / "broker", engine="rabbitmq", sites=[site],
-                          machines=BROKERS)
+                          machines=BROKERS, timeout_s=60)
     # the clients' sockets live in m4's namespace: the loop runs in a thread that entered it
     assert centre.machine("m4").call(lambda: asyncio.run(check_permissions(broker, site))) \
         == [b"own"]
