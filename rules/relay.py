@@ -11,11 +11,14 @@ the PUBACKs and the watermark's update republishes at most that batch, under the
 ids, so a consumer that keeps the last event id it saw drops the repeat. One relay per site
 is active at a time (a session-level advisory lock; the rules processes of a partitioned site
 take over from each other). ``wake`` lets a writer in the same process skip the poll
-interval."""
+interval. At a stop (the relay cancelled) the batch in hand gets ``stop_finish_s`` to be
+acknowledged and its watermark recorded, so that a restart or a hand-over does not publish
+it again; past that it is left to the next relay, which publishes it again."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from typing import Any
@@ -35,13 +38,14 @@ BATCH = 500
 POLL_S = 0.25  # how often the table is read when nobody in this process woke the relay
 LEADER_RETRY_S = 0.5  # a dead relay's lock goes with its connection (keepalives: seconds)
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 2.0
+STOP_FINISH_S = 2.0  # for the batch in hand at a stop (within the runner's 10 s)
 
 
 class OutboxRelay:
     def __init__(
         self, database_url: str, site_id: str, client: MqttClient, *,
         published: Counter[str] | None = None, poll_s: float = POLL_S,
-        puback_timeout_s: float = 10.0,
+        puback_timeout_s: float = 10.0, stop_finish_s: float = STOP_FINISH_S,
     ) -> None:
         self._url = database_url
         self._site = site_id
@@ -50,6 +54,7 @@ class OutboxRelay:
         self.published = published if published is not None else Counter()
         self._poll_s = poll_s
         self._puback_timeout_s = puback_timeout_s
+        self._stop_finish_s = stop_finish_s
         self._wake = asyncio.Event()
         self.watermark = 0
 
@@ -102,9 +107,40 @@ class OutboxRelay:
             if last == self.watermark:
                 await self._idle()
                 continue
-            await self._publish(rows)
-            await set_relay_watermark(conn, self._site, last)
-            self.watermark = last
+            sending = asyncio.create_task(self._send(conn, rows, last),
+                                          name=f"relay[{self._site}].batch")
+            try:
+                await asyncio.shield(sending)  # a cancel must not cut the batch in two
+            except asyncio.CancelledError:
+                await self._finish_on_stop(sending, len(rows))
+                raise
+
+    async def _send(self, conn: psycopg.AsyncConnection[Any],
+                    rows: list[tuple[int, dict[str, Any]]], last: int) -> None:
+        await self._publish(rows)
+        await set_relay_watermark(conn, self._site, last)
+        self.watermark = last
+
+    async def _finish_on_stop(self, sending: asyncio.Task[None], events: int) -> None:
+        """The relay is cancelled with a batch in hand: give it ``stop_finish_s`` to be
+        acknowledged and recorded (the connection stays open until then), whatever further
+        cancellations come meanwhile (a wind-down repeats them); then leave it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._stop_finish_s
+        while not sending.done() and loop.time() < deadline:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({sending}, timeout=deadline - loop.time())
+        if sending.done() and not sending.cancelled() and sending.exception() is None:
+            return
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({sending}, timeout=1.0)
+        why = (str(sending.exception()).strip() if sending.done() and not sending.cancelled()
+               and sending.exception() is not None else
+               f"not acknowledged by the broker in {self._stop_finish_s:g} s")
+        log.warning("event relay of site %s stopped with %d events in hand (%s): the next "
+                    "relay publishes them again, under the same event ids", self._site,
+                    events, why)
 
     async def _idle(self) -> None:
         try:
