@@ -98,7 +98,7 @@ class BrokerCluster:
 
     def wait_ready(self, machine: str, timeout_s: float = 120.0, *, since: int = 0) -> None:
         m = self.centre.machine(machine)
-        name = "rabbitmq" if self.engine == "rabbitmq" else "nats"
+        name = self.engine  # the node's process, and its log, are named after the engine
         line = READY_LINE if self.engine == "rabbitmq" else NATS_READY_LINE
         path = m.log_path(name)
         deadline = time.monotonic() + timeout_s
@@ -116,9 +116,7 @@ class BrokerCluster:
     def restart(self, machine: str, timeout_s: float = 120.0) -> None:
         """Start the node of a revived machine again and wait until it serves and the cluster
         is whole again (``wait_whole``)."""
-        m = self.centre.machine(machine)
-        name = "rabbitmq" if self.engine == "rabbitmq" else "nats"
-        path = m.log_path(name)
+        path = self.centre.machine(machine).log_path(self.engine)
         since = path.stat().st_size if path.exists() else 0
         self.start_node(machine)
         self.wait_ready(machine, timeout_s, since=since)
@@ -151,12 +149,11 @@ class BrokerCluster:
 
     def diagnosis(self, lines: int = 15) -> str:
         """The last ``lines`` lines of every node's log: what a start that timed out says."""
-        name = "rabbitmq" if self.engine == "rabbitmq" else "nats"
         out = []
         for m in self.spec.machines:
-            path = self.centre.machine(m).log_path(name)
+            path = self.centre.machine(m).log_path(self.engine)
             text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
-            out.append(f"--- {name} on {m}:\n" + "\n".join(text))
+            out.append(f"--- {self.engine} on {m}:\n" + "\n".join(text))
         return "\n".join(out)
 
     def rabbitmqctl(self, machine: str, *args: str, timeout_s: float = 60) -> str:

@@ -23,6 +23,7 @@ from facility import topics
 from facility.messages import AlarmEvent
 from facility.mqtt import MqttClient
 from rules.relay import OutboxRelay
+from stack.embedded.broker import Broker
 from tests.integration.stop_support import pause, private_broker, resume
 
 
@@ -52,17 +53,16 @@ async def until(check: Callable[[], bool], what: str, timeout_s: float = 15) -> 
 
 
 async def relay_with_one_in_hand(
-    database_url: str, site_id: str, client: MqttClient, broker_pause: Callable[[], None],
-    stop_finish_s: float,
+    database_url: str, site_id: str, client: MqttClient, broker: Broker, stop_finish_s: float,
 ) -> tuple[asyncio.Task[None], int, int]:
     """A running relay that published a first event (acknowledged, recorded) and then a
-    second one the paused broker has not acknowledged; the task and both event ids."""
+    second one ``broker``, paused meanwhile, has not acknowledged; the task and both ids."""
     relay = OutboxRelay(database_url, site_id, client, poll_s=0.05,
                         stop_finish_s=stop_finish_s)
     task = asyncio.create_task(relay.run())
     first = await record(database_url, site_id, "first")
     await until(lambda: relay.watermark == first, "the first event relayed")
-    broker_pause()
+    pause(broker)
     second = await record(database_url, site_id, "second")
     relay.wake()
     await until(lambda: client.inflight > 0, "the second event published, unacknowledged")
@@ -77,7 +77,7 @@ async def test_a_stop_finishes_the_batch_in_hand_once_the_broker_acknowledges_it
         async with MqttClient(broker.url, f"relay-{uuid.uuid4().hex[:6]}") as client:
             await client.wait_connected(10)
             task, _first, second = await relay_with_one_in_hand(
-                database_url, site_id, client, lambda: pause(broker), stop_finish_s=10)
+                database_url, site_id, client, broker, stop_finish_s=10)
             task.cancel()
             await asyncio.sleep(0.5)  # the broker answers half a second into the stop
             assert not task.done()  # still finishing: the PUBACK has not come
@@ -96,7 +96,7 @@ async def test_a_broker_silent_past_the_bound_leaves_the_batch_to_the_next_relay
         async with MqttClient(broker.url, f"relay-{uuid.uuid4().hex[:6]}") as client:
             await client.wait_connected(10)
             task, first, second = await relay_with_one_in_hand(
-                database_url, site_id, client, lambda: pause(broker), stop_finish_s=0.5)
+                database_url, site_id, client, broker, stop_finish_s=0.5)
             task.cancel()
             done, _ = await asyncio.wait({task}, timeout=30)
             assert done and task.cancelled()  # it ended with the broker still silent
